@@ -1,0 +1,1 @@
+"""PyTorch utilities: persistence, statistics, distributed helpers and fused ops."""

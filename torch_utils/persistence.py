@@ -1,0 +1,262 @@
+"""Pickling of network classes together with the source code that defines them.
+
+`@persistent_class` makes instances pickle as a reduce tuple
+`(_reconstruct_persistent_obj, (meta,), None)`, where `meta` records the full text of the defining module,
+the class name and the instance state (see ../shared/spec/compat.md §2 for the exact layout, which the
+official EG3D snapshots use and which we write unchanged).
+
+Unpickling differs from the original on purpose: by default a record is mapped onto this repository's
+class of the same name (found by comparing the classes the embedded module defines with ours), so
+loading never executes text from the file. Executing the embedded source, which pickles from other
+forks need, is an explicit opt-in: `with allow_embedded_code(): ...` or `legacy.load_network_pkl(...,
+trust_embedded_code=True)`.
+"""
+
+import ast
+import contextlib
+import copy
+import importlib
+import inspect
+import pickle
+import sys
+import threading
+import types
+import uuid
+
+import dnnlib
+
+_VERSION = 6                    # Format version written into every record; the official snapshots use 6.
+_decorators = set()             # Every class produced by persistent_class().
+_import_hooks = []              # Callables meta -> meta applied before a record is resolved.
+_module_to_src = dict()         # module -> source text (shared str object, so pickle memoizes it once).
+_src_to_module = dict()         # source text -> module built from it (embedded-code path only).
+_state = threading.local()      # .allow_exec: whether embedded source may be executed in this thread.
+
+# Modules whose persistent classes may stand in for records of official pickles.
+KNOWN_MODULES = (
+    'training.triplane',
+    'training.networks_stylegan2',
+    'training.networks_stylegan3',
+    'training.superresolution',
+    'training.dual_discriminator',
+    'training.augment',
+)
+
+
+class EmbeddedCodeError(pickle.UnpicklingError):
+    """A record cannot be mapped onto this repository's classes, and executing its source is not allowed."""
+
+
+# ----------------------------------------------------------------------------
+
+
+def persistent_class(orig_class):
+    """Class decorator: instances remember their constructor arguments and pickle with their module's source."""
+    assert isinstance(orig_class, type)
+    if is_persistent(orig_class):
+        return orig_class
+
+    assert orig_class.__module__ in sys.modules
+    orig_module = sys.modules[orig_class.__module__]
+    orig_module_src = _module_source(orig_module)
+
+    class Decorator(orig_class):
+        _orig_module_src = orig_module_src
+        _orig_class_name = orig_class.__name__
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self._init_args = copy.deepcopy(args)
+            self._init_kwargs = copy.deepcopy(kwargs)
+            assert orig_class.__name__ in orig_module.__dict__
+            _check_pickleable(self.__reduce__())
+
+        @property
+        def init_args(self):
+            return copy.deepcopy(self._init_args)
+
+        @property
+        def init_kwargs(self):
+            return dnnlib.EasyDict(copy.deepcopy(self._init_kwargs))
+
+        def __reduce__(self):
+            fields = list(super().__reduce__())
+            fields += [None] * max(3 - len(fields), 0)
+            if fields[0] is not _reconstruct_persistent_obj:
+                meta = dict(type='class', version=_VERSION, module_src=self._orig_module_src,
+                            class_name=self._orig_class_name, state=fields[2])
+                fields[0] = _reconstruct_persistent_obj
+                fields[1] = (meta,)
+                fields[2] = None
+            return tuple(fields)
+
+    Decorator.__name__ = orig_class.__name__
+    Decorator.__qualname__ = orig_class.__qualname__
+    Decorator.__module__ = orig_class.__module__
+    Decorator.__doc__ = orig_class.__doc__
+    _decorators.add(Decorator)
+    return Decorator
+
+
+def is_persistent(obj) -> bool:
+    """True for a persistent class or an instance of one."""
+    try:
+        if obj in _decorators:
+            return True
+    except TypeError:
+        pass
+    return type(obj) in _decorators
+
+
+def import_hook(hook):
+    """Register hook(meta) -> meta, called on every record before it is resolved (e.g. to patch old sources)."""
+    assert callable(hook)
+    _import_hooks.append(hook)
+    return hook
+
+
+@contextlib.contextmanager
+def allow_embedded_code(allow: bool = True):
+    """Within this context, records that match none of our classes are rebuilt by executing their source."""
+    previous = getattr(_state, 'allow_exec', False)
+    _state.allow_exec = allow
+    try:
+        yield
+    finally:
+        _state.allow_exec = previous
+
+
+# ----------------------------------------------------------------------------
+# Unpickling.
+
+
+def _reconstruct_persistent_obj(meta):
+    """Rebuild an object from its record. Named in every pickle: its name and signature must not change."""
+    meta = _prepare_meta(meta)
+    cls = resolve_record_class(meta)
+    obj = cls.__new__(cls)
+    setstate = getattr(obj, '__setstate__', None)
+    if callable(setstate):
+        setstate(meta.state)
+    else:
+        obj.__dict__.update(meta.state)
+    return obj
+
+
+def _prepare_meta(meta):
+    meta = dnnlib.EasyDict(meta)
+    meta.state = dnnlib.EasyDict(meta.state)
+    for hook in _import_hooks:
+        meta = hook(meta)
+        assert meta is not None
+    if meta.get('type') != 'class':
+        raise pickle.UnpicklingError(f'unsupported persistent record type {meta.get("type")!r}')
+    if meta.get('version') != _VERSION:
+        raise pickle.UnpicklingError(f'unsupported persistent record version {meta.get("version")!r} '
+                                     f'(expected {_VERSION})')
+    return meta
+
+
+def resolve_record_class(meta):
+    """The persistent class a record stands for: ours if one matches, else (opt-in only) the embedded one."""
+    module = match_known_module(meta.module_src, meta.class_name)
+    if module is not None:
+        return persistent_class(module.__dict__[meta.class_name])
+    if not getattr(_state, 'allow_exec', False):
+        defined = sorted(_top_level_class_names(meta.module_src))
+        raise EmbeddedCodeError(
+            f'the pickle defines class "{meta.class_name}" in embedded source that matches none of this '
+            f'repository\'s modules (it defines {", ".join(defined[:6])}{", ..." if len(defined) > 6 else ""}); '
+            f'loading it would execute that code: if you trust the file, pass trust_embedded_code=True to '
+            f'legacy.load_network_pkl() or --trust-embedded-code to the command-line tools')
+    module = _module_from_source(meta.module_src)
+    return persistent_class(module.__dict__[meta.class_name])
+
+
+def match_known_module(module_src: str, class_name: str):
+    """Our module that best matches the set of classes an embedded source defines, or None.
+
+    Class names alone are ambiguous (networks_stylegan2 and networks_stylegan3 share several), so the
+    whole set of top-level class names decides. The source is parsed, never executed.
+    """
+    embedded = _top_level_class_names(module_src)
+    if class_name not in embedded:
+        return None
+    best, best_score = None, 0.0
+    for name in KNOWN_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        ours = _top_level_class_names(_module_source(module))
+        if class_name not in ours or not is_persistent(module.__dict__.get(class_name)):
+            continue
+        score = len(ours & embedded) / len(ours | embedded)
+        if score > best_score:
+            best, best_score = module, score
+    # Require a clear majority of shared classes so a foreign module with one familiar name is not matched.
+    return best if best_score >= 0.5 else None
+
+
+_class_names_cache = dict()
+
+
+def _top_level_class_names(src: str) -> frozenset:
+    names = _class_names_cache.get(src)
+    if names is None:
+        try:
+            tree = ast.parse(src)
+        except SyntaxError:
+            tree = ast.Module(body=[], type_ignores=[])
+        names = frozenset(node.name for node in tree.body if isinstance(node, ast.ClassDef))
+        _class_names_cache[src] = names
+    return names
+
+
+def _module_from_source(src: str) -> types.ModuleType:
+    module = _src_to_module.get(src)
+    if module is None:
+        name = f'_imported_module_{uuid.uuid4().hex}'
+        module = types.ModuleType(name)
+        sys.modules[name] = module
+        _module_to_src[module] = src
+        _src_to_module[src] = module
+        exec(src, module.__dict__)  # noqa: S102 -- only reached with allow_embedded_code().
+    return module
+
+
+def _module_source(module: types.ModuleType) -> str:
+    src = _module_to_src.get(module)
+    if src is None:
+        src = inspect.getsource(module)
+        _module_to_src[module] = src
+        _src_to_module[src] = module
+    return src
+
+
+# ----------------------------------------------------------------------------
+
+
+def _check_pickleable(obj) -> None:
+    """Fail at construction time, not at snapshot time, if a persistent object holds something unpicklable."""
+    def walk(value):
+        if isinstance(value, (type(None), bool, int, float, complex, str, bytes, bytearray)):
+            return
+        if isinstance(value, (list, tuple, set, frozenset)):
+            for item in value:
+                walk(item)
+            return
+        if isinstance(value, dict):
+            for key, item in value.items():
+                walk(key)
+                walk(item)
+            return
+        if is_persistent(value) or type(value).__module__.split('.')[0] in ('torch', 'numpy'):
+            return  # Tensors, parameters, arrays and dtypes pickle fine; persistent objects check themselves.
+        if value is _reconstruct_persistent_obj:
+            return
+        try:
+            pickle.dumps(value)
+        except Exception as err:
+            raise TypeError(f'persistent object holds an unpicklable value of type {type(value).__name__}: {err}')
+    walk(obj)
