@@ -1,0 +1,95 @@
+"""Camera pose samplers and intrinsics helpers.
+
+Poses are 4x4 cam2world matrices with OpenCV camera axes (+x right, +y down, +z forward) in a
+world frame with +y up. Cameras sit on a sphere and are parameterised by a yaw-like angle
+`horizontal` (pi/2 = on the +z axis, larger values move toward +x) and a pitch-like `vertical`
+in (0, pi) (pi/2 = equator, smaller values raise the camera; the height is linear in it).
+"""
+
+import math
+
+import torch
+
+from training.volumetric_rendering import math_utils
+
+#----------------------------------------------------------------------------
+
+def _orbit_origins(horizontal, vertical, radius):
+    """Camera centres [B,3] on a sphere of the given radius around the world origin."""
+    vertical = torch.clamp(vertical, 1e-5, math.pi - 1e-5)
+    phi = torch.arccos(1 - 2 * (vertical / math.pi))
+    theta = math.pi - horizontal
+    x = radius * torch.sin(phi) * torch.cos(theta)
+    y = radius * torch.cos(phi)
+    z = radius * torch.sin(phi) * torch.sin(theta)
+    return torch.cat([x, y, z], dim=-1)
+
+def _look_at(origins, lookat_position):
+    return create_cam2world_matrix(math_utils.normalize_vecs(lookat_position - origins), origins)
+
+#----------------------------------------------------------------------------
+
+class GaussianCameraPoseSampler:
+    """Yaw and pitch drawn from normal distributions; the camera looks at the world origin."""
+
+    @staticmethod
+    def sample(horizontal_mean, vertical_mean, horizontal_stddev=0, vertical_stddev=0, radius=1, batch_size=1, device='cpu'):
+        # Both draws always happen (even for zero stddev) so the global RNG advances predictably.
+        h = torch.randn((batch_size, 1), device=device) * horizontal_stddev + horizontal_mean
+        v = torch.randn((batch_size, 1), device=device) * vertical_stddev + vertical_mean
+        origins = _orbit_origins(h, v, radius)
+        return _look_at(origins, torch.zeros_like(origins))
+
+#----------------------------------------------------------------------------
+
+class LookAtPoseSampler:
+    """Like GaussianCameraPoseSampler, but the camera looks at `lookat_position` (a [3] tensor)."""
+
+    @staticmethod
+    def sample(horizontal_mean, vertical_mean, lookat_position, horizontal_stddev=0, vertical_stddev=0, radius=1, batch_size=1, device='cpu'):
+        h = torch.randn((batch_size, 1), device=device) * horizontal_stddev + horizontal_mean
+        v = torch.randn((batch_size, 1), device=device) * vertical_stddev + vertical_mean
+        origins = _orbit_origins(h, v, radius)
+        return _look_at(origins, lookat_position)
+
+#----------------------------------------------------------------------------
+
+class UniformCameraPoseSampler:
+    """Yaw and pitch drawn uniformly from mean +- stddev; the camera looks at the world origin."""
+
+    @staticmethod
+    def sample(horizontal_mean, vertical_mean, horizontal_stddev=0, vertical_stddev=0, radius=1, batch_size=1, device='cpu'):
+        h = (torch.rand((batch_size, 1), device=device) * 2 - 1) * horizontal_stddev + horizontal_mean
+        v = (torch.rand((batch_size, 1), device=device) * 2 - 1) * vertical_stddev + vertical_mean
+        origins = _orbit_origins(h, v, radius)
+        return _look_at(origins, torch.zeros_like(origins))
+
+#----------------------------------------------------------------------------
+
+def create_cam2world_matrix(forward_vector, origin):
+    """forward_vector [B,3] (viewing direction), origin [B,3] (camera centre) -> cam2world [B,4,4].
+
+    The camera's x axis is horizontal (world +y is the reference up), so image up is world up.
+    """
+    forward = math_utils.normalize_vecs(forward_vector)
+    world_up = torch.tensor([0, 1, 0], dtype=torch.float32, device=origin.device).expand_as(forward)
+    right = -math_utils.normalize_vecs(torch.linalg.cross(world_up, forward, dim=-1))
+    up = math_utils.normalize_vecs(torch.linalg.cross(forward, right, dim=-1))
+
+    cam2world = torch.eye(4, device=origin.device).repeat(forward.shape[0], 1, 1)
+    cam2world[:, :3, :3] = torch.stack([right, up, forward], dim=-1)
+    cam2world[:, :3, 3] = origin
+    return cam2world
+
+#----------------------------------------------------------------------------
+
+def FOV_to_intrinsics(fov_degrees, device='cpu'):
+    """Normalized intrinsics [3,3] for a square image with the given vertical field of view.
+
+    The focal factor uses the truncated constants 3.14159 and 1.414 (instead of pi and sqrt(2)),
+    as the official code does; released cameras and labels were made with it, so keep it.
+    """
+    focal = float(1 / (math.tan(fov_degrees * 3.14159 / 360) * 1.414))
+    return torch.tensor([[focal, 0, 0.5], [0, focal, 0.5], [0, 0, 1]], device=device)
+
+#----------------------------------------------------------------------------

@@ -1,0 +1,74 @@
+"""Build FFHQ_512.zip, EG3D's FFHQ dataset (512x512 crops, originals + mirrors, camera labels).
+
+    python runme.py        (run inside dataset_preprocessing/ffhq)
+
+Starts from realign1500/: the FFHQ in-the-wild images re-aligned with the FFHQ landmark alignment,
+quad enlarged 1.8x, 1500x1500 output, named <index:05d>.png (or in <thousands:05d>/ subfolders, which
+are flattened). Producing realign1500/ needs the FFHQ in-the-wild images (about 1 TB, NVlabs/ffhq-dataset)
+and the re-alignment of EG3D's FFHQ download script; this re-implementation does not reproduce it.
+Then: cropping_params.json -> crop_images.py -> mirror_dataset.py -> published dataset.json ->
+dataset_tool.py. Downloads use gdown; crops need Deep3DFaceRecon_pytorch's code (face_tools.py).
+Steps whose output exists are skipped; a failing step stops the script.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from face_tools import list_images, require_deep3d  # noqa: E402
+from mirror_dataset import fail  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CROPPING_PARAMS_ID = '1KdVf2lIepGECRaANGhfuR7mDpJ5nfb9K'
+LABELS_ID = '14mzYD1DxUjh7BGgeWKgXtLHWwvr-he1Z'
+
+def run(cmd):
+    print('Running:', ' '.join(cmd))
+    if subprocess.run(cmd).returncode != 0:
+        fail(f'step failed: {" ".join(cmd)}')
+
+def gdown_fetch(file_id, path):
+    if os.path.isfile(path):
+        return
+    import gdown
+    if gdown.download(id=file_id, output=path, quiet=False) is None:
+        fail(f'download of {path} failed; fetch Google Drive file {file_id} by hand and put it there')
+
+def flatten(folder):
+    """Move <folder>/<5 digits>/<name>.png up into <folder>/."""
+    for sub in sorted(os.listdir(folder)):
+        path = os.path.join(folder, sub)
+        if os.path.isdir(path) and sub.isdigit() and len(sub) == 5:
+            for fname in os.listdir(path):
+                shutil.move(os.path.join(path, fname), os.path.join(folder, fname))
+            os.rmdir(path)
+
+def main():
+    os.chdir(HERE)
+    if not os.path.isdir('realign1500'):
+        fail(f'{os.path.join(HERE, "realign1500")}: missing; see the docstring of runme.py for how it is made')
+    if os.path.exists('FFHQ_512.zip'):
+        fail(f'{os.path.join(HERE, "FFHQ_512.zip")}: already exists')
+    require_deep3d()
+    try:
+        import gdown  # noqa: F401
+    except ImportError:
+        fail('the published cropping parameters and labels are downloaded with gdown: pip install gdown')
+
+    flatten('realign1500')
+    if not list_images('realign1500'):
+        fail('realign1500: no images found')
+    gdown_fetch(CROPPING_PARAMS_ID, os.path.join('realign1500', 'cropping_params.json'))
+    py = sys.executable
+    if not os.path.isdir('final_crops'):
+        run([py, 'crop_images.py', '--indir=realign1500', '--outdir=final_crops.incomplete'])
+        os.rename('final_crops.incomplete', 'final_crops')
+    if not os.path.isfile(os.path.join('final_crops', 'dataset.json')):
+        run([py, os.path.join('..', 'mirror_dataset.py'), '--source=final_crops'])
+        gdown_fetch(LABELS_ID, os.path.join('final_crops', 'dataset.json'))
+    run([py, os.path.join('..', '..', 'dataset_tool.py'), '--source=final_crops', '--dest=FFHQ_512.zip', '--resolution=512x512'])
+
+if __name__ == '__main__':
+    main()

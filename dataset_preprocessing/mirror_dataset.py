@@ -1,0 +1,154 @@
+"""Add a left-right mirrored copy of every image of a dataset folder, with the matching mirrored camera.
+
+    python mirror_dataset.py --source=final_crops [--dest=DIR] [--max_images=N]
+
+With <source>/dataset.json, each labelled image <stem><ext> gets <stem>_mirror<ext> and a label whose
+cam2world is reflected in the plane x = 0 (flip_yaw); the new dataset.json lists the originals and the
+mirrors. Without dataset.json every top-level .png/.jpg/.jpeg file is mirrored and no labels are written.
+EG3D trains with --mirror=0 on such datasets, because the loader's x-flip keeps the unmirrored camera.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+import PIL.Image
+
+IMAGE_EXTS = ('.png', '.jpg', '.jpeg')
+
+#----------------------------------------------------------------------------
+# Helpers shared by the preprocessing scripts (they import this file).
+
+def fail(msg):
+    print(f'Error: {msg}', file=sys.stderr)
+    sys.exit(1)
+
+def flip_yaw(pose):
+    """Mirror a 4x4 cam2world matrix left-right: P' = S P S with S = diag(-1, 1, 1, 1)."""
+    pose = np.asarray(pose, dtype=np.float64).reshape(4, 4)
+    flip = np.diag([-1.0, 1.0, 1.0, 1.0])
+    return flip @ pose @ flip
+
+def flip_intrinsics(intrinsics):
+    """Normalised intrinsics of the mirrored image: principal point x -> 1 - x and the skew changes sign.
+    (Fix: the original keeps the intrinsics unchanged, which is the same for the usual cx = 0.5.)"""
+    intrinsics = np.array(intrinsics, dtype=np.float64).reshape(3, 3)
+    intrinsics[0, 1] = -intrinsics[0, 1]
+    intrinsics[0, 2] = 1.0 - intrinsics[0, 2]
+    return intrinsics
+
+def mirror_label(label):
+    """25-number EG3D label of the mirrored image."""
+    if not (isinstance(label, list) and len(label) == 25):
+        raise ValueError('expected a 25-number camera label')
+    return flip_yaw(label[:16]).flatten().tolist() + flip_intrinsics(label[16:]).flatten().tolist()
+
+def mirror_name(name):
+    """'a/b.png' -> 'a/b_mirror.png'. (Fix: the original splits at the first '.', so names with more dots broke.)"""
+    stem, ext = os.path.splitext(name)
+    return f'{stem}_mirror{ext}'
+
+def save_image(img, path, compress_level=0):
+    """Save a PIL image under a temporary name, then rename it into place."""
+    os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+    fmt = PIL.Image.registered_extensions().get(os.path.splitext(path)[1].lower())
+    tmp = f'{path}.incomplete-{os.getpid()}'
+    try:
+        if fmt == 'PNG':
+            img.save(tmp, format=fmt, compress_level=compress_level)
+        else:
+            img.save(tmp, format=fmt)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+def write_json(obj, path, **dump_kwargs):
+    """Write JSON under a temporary name, then rename it into place."""
+    tmp = f'{path}.incomplete-{os.getpid()}'
+    with open(tmp, 'w') as f:
+        json.dump(obj, f, **dump_kwargs)
+    os.replace(tmp, path)
+
+def same_folder(a, b):
+    return os.path.realpath(a) == os.path.realpath(b)
+
+def read_json(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        fail(f'{path}: no such file')
+    except ValueError as exc:
+        fail(f'{path}: malformed JSON ({exc})')
+
+def open_image(path):
+    try:
+        img = PIL.Image.open(path)
+        img.load()
+        return img
+    except FileNotFoundError:
+        fail(f'{path}: no such file')
+    except Exception as exc:
+        fail(f'{path}: cannot read image ({exc})')
+
+#----------------------------------------------------------------------------
+
+def mirror_labelled(source, dest, max_images):
+    meta_path = os.path.join(source, 'dataset.json')
+    meta = read_json(meta_path)
+    labels = meta.get('labels') if isinstance(meta, dict) else None
+    if not isinstance(labels, list):
+        fail(f'{meta_path}: expected {{"labels": [[file name, label], ...]}}')
+    known = {entry[0] for entry in labels}
+    added = []
+    for i, entry in enumerate(labels):
+        if max_images is not None and i >= max_images:
+            break
+        name, label = entry
+        if '_mirror' in name:
+            continue
+        try:
+            new_label = mirror_label(label)
+        except ValueError as exc:
+            fail(f'{meta_path}: label of {name}: {exc}')
+        img = open_image(os.path.join(source, name))
+        if not same_folder(source, dest):
+            save_image(img, os.path.join(dest, name))
+        save_image(img.transpose(PIL.Image.Transpose.FLIP_LEFT_RIGHT), os.path.join(dest, mirror_name(name)))
+        if mirror_name(name) not in known:
+            added.append([mirror_name(name), new_label])
+    write_json({'labels': labels + added}, os.path.join(dest, 'dataset.json'))
+    return len(added)
+
+def mirror_unlabelled(source, dest, max_images):
+    names = sorted(f for f in os.listdir(source) if os.path.splitext(f)[1].lower() in IMAGE_EXTS and
+                   os.path.isfile(os.path.join(source, f)) and not os.path.splitext(f)[0].endswith('_mirror'))
+    names = names if max_images is None else names[:max_images]
+    for name in names:
+        img = open_image(os.path.join(source, name))
+        if not same_folder(source, dest):
+            save_image(img, os.path.join(dest, name))
+        save_image(img.transpose(PIL.Image.Transpose.FLIP_LEFT_RIGHT), os.path.join(dest, mirror_name(name)))
+    return len(names)
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description='Add left-right mirrored images (and cameras) to a dataset folder.')
+    parser.add_argument('--source', type=str, required=True, help='folder with images and optional dataset.json')
+    parser.add_argument('--dest', type=str, default=None, help='output folder (default: add the mirrors to --source)')
+    parser.add_argument('--max_images', type=int, default=None, help='only the first N label entries / images')
+    args = parser.parse_args(argv)
+    if not os.path.isdir(args.source):
+        fail(f'{args.source}: not a folder')
+    dest = args.source if args.dest is None else args.dest
+    os.makedirs(dest, exist_ok=True)
+    if os.path.isfile(os.path.join(args.source, 'dataset.json')):
+        count = mirror_labelled(args.source, dest, args.max_images)
+    else:
+        count = mirror_unlabelled(args.source, dest, args.max_images)
+    print(f'Mirrored {count} image(s) into {dest}')
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,213 @@
+"""ImageFolderDataset: file order, labels, max_size/xflip indexing, pickling, worker processes, bad input."""
+
+import io
+import json
+import os
+import pickle
+import zipfile
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+
+from training.dataset import DatasetError, ImageFolderDataset
+
+#----------------------------------------------------------------------------
+
+# Relative paths in an order where string sorting matters: '-' (0x2d) sorts before '/' (0x2f).
+NAMES = ['b.png', 'a/z.png', 'a-c.png', 'a/b.jpg', 'c/d/e.png', 'A.png', '0.bmp', 'b2.png']
+
+def pixels(i, size=8):
+    rnd = np.random.RandomState(i)
+    return rnd.randint(0, 256, size=(size, size, 3), dtype=np.uint8)
+
+def label(i):
+    return [float(i)] + [0.5 * i + k for k in range(24)]
+
+def encode(img, name):
+    fmt = PIL.Image.registered_extensions()[os.path.splitext(name)[1]]
+    buf = io.BytesIO()
+    PIL.Image.fromarray(img).save(buf, format=fmt, **({'quality': 100} if fmt == 'JPEG' else {}))
+    return buf.getvalue()
+
+def make_dataset(root, names=NAMES, labels=True, as_zip=False, meta=None, images=None):
+    """Write images (pixels(i) for names[i]) and dataset.json; returns the dataset path."""
+    files = {name: encode(pixels(i) if images is None else images[i], name) for i, name in enumerate(names)}
+    if meta is None and labels:
+        meta = json.dumps({'labels': [[name, label(i)] for i, name in enumerate(names)]})
+    if meta is not None:
+        files['dataset.json'] = meta.encode() if isinstance(meta, str) else meta
+    files['notes.txt'] = b'not an image'
+    if as_zip:
+        path = os.path.join(root, 'data.zip')
+        with zipfile.ZipFile(path, 'w', compression=zipfile.ZIP_STORED) as zf:
+            for name, data in files.items():
+                zf.writestr(name, data)
+        return path
+    path = os.path.join(root, 'data')
+    for name, data in files.items():
+        os.makedirs(os.path.dirname(os.path.join(path, name)), exist_ok=True)
+        with open(os.path.join(path, name), 'wb') as f:
+            f.write(data)
+    return path
+
+def decoded(name, i):
+    """What the dataset should return for names[i]: CHW uint8 (the JPEG decoded by Pillow)."""
+    return np.array(PIL.Image.open(io.BytesIO(encode(pixels(i), name)))).transpose(2, 0, 1)
+
+#----------------------------------------------------------------------------
+
+@pytest.mark.parametrize('as_zip', [False, True])
+def test_order_images_labels(tmp_path, as_zip):
+    path = make_dataset(str(tmp_path), as_zip=as_zip)
+    ds = ImageFolderDataset(path=path, use_labels=True)
+    order = sorted(range(len(NAMES)), key=lambda i: NAMES[i])
+    assert [NAMES[i] for i in order] == ['0.bmp', 'A.png', 'a-c.png', 'a/b.jpg', 'a/z.png', 'b.png', 'b2.png', 'c/d/e.png']
+    assert ds.name == 'data' and len(ds) == len(NAMES)
+    assert ds._raw_shape == [len(NAMES), 3, 8, 8] and ds.image_shape == [3, 8, 8]
+    assert ds.resolution == 8 and ds.num_channels == 3
+    assert ds.label_shape == [25] and ds.label_dim == 25 and ds.has_labels and not ds.has_onehot_labels
+    for idx, i in enumerate(order):
+        image, lab = ds[idx]
+        assert image.dtype == np.uint8 and lab.dtype == np.float32
+        np.testing.assert_array_equal(image, decoded(NAMES[i], i))
+        np.testing.assert_array_equal(lab, np.float32(label(i)))
+    all_labels = np.array([label(i) for i in order], dtype=np.float32)
+    np.testing.assert_array_equal(ds.get_label_std(), all_labels.std(0))
+    assert ds.get_label_std().dtype == np.float32
+
+def test_max_size_and_xflip_indexing(tmp_path):
+    path = make_dataset(str(tmp_path), names=[f'{i}.png' for i in range(8)])
+    # data.md 2: 8 files, max_size 5, seed 0 -> raw indices [1, 2, 3, 6, 7].
+    ds = ImageFolderDataset(path=path, use_labels=True, max_size=5, random_seed=0, xflip=True)
+    assert len(ds) == 10
+    details = [ds.get_details(i) for i in range(10)]
+    assert [d.raw_idx for d in details] == [1, 2, 3, 6, 7, 1, 2, 3, 6, 7]
+    assert [d.xflip for d in details] == [False] * 5 + [True] * 5
+    for i in (0, 6):
+        image, lab = ds[i]
+        raw = details[i].raw_idx
+        expect = pixels(raw).transpose(2, 0, 1)
+        np.testing.assert_array_equal(image, expect[:, :, ::-1] if details[i].xflip else expect)
+        np.testing.assert_array_equal(lab, np.float32(label(raw)))  # The mirrored copy keeps its camera.
+        np.testing.assert_array_equal(details[i].raw_label, np.float32(label(raw)))
+    # The label statistics cover every file, not only the subset.
+    np.testing.assert_array_equal(ds.get_label_std(), np.array([label(i) for i in range(8)], dtype=np.float32).std(0))
+    assert len(ImageFolderDataset(path=path, max_size=100)) == 8
+
+@pytest.mark.parametrize('meta,use_labels', [(None, True), ('{"labels": null}', True), (None, False)])
+def test_no_labels(tmp_path, meta, use_labels):
+    path = make_dataset(str(tmp_path), labels=False, meta=meta)
+    ds = ImageFolderDataset(path=path, use_labels=use_labels)
+    assert ds.label_shape == [0] and not ds.has_labels
+    assert ds[0][1].shape == (0,) and ds.get_label_std().shape == (0,)
+
+def test_labels_ignored_without_use_labels(tmp_path):
+    ds = ImageFolderDataset(path=make_dataset(str(tmp_path)), use_labels=False)
+    assert ds.label_shape == [0]
+
+def test_class_labels_one_hot_and_duplicates(tmp_path):
+    names = ['0.png', '1.png', '2.png']
+    entries = [['0.png', 2], ['1.png', 0], ['2.png', 1], ['0.png', 3], ['missing.png', 9]]
+    path = make_dataset(str(tmp_path), names=names, meta=json.dumps({'labels': entries, 'other': 1}))
+    ds = ImageFolderDataset(path=path, use_labels=True)
+    assert ds.has_onehot_labels and ds.label_shape == [4]  # Last duplicate wins: labels 3, 0, 1.
+    np.testing.assert_array_equal(ds.get_label(0), [0, 0, 0, 1])
+    np.testing.assert_array_equal(ds.get_label(1), [1, 0, 0, 0])
+
+def test_trailing_slash_name_and_resolution(tmp_path):
+    path = make_dataset(str(tmp_path), names=['a.png', 'b.png'])
+    assert ImageFolderDataset(path=path + '/').name == ''
+    assert ImageFolderDataset(path=path, resolution=8).resolution == 8
+    with pytest.raises(DatasetError, match=r'images are 8x8 \(a.png\), requested resolution is 16x16'):
+        ImageFolderDataset(path=path, resolution=16)
+
+def test_lazy_reading_and_pickle(tmp_path):
+    path = make_dataset(str(tmp_path), as_zip=True)
+    ds = ImageFolderDataset(path=path, use_labels=True)
+    assert ds._raw_labels is None  # Labels are read on demand.
+    ds.get_label(0)
+    assert ds._raw_labels is not None and ds._zipfile is not None
+    state = ds.__getstate__()
+    assert state['_zipfile'] is None and state['_raw_labels'] is None
+    clone = pickle.loads(pickle.dumps(ds))
+    np.testing.assert_array_equal(clone[3][0], ds[3][0])
+    np.testing.assert_array_equal(clone[3][1], ds[3][1])
+    ds.close()
+    assert ds._zipfile is None
+    np.testing.assert_array_equal(ds[3][0], clone[3][0])  # Reopened on demand.
+
+def test_zip_reopened_in_forked_workers(tmp_path):
+    names = [f'{i:02d}.png' for i in range(12)]
+    ds = ImageFolderDataset(path=make_dataset(str(tmp_path), names=names, as_zip=True), use_labels=True)
+    ds[0]  # The parent holds an open handle before the workers fork.
+    loader = torch.utils.data.DataLoader(ds, batch_size=3, num_workers=2, multiprocessing_context='fork')
+    images = torch.cat([batch[0] for batch in loader]).numpy()
+    np.testing.assert_array_equal(images, np.stack([pixels(i).transpose(2, 0, 1) for i in range(12)]))
+
+def test_grayscale_and_rgba_channels(tmp_path):
+    gray = make_dataset(str(tmp_path / 'g'), names=['a.png'], images=[pixels(0)[:, :, 0]], labels=False)
+    assert ImageFolderDataset(path=gray)[0][0].shape == (1, 8, 8)
+    rgba = make_dataset(str(tmp_path / 'r'), names=['a.png'], images=[np.dstack([pixels(0), pixels(1)[:, :, :1]])], labels=False)
+    assert ImageFolderDataset(path=rgba).num_channels == 4
+
+#----------------------------------------------------------------------------
+# Bad input: DatasetError naming the file and the problem.
+
+def test_bad_paths(tmp_path):
+    with pytest.raises(DatasetError, match='nope.zip: no such file or directory'):
+        ImageFolderDataset(path=str(tmp_path / 'nope.zip'))
+    with pytest.raises(DatasetError, match='nope: no such file or directory'):
+        ImageFolderDataset(path=str(tmp_path / 'nope'))
+    (tmp_path / 'file.txt').write_text('x')
+    with pytest.raises(DatasetError, match='file.txt: path must point to a directory or a zip file'):
+        ImageFolderDataset(path=str(tmp_path / 'file.txt'))
+    (tmp_path / 'broken.zip').write_bytes(b'PK not really')
+    with pytest.raises(DatasetError, match='broken.zip: cannot read zip file'):
+        ImageFolderDataset(path=str(tmp_path / 'broken.zip'))
+    (tmp_path / 'empty').mkdir()
+    (tmp_path / 'empty' / 'readme.txt').write_text('x')
+    with pytest.raises(DatasetError, match='empty: no image files found'):
+        ImageFolderDataset(path=str(tmp_path / 'empty'))
+    assert issubclass(DatasetError, IOError)  # Callers catching IOError keep working.
+
+@pytest.mark.parametrize('meta,message', [
+    ('{"labels": [["b.png", [1, 2', 'dataset.json: malformed JSON'),
+    ('[1, 2]', 'dataset.json: expected a JSON object with a "labels" member'),
+    ('{"labels": {"b.png": 1}}', 'dataset.json: "labels" must be null or a list'),
+    ('{"labels": [["b.png"]]}', r'dataset.json: labels\[0\] is not a \[file name, label\] pair'),
+    ('{"labels": [["b.png", [1, 2, 3]]]}', 'dataset.json: no label for 1 image\\(s\\), e.g. c.png'),
+    ('{"labels": [["b.png", [1, 2, 3]], ["c.png", [1, 2]]]}', 'dataset.json: label of c.png has 2 numbers, the first label has 3'),
+    ('{"labels": [["b.png", [1, 2, 3]], ["c.png", [1, NaN, 2]]]}', 'dataset.json: label of c.png contains NaN or infinity'),
+    ('{"labels": [["b.png", [1, 2, 3]], ["c.png", "x"]]}', 'dataset.json: label of c.png is neither a list of numbers'),
+])
+@pytest.mark.parametrize('as_zip', [False, True])
+def test_bad_labels(tmp_path, meta, message, as_zip):
+    path = make_dataset(str(tmp_path), names=['b.png', 'c.png'], meta=meta, as_zip=as_zip)
+    ds = ImageFolderDataset(path=path, use_labels=True)  # Labels are read lazily...
+    with pytest.raises(DatasetError, match=message):
+        ds.has_labels  # ... when first needed.
+
+def test_bad_images(tmp_path):
+    path = make_dataset(str(tmp_path), names=['a.png', 'b.png', 'c.png', 'd.png'], labels=False,
+                        images=[pixels(0), pixels(1, size=16), pixels(2)[:, :, 0], pixels(3)])
+    with open(os.path.join(path, 'd.png'), 'r+b') as f:
+        f.truncate(60)
+    ds = ImageFolderDataset(path=path)
+    assert ds[0][0].shape == (3, 8, 8)
+    with pytest.raises(DatasetError, match=r'b.png: image shape \[3, 16, 16\] \(CHW\) differs from the dataset\'s \[3, 8, 8\] \(a.png\)'):
+        ds[1]
+    with pytest.raises(DatasetError, match=r'c.png: image shape \[1, 8, 8\]'):
+        ds[2]
+    with pytest.raises(DatasetError, match='d.png: cannot decode image'):
+        ds[3]
+
+def test_non_square_resolution(tmp_path):
+    path = make_dataset(str(tmp_path), names=['a.png'], images=[pixels(0)[:4]], labels=False)
+    ds = ImageFolderDataset(path=path)
+    assert ds.image_shape == [3, 4, 8]
+    with pytest.raises(DatasetError, match='images are 8x4, not square'):
+        ds.resolution
+
+#----------------------------------------------------------------------------

@@ -1,0 +1,223 @@
+import copy
+import io
+import os
+import pickle
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+import dnnlib
+import legacy
+from torch_utils import persistence
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+POISON = "raise RuntimeError('embedded source was executed')\n"
+
+
+def _tiny_rendering_kwargs():
+    return dict(image_resolution=128, disparity_space_sampling=False, clamp_mode='softplus',
+                superresolution_module='training.superresolution.SuperresolutionHybrid2X',
+                c_gen_conditioning_zero=True, gpc_reg_prob=None, c_scale=1.0, superresolution_noise_mode='none',
+                density_reg=0.25, density_reg_p_dist=0.004, reg_type='l1', decoder_lr_mul=1.0, sr_antialias=True,
+                depth_resolution=6, depth_resolution_importance=6, ray_start=0.1, ray_end=2.6, box_warp=1.6,
+                white_back=True, avg_camera_radius=1.7, avg_camera_pivot=[0, 0, 0])
+
+
+def _tiny_snapshot(seed=0):
+    torch.manual_seed(seed)
+    common = dict(c_dim=25, img_resolution=128, img_channels=3)
+    G = dnnlib.util.construct_class_by_name(
+        class_name='training.triplane.TriPlaneGenerator', z_dim=512, w_dim=512,  # SR blocks assume w_dim 512
+        mapping_kwargs=dnnlib.EasyDict(num_layers=1), channel_base=256, channel_max=8,
+        fused_modconv_default='inference_only', rendering_kwargs=_tiny_rendering_kwargs(), num_fp16_res=0,
+        sr_num_fp16_res=4, sr_kwargs=dnnlib.EasyDict(channel_base=256, channel_max=8, fused_modconv_default='inference_only'),
+        conv_clamp=None, **common)
+    G.register_buffer('dataset_label_std', torch.rand(25))
+    G.neural_rendering_resolution = 16
+    D = dnnlib.util.construct_class_by_name(
+        class_name='training.dual_discriminator.DualDiscriminator', block_kwargs=dnnlib.EasyDict(freeze_layers=0),
+        mapping_kwargs=dnnlib.EasyDict(), epilogue_kwargs=dnnlib.EasyDict(mbstd_group_size=2), channel_base=256,
+        channel_max=8, disc_c_noise=0.0, num_fp16_res=4, conv_clamp=256, **common)
+    augment_pipe = dnnlib.util.construct_class_by_name(class_name='training.augment.AugmentPipe', xflip=1, rotate90=1,
+                                                       xint=1, scale=1, rotate=1, aniso=1, xfrac=1, brightness=1,
+                                                       contrast=1, lumaflip=1, hue=1, saturation=1)
+    augment_pipe.p.copy_(torch.as_tensor(0.3))
+    with torch.no_grad():
+        for param in list(G.parameters()) + list(D.parameters()):
+            param.add_(torch.randn_like(param) * 0.05)
+    G_ema = copy.deepcopy(G)
+    snapshot = dict(training_set_kwargs=dict(class_name='training.dataset.ImageFolderDataset', path='data.zip',
+                                             use_labels=True, max_size=10, xflip=False, resolution=64, random_seed=0))
+    for name, module in [('G', G), ('D', D), ('G_ema', G_ema), ('augment_pipe', augment_pipe)]:
+        snapshot[name] = copy.deepcopy(module).eval().requires_grad_(False).cpu()
+    return snapshot
+
+
+def _render(G, seed=1):
+    z = torch.from_numpy(np.random.RandomState(seed).randn(2, G.z_dim)).float()
+    c = torch.zeros(2, 25)
+    c[:, :16] = torch.eye(4).flatten()
+    c[:, 11] = 1.7
+    c[:, 16:] = torch.tensor([1.7074, 0, 0.5, 0, 1.7074, 0.5, 0, 0, 1])
+    torch.manual_seed(3)
+    return G(z, c, noise_mode='const')['image']
+
+
+@pytest.fixture(scope='module')
+def snapshot():
+    return _tiny_snapshot()
+
+
+@pytest.fixture(scope='module')
+def expected_image(snapshot):
+    return _render(snapshot['G_ema'])
+
+
+@pytest.fixture
+def official_bytes(snapshot, monkeypatch):
+    """The snapshot pickled the way the official training loop does, but with embedded sources that explode
+    if executed: a loader that runs them fails loudly."""
+    for cls in list(persistence._decorators):
+        monkeypatch.setattr(cls, '_orig_module_src', POISON + cls._orig_module_src)
+    return pickle.dumps(snapshot)
+
+
+def test_official_format_loads_into_our_classes(snapshot, official_bytes, expected_image):
+    assert official_bytes.count(POISON.encode()) >= 4  # triplane, networks_stylegan2, superresolution, ...
+    data = legacy.load_network_pkl(io.BytesIO(official_bytes))
+    assert list(data.keys())[:5] == ['training_set_kwargs', 'G', 'D', 'G_ema', 'augment_pipe']
+    G = data['G_ema']
+    from training.triplane import TriPlaneGenerator
+    assert isinstance(G, TriPlaneGenerator) and not G.training
+    assert G.neural_rendering_resolution == 16
+    assert G.rendering_kwargs == snapshot['G_ema'].rendering_kwargs
+    assert torch.equal(G.dataset_label_std, snapshot['G_ema'].dataset_label_std)
+    for name, tensor in snapshot['D'].state_dict().items():
+        assert torch.equal(data['D'].state_dict()[name], tensor), name
+    assert float(data['augment_pipe'].p) == pytest.approx(0.3)
+    assert data['training_set_kwargs'] == snapshot['training_set_kwargs']
+    assert torch.allclose(_render(G), expected_image, atol=1e-6)
+
+
+def test_plain_pickle_load_works_without_executing_sources(official_bytes, expected_image):
+    data = pickle.loads(official_bytes)
+    assert torch.allclose(_render(data['G_ema']), expected_image, atol=1e-6)
+
+
+def test_force_fp16_rebuilds_and_keeps_rendering_resolution(official_bytes):
+    data = legacy.load_network_pkl(io.BytesIO(official_bytes), force_fp16=True)
+    assert data['G_ema'].init_kwargs['num_fp16_res'] == 4 and data['G_ema'].init_kwargs['conv_clamp'] == 256
+    assert data['D'].init_kwargs['num_fp16_res'] == 4
+    assert data['G_ema'].neural_rendering_resolution == 16  # the original resets it to 64
+
+
+def test_own_snapshot_round_trips_in_fresh_process(snapshot, expected_image, tmp_path):
+    path = tmp_path / 'network-snapshot-000000.pkl'
+    legacy.save_network_pkl(snapshot, str(path))
+    expected = expected_image.sum().item()
+    script = textwrap.dedent(f'''
+        import sys
+        sys.path.insert(0, {os.path.join(REPO_ROOT, 'tests')!r})
+        import legacy, test_legacy
+        data = legacy.load_network_pkl({str(path)!r})
+        print(repr(test_legacy._render(data['G_ema']).sum().item()))
+    ''')
+    out = subprocess.run([sys.executable, '-c', script], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert float(out.stdout.strip()) == pytest.approx(expected, rel=1e-6, abs=1e-5)
+
+
+def test_cuda_storage_location_loads_on_cpu(snapshot, expected_image):
+    # Snapshots written after GPU training hold the renderer's plane_axes as a CUDA tensor (compat.md §6).
+    G = copy.deepcopy(snapshot['G_ema'])
+    G.renderer.plane_axes = torch.full([3, 3, 3], 7.0)
+    patched = _pickle_with_storage_location(dict(G=G, D=snapshot['D'], G_ema=G), 'cuda:0')
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError):
+            pickle.loads(patched)  # what plain unpickling does on a machine without CUDA
+    loaded = legacy.load_network_pkl(io.BytesIO(patched))
+    assert loaded['G_ema'].renderer.plane_axes.device.type == 'cpu'
+    assert torch.allclose(_render(loaded['G_ema']), expected_image, atol=1e-6)
+
+
+def _pickle_with_storage_location(obj, location):
+    """pickle.dumps(obj), with every storage blob labelled as saved from `location` (e.g. a GPU)."""
+    cpu_tag = b'X\x03\x00\x00\x00cpu'
+    new_tag = b'X' + len(location).to_bytes(4, 'little') + location.encode()
+
+    class Pickler(pickle.Pickler):
+        def reducer_override(self, value):
+            if isinstance(value, torch.storage.TypedStorage):
+                fn, (blob,) = value.__reduce__()
+                assert blob.count(cpu_tag) == 1
+                return fn, (blob.replace(cpu_tag, new_tag),)
+            return NotImplemented
+    buffer = io.BytesIO()
+    Pickler(buffer).dump(obj)
+    return buffer.getvalue()
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ('echo should-not-run',))
+
+
+@pytest.mark.parametrize('payload, message', [
+    (pickle.dumps(dict(G=_Evil(), D=None, G_ema=None)), 'refusing to load global "posix.system"'),
+    (pickle.dumps([1, 2, 3]), 'not a network snapshot (the pickle holds a list'),
+    (pickle.dumps(dict(G=None, D=None)), 'missing key G_ema'),
+    (b'this is not a pickle at all', 'cannot read the network pickle'),
+])
+def test_bad_pickles_give_one_line_errors(payload, message):
+    with pytest.raises(legacy.NetworkPickleError) as info:
+        legacy.load_network_pkl(io.BytesIO(payload))
+    assert message in str(info.value) and '\n' not in str(info.value)
+
+
+def test_truncated_pickle(official_bytes, tmp_path):
+    path = tmp_path / 'cut.pkl'
+    path.write_bytes(official_bytes[:len(official_bytes) // 2])
+    with pytest.raises(legacy.NetworkPickleError, match=r'cut\.pkl: cannot read the network pickle \(truncated'):
+        legacy.load_network_pkl(str(path))
+
+
+def test_unknown_class_is_refused_unless_trusted(tmp_path):
+    src = 'import torch\nclass Foreign(torch.nn.Module):\n    pass\n'
+    meta = dict(type='class', version=6, module_src=src, class_name='Foreign', state=dict(training=False))
+
+    class Record:
+        def __reduce__(self):
+            return (persistence._reconstruct_persistent_obj, (meta,))
+    payload = pickle.dumps(dict(G=Record(), D=Record(), G_ema=Record()))
+    with pytest.raises(legacy.NetworkPickleError, match='class "Foreign" in embedded source .* trust_embedded_code'):
+        legacy.load_network_pkl(io.BytesIO(payload))
+    data = legacy.load_network_pkl(io.BytesIO(payload), trust_embedded_code=True)
+    assert type(data['G']).__name__ == 'Foreign'
+
+
+def test_cli_converts_and_reports_errors(official_bytes, tmp_path, monkeypatch):
+    src = tmp_path / 'official.pkl'
+    src.write_bytes(official_bytes)
+    dest = tmp_path / 'converted.pkl'
+    result = CliRunner().invoke(legacy.convert_network_pickle, ['--source', str(src), '--dest', str(dest)])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [f'Loading "{src}"...', f'Saving "{dest}"...', 'Done.']
+    assert legacy.load_network_pkl(str(dest))['G_ema'].neural_rendering_resolution == 16
+
+    result = CliRunner().invoke(legacy.convert_network_pickle, ['--source', str(tmp_path / 'nope.pkl'), '--dest', str(dest)])
+    assert result.exit_code != 0 and 'nope.pkl' in result.output
+
+    monkeypatch.setenv('DNNLIB_CACHE_DIR', str(tmp_path / 'cache'))
+
+    def offline(*args, **kwargs):
+        raise dnnlib.util.urllib.error.URLError(OSError('offline'))
+    monkeypatch.setattr(dnnlib.util.urllib.request, 'urlopen', offline)
+    url = 'https://example.com/networks/ffhq512-128.pkl'
+    result = CliRunner().invoke(legacy.convert_network_pickle, ['--source', url, '--dest', str(dest)])
+    assert result.exit_code != 0
+    assert url in result.output and dnnlib.util.url_cache_path(url) in result.output

@@ -1,0 +1,1 @@
+"""Volume rendering for tri-plane generators: ray sampling, ray marching and importance sampling."""
