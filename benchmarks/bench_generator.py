@@ -1,0 +1,97 @@
+"""Time the TriPlaneGenerator forward pass (inference, random weights) and report peak memory.
+
+The generator is built with the exact constructor arguments of the official train.py configs
+(tests/data/state_dicts/<cfg>_G_kwargs.json).
+
+Examples:
+    python benchmarks/bench_generator.py --cfg=shapenet --res=64 --device=cpu --batch=1
+    python benchmarks/bench_generator.py --cfg=ffhq --res=128 --device=cuda --batch=4 --iters=20
+"""
+
+import json
+import os
+import resource
+import sys
+import time
+
+import click
+import torch
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO_ROOT)
+
+import dnnlib  # noqa: E402
+
+KWARGS_DIR = os.path.join(REPO_ROOT, 'tests', 'data', 'state_dicts')
+
+
+def build_generator(cfg, device):
+    path = os.path.join(KWARGS_DIR, f'{cfg}_G_kwargs.json')
+    with open(path) as f:
+        kwargs = json.load(f)
+    for key in ('mapping_kwargs', 'sr_kwargs'):
+        kwargs[key] = dnnlib.EasyDict(kwargs[key])
+    G = dnnlib.util.construct_class_by_name(class_name='training.triplane.TriPlaneGenerator', **kwargs)
+    return G.eval().requires_grad_(False).to(device)
+
+
+def random_cameras(batch, device):
+    """Cameras on the unit-ish sphere looking at the origin; the exact poses do not affect timing."""
+    cam2world = torch.eye(4, device=device).repeat(batch, 1, 1)
+    cam2world[:, 1, 1] = cam2world[:, 2, 2] = -1 # Camera at +z looking down -z (OpenCV axes).
+    cam2world[:, 2, 3] = 2.7
+    intrinsics = torch.tensor([[4.2647, 0, 0.5], [0, 4.2647, 0.5], [0, 0, 1]], device=device).repeat(batch, 1, 1)
+    return torch.cat([cam2world.reshape(batch, 16), intrinsics.reshape(batch, 9)], dim=1)
+
+
+@click.command()
+@click.option('--cfg', type=click.Choice(['ffhq', 'afhq', 'shapenet']), default='ffhq', show_default=True)
+@click.option('--res', 'neural_res', type=click.IntRange(min=8), default=64, show_default=True,
+    help='Neural rendering resolution.')
+@click.option('--device', type=click.Choice(['cpu', 'cuda']), default='cuda' if torch.cuda.is_available() else 'cpu',
+    show_default=True)
+@click.option('--batch', type=click.IntRange(min=1), default=1, show_default=True)
+@click.option('--iters', type=click.IntRange(min=1), default=5, show_default=True, help='Timed iterations.')
+@click.option('--warmup', type=click.IntRange(min=0), default=1, show_default=True)
+@click.option('--noise-mode', type=click.Choice(['const', 'random', 'none']), default='const', show_default=True)
+def main(cfg, neural_res, device, batch, iters, warmup, noise_mode):
+    """Print G forward time per image and peak memory."""
+    if device == 'cuda' and not torch.cuda.is_available():
+        raise click.BadParameter('CUDA is not available on this machine', param_hint='--device')
+    device = torch.device(device)
+    torch.manual_seed(0)
+    G = build_generator(cfg, device)
+    z = torch.randn(batch, G.z_dim, device=device)
+    c = random_cameras(batch, device)
+
+    def sync():
+        if device.type == 'cuda':
+            torch.cuda.synchronize(device)
+
+    def run():
+        return G(z, c, noise_mode=noise_mode, neural_rendering_resolution=neural_res)
+
+    with torch.no_grad():
+        for _ in range(warmup):
+            run()
+        sync()
+        if device.type == 'cuda':
+            torch.cuda.reset_peak_memory_stats(device)
+        start = time.perf_counter()
+        for _ in range(iters):
+            out = run()
+        sync()
+        elapsed = time.perf_counter() - start
+
+    ms_per_image = elapsed / (iters * batch) * 1000
+    print(f'cfg={cfg} device={device.type} batch={batch} neural_res={neural_res} '
+        f'image={tuple(out["image"].shape[1:])} threads={torch.get_num_threads()}')
+    print(f'G forward: {ms_per_image:.1f} ms/image ({iters} iterations)')
+    if device.type == 'cuda':
+        print(f'peak CUDA memory allocated: {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB')
+    else:
+        print(f'peak process RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB')
+
+
+if __name__ == '__main__':
+    main()

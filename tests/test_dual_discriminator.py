@@ -1,0 +1,142 @@
+"""EG3D discriminators: golden logits and input gradients (reduced shapenet config), filtered_resizing,
+label noise, and the Single/Dummy variants."""
+
+import copy
+import os
+
+import numpy as np
+import pytest
+import torch
+from conftest import GOLDEN_DIR
+from test_triplane import load_golden_config
+
+import dnnlib
+from training import dual_discriminator as dd
+
+LOGIT_TOL = 1e-4
+GRAD_REL_TOL = 1e-3
+
+
+def build_golden_discriminator():
+    """The reduced shapenet D of the golden files, loaded strictly, in eval mode."""
+    cfg = load_golden_config()
+    kwargs = copy.deepcopy(cfg['D_kwargs'])
+    for key in ('block_kwargs', 'mapping_kwargs', 'epilogue_kwargs'): # train.py passes these as EasyDicts.
+        kwargs[key] = dnnlib.EasyDict(kwargs[key])
+    D = dnnlib.util.construct_class_by_name(**kwargs, **cfg['common_kwargs'])
+    state = np.load(os.path.join(GOLDEN_DIR, 'shapenet_D_state.npz'))
+    D.load_state_dict({name: torch.from_numpy(state[name]) for name in state.files}, strict=True)
+    return D.eval().requires_grad_(False)
+
+
+@pytest.fixture(scope='module')
+def D():
+    return build_golden_discriminator()
+
+
+@pytest.fixture(scope='module')
+def io():
+    return np.load(os.path.join(GOLDEN_DIR, 'shapenet_io.npz'))
+
+
+def _max_err(actual, ref):
+    return float(np.abs(actual.detach().numpy().astype(np.float64) - ref.astype(np.float64)).max())
+
+#----------------------------------------------------------------------------
+
+def test_golden_logits_on_generator_output(D, io):
+    img = dict(image=torch.from_numpy(io['psi1.image']), image_raw=torch.from_numpy(io['psi1.image_raw']))
+    logits = D(img, torch.from_numpy(io['c']))
+    assert logits.shape == (2, 1)
+    assert _max_err(logits, io['D.a.logits']) <= LOGIT_TOL
+
+
+def test_golden_logits_and_input_gradients(D, io):
+    image = torch.from_numpy(io['D.b.image']).requires_grad_(True)
+    image_raw = torch.from_numpy(io['D.b.image_raw']).requires_grad_(True)
+    c = torch.from_numpy(io['D.b.c'])
+    c_before = c.clone()
+    logits = D(dict(image=image, image_raw=image_raw), c)
+    assert _max_err(logits, io['D.b.logits']) <= LOGIT_TOL
+    logits.sum().backward()
+    for name, grad in (('grad_image', image.grad), ('grad_image_raw', image_raw.grad)):
+        ref = io[f'D.b.{name}']
+        assert _max_err(grad, ref) <= GRAD_REL_TOL * float(np.abs(ref).max()), name
+    assert torch.equal(c, c_before) # disc_c_noise = 0: the label is untouched.
+
+
+def test_attributes(D):
+    assert D.img_channels == 6 and D.init_kwargs.img_channels == 3
+    assert D.block_resolutions == [128, 64, 32, 16, 8] and D.img_resolution_log2 == 7
+    assert D.b128.img_channels == 6 and D.b128.fromrgb.weight.shape[1] == 6
+    assert D.disc_c_noise == 0.0
+
+#----------------------------------------------------------------------------
+
+def test_filtered_resizing_modes():
+    torch.manual_seed(0)
+    f = dd.upfirdn2d.setup_filter([1, 3, 3, 1])
+    x = torch.randn(2, 3, 16, 16)
+
+    def bilinear(antialias):
+        return torch.nn.functional.interpolate(x, size=(32, 32), mode='bilinear', align_corners=False,
+            antialias=antialias)
+
+    torch.testing.assert_close(dd.filtered_resizing(x, 32, f), bilinear(True), rtol=0, atol=0)
+    torch.testing.assert_close(dd.filtered_resizing(x, 32, f, filter_mode='none'), bilinear(False), rtol=0, atol=0)
+    torch.testing.assert_close(dd.filtered_resizing(x, 32, f, filter_mode=0.25),
+        0.75 * bilinear(False) + 0.25 * bilinear(True))
+    classic = dd.filtered_resizing(x, 32, f, filter_mode='classic')
+    assert classic.shape == (2, 3, 32, 32)
+    # FIR up, bilinear to 2*size+2, FIR down with 1 px crop: a constant image stays constant.
+    flat = dd.filtered_resizing(torch.ones(1, 1, 16, 16), 8, f, filter_mode='classic')
+    torch.testing.assert_close(flat[..., 1:-1, 1:-1], torch.ones(1, 1, 6, 6))
+    for bad in ('bicubic', 1.5, 2):
+        with pytest.raises(ValueError, match='filter_mode'):
+            dd.filtered_resizing(x, 32, f, filter_mode=bad)
+
+
+def _tiny(cls, **kwargs):
+    return cls(c_dim=4, img_resolution=16, img_channels=3, channel_base=64, channel_max=8,
+        epilogue_kwargs={'mbstd_group_size': 2}, **kwargs)
+
+
+def test_disc_c_noise_modifies_label_in_place():
+    torch.manual_seed(0)
+    D = _tiny(dd.DualDiscriminator, disc_c_noise=0.5)
+    img = dict(image=torch.randn(4, 3, 16, 16), image_raw=torch.randn(4, 3, 8, 8))
+    c = torch.randn(4, 4)
+    c_before = c.clone()
+    torch.manual_seed(1)
+    D(img, c)
+    torch.manual_seed(1)
+    expected = c_before + torch.randn_like(c_before) * c_before.std(0) * 0.5
+    torch.testing.assert_close(c, expected)
+
+
+def test_single_discriminator_ignores_raw_image():
+    D = _tiny(dd.SingleDiscriminator, sr_upsample_factor=2)
+    assert D.img_channels == 3
+    image, c = torch.randn(2, 3, 16, 16), torch.randn(2, 4)
+    a = D(dict(image=image, image_raw=torch.randn(2, 3, 8, 8)), c)
+    b = D(dict(image=image, image_raw=torch.zeros(2, 3, 8, 8)), c)
+    assert a.shape == (2, 1)
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_dummy_dual_discriminator_fades_raw_image(monkeypatch):
+    D = _tiny(dd.DummyDualDiscriminator)
+    assert D.raw_fade == 1 and D.img_channels == 6
+    seen = []
+    monkeypatch.setattr(dd, 'run_discriminator_trunk', lambda module, x, c, **kw: seen.append(x) or x[:, :1, 0, 0])
+    image_raw = torch.ones(2, 3, 8, 8)
+    D(dict(image=torch.zeros(2, 3, 16, 16), image_raw=image_raw), torch.randn(2, 4))
+    D(dict(image=torch.zeros(2, 3, 16, 16), image_raw=image_raw), torch.randn(2, 4))
+    step = 32 / 500000
+    assert D.raw_fade == pytest.approx(1 - 2 * step)
+    torch.testing.assert_close(seen[1][:, 3:], torch.full((2, 3, 16, 16), 1 - 2 * step))
+    D.raw_fade = step / 2
+    D(dict(image=torch.zeros(2, 3, 16, 16), image_raw=image_raw), torch.randn(2, 4))
+    assert D.raw_fade == 0
+
+#----------------------------------------------------------------------------

@@ -1,0 +1,1 @@
+"""EG3D networks, losses, datasets and the training loop."""

@@ -1,0 +1,157 @@
+"""Super-resolution modules of EG3D: two StyleGAN2 blocks that turn the raw neural rendering (3 colour +
+29 more feature channels) into the final image, conditioned on the last w of the backbone.
+
+All classes are persistent and built from keyword arguments by TriPlaneGenerator
+(`rendering_kwargs['superresolution_module']`).
+"""
+
+# The import list mirrors the official module's (compat.md §9); some names are unused here.
+import numpy as np  # noqa: F401
+import torch
+
+from torch_utils import misc, persistence
+from torch_utils.ops import upfirdn2d
+from training.networks_stylegan2 import Conv2dLayer, SynthesisBlock, SynthesisLayer, ToRGBLayer  # noqa: F401
+from training.networks_stylegan3 import SynthesisLayer as AFSynthesisLayer  # noqa: F401
+
+#----------------------------------------------------------------------------
+
+@persistence.persistent_class
+class SynthesisBlockNoUp(SynthesisBlock):
+    """SynthesisBlock that keeps the input resolution: conv0 does not upsample and the incoming image is
+    added to without upsampling. The ToRGB output is added IN PLACE into the given image tensor, which
+    official outputs depend on (see _HybridSuperresolution._refine)."""
+    resolution_factor = 1
+
+#----------------------------------------------------------------------------
+
+class _HybridSuperresolution(torch.nn.Module):
+    """Shared body of the SuperresolutionHybrid* modules (not persistent by itself)."""
+
+    def _build_blocks(self, block0_class, channels, mid_channels, out_channels, img_resolution, sr_num_fp16_res,
+            block_kwargs):
+        # fp16 blocks also clamp their activations, even when fp16 is unavailable (CPU).
+        use_fp16 = sr_num_fp16_res > 0
+        conv_clamp = 256 if use_fp16 else None
+        self.block0 = block0_class(channels, mid_channels, w_dim=512, resolution=img_resolution // 2, img_channels=3,
+            is_last=False, use_fp16=use_fp16, conv_clamp=conv_clamp, **block_kwargs)
+        self.block1 = SynthesisBlock(mid_channels, out_channels, w_dim=512, resolution=img_resolution, img_channels=3,
+            is_last=True, use_fp16=use_fp16, conv_clamp=conv_clamp, **block_kwargs)
+
+    def _refine(self, rgb, x, ws, resize, antialias, **block_kwargs):
+        misc.assert_shape(rgb, [None, 3, None, None])
+        misc.assert_shape(x, [rgb.shape[0], None, rgb.shape[2], rgb.shape[3]])
+        ws = ws[:, -1:, :].repeat(1, 3, 1) # Both blocks see only the last w, three times.
+        if resize:
+            size = (self.input_resolution, self.input_resolution)
+            x = torch.nn.functional.interpolate(x, size=size, mode='bilinear', align_corners=False, antialias=antialias)
+            rgb = torch.nn.functional.interpolate(rgb, size=size, mode='bilinear', align_corners=False,
+                antialias=antialias)
+        elif isinstance(self.block0, SynthesisBlockNoUp):
+            # rgb may be a view into x (it is in TriPlaneGenerator) and block0 adds into rgb in place, which
+            # is reproduced on purpose (image_raw then includes block0's ToRGB output). Copy x so that the
+            # in-place add cannot invalidate tensors that block0 saved for backward (CPU float32 training).
+            x = x.clone()
+        x, rgb = self.block0(x, rgb, ws, **block_kwargs)
+        x, rgb = self.block1(x, rgb, ws, **block_kwargs)
+        return rgb
+
+#----------------------------------------------------------------------------
+
+@persistence.persistent_class
+class SuperresolutionHybrid2X(_HybridSuperresolution):
+    """64 -> 128 (shapenet)."""
+
+    def __init__(self, channels, img_resolution, sr_num_fp16_res, sr_antialias,
+            num_fp16_res=4, conv_clamp=None, channel_base=None, channel_max=None, **block_kwargs):
+        del num_fp16_res, conv_clamp, channel_base, channel_max # Accepted for the generator's sr_kwargs, unused.
+        assert img_resolution == 128
+        super().__init__()
+        self.input_resolution = 64
+        self.sr_antialias = sr_antialias
+        self._build_blocks(SynthesisBlockNoUp, channels, 128, 64, img_resolution, sr_num_fp16_res, block_kwargs)
+        self.register_buffer('resample_filter', upfirdn2d.setup_filter([1, 3, 3, 1])) # Stored, never used.
+
+    def forward(self, rgb, x, ws, **block_kwargs):
+        return self._refine(rgb, x, ws, resize=(x.shape[-1] != self.input_resolution), antialias=self.sr_antialias,
+            **block_kwargs)
+
+#----------------------------------------------------------------------------
+
+@persistence.persistent_class
+class SuperresolutionHybrid4X(_HybridSuperresolution):
+    """128 -> 256. Inputs above 128 are not resized (and then rejected by block0)."""
+
+    def __init__(self, channels, img_resolution, sr_num_fp16_res, sr_antialias,
+            num_fp16_res=4, conv_clamp=None, channel_base=None, channel_max=None, **block_kwargs):
+        del num_fp16_res, conv_clamp, channel_base, channel_max # Accepted for the generator's sr_kwargs, unused.
+        assert img_resolution == 256
+        super().__init__()
+        self.input_resolution = 128
+        self.sr_antialias = sr_antialias
+        self._build_blocks(SynthesisBlockNoUp, channels, 128, 64, img_resolution, sr_num_fp16_res, block_kwargs)
+        self.register_buffer('resample_filter', upfirdn2d.setup_filter([1, 3, 3, 1])) # Stored, never used.
+
+    def forward(self, rgb, x, ws, **block_kwargs):
+        return self._refine(rgb, x, ws, resize=(x.shape[-1] < self.input_resolution), antialias=self.sr_antialias,
+            **block_kwargs)
+
+#----------------------------------------------------------------------------
+
+@persistence.persistent_class
+class SuperresolutionHybrid8X(_HybridSuperresolution):
+    """128 -> 512."""
+
+    def __init__(self, channels, img_resolution, sr_num_fp16_res, sr_antialias,
+            num_fp16_res=4, conv_clamp=None, channel_base=None, channel_max=None, **block_kwargs):
+        del num_fp16_res, conv_clamp, channel_base, channel_max # Accepted for the generator's sr_kwargs, unused.
+        assert img_resolution == 512
+        super().__init__()
+        self.input_resolution = 128
+        self.sr_antialias = sr_antialias
+        self._build_blocks(SynthesisBlock, channels, 128, 64, img_resolution, sr_num_fp16_res, block_kwargs)
+        self.register_buffer('resample_filter', upfirdn2d.setup_filter([1, 3, 3, 1])) # Stored, never used.
+
+    def forward(self, rgb, x, ws, **block_kwargs):
+        return self._refine(rgb, x, ws, resize=(x.shape[-1] != self.input_resolution), antialias=self.sr_antialias,
+            **block_kwargs)
+
+#----------------------------------------------------------------------------
+
+@persistence.persistent_class
+class SuperresolutionHybrid8XDC(_HybridSuperresolution):
+    """128 -> 512 with twice the channels of SuperresolutionHybrid8X (ffhq, afhq)."""
+
+    def __init__(self, channels, img_resolution, sr_num_fp16_res, sr_antialias,
+            num_fp16_res=4, conv_clamp=None, channel_base=None, channel_max=None, **block_kwargs):
+        del num_fp16_res, conv_clamp, channel_base, channel_max # Accepted for the generator's sr_kwargs, unused.
+        assert img_resolution == 512
+        super().__init__()
+        self.input_resolution = 128
+        self.sr_antialias = sr_antialias
+        self._build_blocks(SynthesisBlock, channels, 256, 128, img_resolution, sr_num_fp16_res, block_kwargs)
+
+    def forward(self, rgb, x, ws, **block_kwargs):
+        return self._refine(rgb, x, ws, resize=(x.shape[-1] != self.input_resolution), antialias=self.sr_antialias,
+            **block_kwargs)
+
+#----------------------------------------------------------------------------
+
+@persistence.persistent_class
+class SuperresolutionHybridDeepfp32(_HybridSuperresolution):
+    """Legacy 128 -> 256 module kept for old pickles. It has no `sr_antialias` argument, so the current
+    TriPlaneGenerator cannot build it (the extra kwarg reaches SynthesisLayer and raises TypeError)."""
+
+    def __init__(self, channels, img_resolution, sr_num_fp16_res,
+            num_fp16_res=4, conv_clamp=None, channel_base=None, channel_max=None, **block_kwargs):
+        del num_fp16_res, conv_clamp, channel_base, channel_max # Accepted for the generator's sr_kwargs, unused.
+        assert img_resolution == 256
+        super().__init__()
+        self.input_resolution = 128
+        self._build_blocks(SynthesisBlockNoUp, channels, 128, 64, img_resolution, sr_num_fp16_res, block_kwargs)
+        self.register_buffer('resample_filter', upfirdn2d.setup_filter([1, 3, 3, 1])) # Stored, never used.
+
+    def forward(self, rgb, x, ws, **block_kwargs):
+        return self._refine(rgb, x, ws, resize=(x.shape[-1] < self.input_resolution), antialias=False, **block_kwargs)
+
+#----------------------------------------------------------------------------
