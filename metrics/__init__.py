@@ -1,0 +1,1 @@
+"""Quality metrics (FID, KID, precision/recall, Inception score) for generator snapshots."""
