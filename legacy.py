@@ -253,7 +253,10 @@ def open_network_pkl(network_pkl: str, **load_kwargs) -> dict:
         with dnnlib.util.open_url(network_pkl) as f:
             return load_network_pkl(f, **load_kwargs)
     except (OSError, dnnlib.util.DownloadError) as err:
-        raise NetworkPickleError(f'{network_pkl}: {_one_line(err)}') from err
+        message = _one_line(err)
+        if network_pkl not in message:
+            message = f'{network_pkl}: {message}'
+        raise NetworkPickleError(message) from err
 
 
 def save_network_pkl(data: dict, path: str) -> None:

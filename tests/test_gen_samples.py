@@ -1,0 +1,203 @@
+"""gen_samples.py end to end with a tiny randomly initialised generator saved as a snapshot pickle."""
+
+import copy
+import os
+import pickle
+
+import click
+import mrcfile
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+from click.testing import CliRunner
+
+import dnnlib
+import gen_samples
+from camera_utils import FOV_to_intrinsics, LookAtPoseSampler
+
+# ----------------------------------------------------------------------------
+# A tiny generator (shared with test_gen_videos.py).
+
+TINY_RENDERING_KWARGS = dict(
+    image_resolution=128, disparity_space_sampling=False, clamp_mode='softplus',
+    superresolution_module='training.superresolution.SuperresolutionHybrid2X', c_gen_conditioning_zero=False,
+    gpc_reg_prob=0.5, c_scale=1.0, superresolution_noise_mode='none', density_reg=0.25, density_reg_p_dist=0.004,
+    reg_type='l1', decoder_lr_mul=1.0, sr_antialias=True, depth_resolution=6, depth_resolution_importance=6,
+    ray_start=2.25, ray_end=3.3, box_warp=1, avg_camera_radius=2.7, avg_camera_pivot=[0, 0, 0.2])
+
+
+def build_tiny_generator():
+    """Small channel counts, 2x super-resolution to 128 px, 16 px neural rendering, few depth samples.
+
+    The density bias is shifted so the raw density crosses the scripts' iso-level 10 inside the box.
+    """
+    torch.manual_seed(123)
+    G = dnnlib.util.construct_class_by_name(
+        class_name='training.triplane.TriPlaneGenerator', z_dim=512, w_dim=512, c_dim=25, img_resolution=128,
+        img_channels=3, mapping_kwargs=dnnlib.EasyDict(num_layers=2), channel_base=1024, channel_max=16,
+        fused_modconv_default='inference_only', rendering_kwargs=copy.deepcopy(TINY_RENDERING_KWARGS),
+        num_fp16_res=0, sr_num_fp16_res=0, conv_clamp=None,
+        sr_kwargs=dnnlib.EasyDict(channel_base=1024, channel_max=16, fused_modconv_default='inference_only'))
+    G.register_buffer('dataset_label_std', torch.zeros(25))  # added by the training loop
+    G.neural_rendering_resolution = 16
+    G = G.eval().requires_grad_(False)
+
+    z = torch.from_numpy(np.random.RandomState(0).randn(1, 512))
+    points = torch.rand([1, 4096, 3]) - 0.5
+    sigma = G.sample(points, torch.zeros_like(points), z, torch.zeros([1, 25]), noise_mode='const')['sigma']
+    G.decoder.net[2].bias[0] += 10 - sigma.median()
+    return G
+
+
+def write_tiny_snapshot(path):
+    G = build_tiny_generator()
+    D = dnnlib.util.construct_class_by_name(class_name='training.dual_discriminator.DualDiscriminator', c_dim=25,
+                                            img_resolution=128, img_channels=3, channel_base=256, channel_max=8)
+    with open(path, 'wb') as f:
+        pickle.dump(dict(training_set_kwargs=None, G=G, D=D.eval().requires_grad_(False), G_ema=copy.deepcopy(G),
+                         augment_pipe=None), f)
+    return path
+
+
+@pytest.fixture(scope='module')
+def snapshot(tmp_path_factory):
+    return write_tiny_snapshot(str(tmp_path_factory.mktemp('net') / 'network-snapshot-000000.pkl'))
+
+
+def run(args):
+    result = CliRunner().invoke(gen_samples.generate_images, args)
+    return result
+
+# ----------------------------------------------------------------------------
+
+
+def test_images_and_volumes(snapshot, tmp_path):
+    N = 32
+    out = str(tmp_path)
+    result = run(['--network', snapshot, '--seeds=0,3', '--outdir', out, '--device=cpu', '--shapes=true',
+                  f'--shape-res={N}'])
+    assert result.exit_code == 0, result.output
+    assert 'Generating image for seed 3 (1/2) ...' in result.output
+    assert sorted(os.listdir(out)) == ['seed0000.mrc', 'seed0000.png', 'seed0003.mrc', 'seed0003.png']
+    with PIL.Image.open(os.path.join(out, 'seed0003.png')) as img:
+        assert img.mode == 'RGB' and img.size == (3 * 128, 128)
+        assert np.asarray(img).std() > 0
+
+    with mrcfile.open(os.path.join(out, 'seed0003.mrc')) as mrc:
+        assert mrc.header.mode == 2
+        volume = np.array(mrc.data)
+    assert volume.shape == (N, N, N) and volume.dtype == np.float32
+
+    # The official create_samples() grid, written out independently: float32 true division on the slow axes.
+    G = _load_G(snapshot)
+    index = torch.arange(N ** 3)
+    grid = torch.stack([((index.float() / N) / N) % N, (index.float() / N) % N, (index % N).float()], dim=1)
+    points = (grid * (1 / (N - 1)) - 0.5).unsqueeze(0)
+    directions = torch.zeros_like(points)
+    directions[..., 2] = -1
+    z = torch.from_numpy(np.random.RandomState(3).randn(1, 512))
+    sigma = G.sample(points, directions, z, _label(np.pi / 2, np.pi / 2), noise_mode='const')['sigma']
+    expected = np.flip(sigma.reshape(N, N, N).numpy(), 0).copy()
+    pad = int(30 * N / 256)
+    assert pad == 3
+    inner = (slice(pad, -pad),) * 3
+    assert np.allclose(volume[inner], expected[inner], atol=1e-5, rtol=0)
+    for face in [volume[:pad], volume[-pad:], volume[:, :pad], volume[:, -pad:], volume[:, :, :pad],
+                 volume[:, :, -pad:]]:
+        assert np.all(face == -1000)
+
+
+def _load_G(snapshot):
+    with open(snapshot, 'rb') as f:
+        return pickle.load(f)['G_ema']
+
+
+def _label(yaw, pitch, fov=18):
+    cam2world = LookAtPoseSampler.sample(yaw, pitch, torch.tensor([0, 0, 0.2]), radius=2.7)
+    return torch.cat([cam2world.reshape(-1, 16), FOV_to_intrinsics(fov).reshape(-1, 9)], dim=1)
+
+
+def test_image_matches_direct_rendering(snapshot, tmp_path):
+    """Three views (yaw +0.4, 0, -0.4, pitch -0.2), frontal conditioning, truncation, seeded noise."""
+    result = run(['--network', snapshot, '--seeds=5', '--outdir', str(tmp_path), '--trunc=0.7',
+                  '--trunc-cutoff=7', '--fov-deg=18.837', '--reload_modules=true'])
+    assert result.exit_code == 0, result.output
+    G = _load_G(snapshot)
+    conditioning = _label(np.pi / 2, np.pi / 2, fov=18.837)
+    cameras = [_label(np.pi / 2 + yaw, np.pi / 2 - 0.2, fov=18.837) for yaw in (0.4, 0, -0.4)]
+    z = torch.from_numpy(np.random.RandomState(5).randn(1, 512))
+    torch.manual_seed(5)  # --seed-noise: backbone noise and ray jitter are seeded per seed
+    ws = G.mapping(z, conditioning, truncation_psi=0.7, truncation_cutoff=7)
+    views = [G.synthesis(ws, camera)['image'] for camera in cameras]
+    expected = (torch.cat(views, dim=3)[0].permute(1, 2, 0) * 127.5 + 128).clamp(0, 255).to(torch.uint8).numpy()
+    with PIL.Image.open(os.path.join(str(tmp_path), 'seed0005.png')) as img:
+        assert np.array_equal(np.asarray(img), expected)
+
+
+def _read_ply(path):
+    with open(path, 'rb') as f:
+        header = []
+        while not header or header[-1] != 'end_header':
+            header.append(f.readline().decode('ascii').strip())
+        body = f.read()
+    counts = {line.split()[1]: int(line.split()[2]) for line in header if line.startswith('element')}
+    props = [line.split()[-1] for line in header if line.startswith('property')]
+    return header, counts, props, body
+
+
+def test_meshes_with_vertex_colours(snapshot, tmp_path):
+    N = 24
+    out = str(tmp_path)
+    result = run(['--network', snapshot, '--seeds=2', '--outdir', out, '--shapes=true', f'--shape-res={N}',
+                  '--shape-format=.ply'])
+    assert result.exit_code == 0, result.output
+
+    header, counts, props, body = _read_ply(os.path.join(out, 'seed0002.ply'))
+    assert header[1] == 'format binary_little_endian 1.0'
+    assert props == ['x', 'y', 'z', 'red', 'green', 'blue', 'vertex_indices']
+    V, F = counts['vertex'], counts['face']
+    assert V > 100 and F > 100
+    assert len(body) == V * (12 + 3) + F * (1 + 12)
+    verts = np.frombuffer(body[:V * 15], dtype=[('xyz', '<f4', (3,)), ('rgb', 'u1', (3,))])
+    assert verts['xyz'].min() >= 0 and verts['xyz'].max() <= N - 1
+    assert verts['rgb'].std() > 0
+
+    # Same seed through the shape helper directly (no images): .obj holds the same mesh and colours.
+    G = _load_G(snapshot)
+    z = torch.from_numpy(np.random.RandomState(2).randn(1, 512))
+    ws = G.mapping(z, _label(np.pi / 2, np.pi / 2))
+    path = gen_samples.generate_shape(G, ws, 2, out, N, '.obj', level=10, mesh_colors=True, device='cpu')
+    assert path == os.path.join(out, 'seed0002.obj')
+    with open(path) as f:
+        lines = f.read().splitlines()
+    obj_verts = np.array([[float(v) for v in line.split()[1:]] for line in lines if line.startswith('v ')])
+    obj_faces = np.array([[int(v) for v in line.split()[1:]] for line in lines if line.startswith('f ')])
+    assert obj_verts.shape == (V, 6) and obj_faces.shape == (F, 3)
+    assert obj_faces.min() == 1 and obj_faces.max() == V
+    assert np.allclose(obj_verts[:, :3], verts['xyz'], atol=1e-5)
+    assert np.allclose(obj_verts[:, 3:] * 255, verts['rgb'], atol=0.02)
+
+    with pytest.raises(click.ClickException, match='seed0002.ply.*--level'):
+        gen_samples.generate_shape(G, ws, 2, out, N, '.ply', level=1e6, mesh_colors=True, device='cpu')
+
+
+def test_bad_arguments(snapshot, tmp_path):
+    result = run(['--network', snapshot, '--seeds=1-x', '--outdir', str(tmp_path)])
+    assert result.exit_code == 2 and '1-x' in result.output
+    missing = str(tmp_path / 'missing.pkl')
+    result = run(['--network', missing, '--seeds=1', '--outdir', str(tmp_path)])
+    assert result.exit_code == 1 and 'missing.pkl' in result.output
+    not_a_pickle = tmp_path / 'junk.pkl'
+    not_a_pickle.write_bytes(b'junk')
+    result = run(['--network', str(not_a_pickle), '--seeds=1', '--outdir', str(tmp_path)])
+    assert result.exit_code == 1 and 'junk.pkl' in result.output
+
+
+def test_parse_helpers():
+    assert gen_samples.parse_range('0,1,4-6') == [0, 1, 4, 5, 6]
+    assert gen_samples.parse_tuple('4x2') == (4, 2) and gen_samples.parse_tuple('4,2') == (4, 2)
+    with pytest.raises(ValueError):
+        gen_samples.parse_range('-1')
+    with pytest.raises(ValueError):
+        gen_samples.parse_tuple('4x')

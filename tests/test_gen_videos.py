@@ -1,0 +1,114 @@
+"""gen_videos.py end to end with the tiny snapshot of test_gen_samples, plus its interpolation helpers."""
+
+import os
+
+import imageio.v2 as imageio
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+import gen_videos
+from test_gen_samples import write_tiny_snapshot
+
+
+@pytest.fixture(scope='module')
+def snapshot(tmp_path_factory):
+    return write_tiny_snapshot(str(tmp_path_factory.mktemp('net') / 'network-snapshot-000000.pkl'))
+
+
+def run(args):
+    return CliRunner().invoke(gen_videos.generate_videos, args)
+
+
+def read_video(path):
+    reader = imageio.get_reader(path)
+    try:
+        return np.stack([frame for frame in reader]), reader.get_meta_data()  # len() is inf for mp4
+    finally:
+        reader.close()
+
+# ----------------------------------------------------------------------------
+
+
+def test_grid_video_of_depth(snapshot, tmp_path):
+    # 2 seeds on a 2x1 grid: 1 keyframe per cell, 2 frames between keyframes -> 2 frames of 16 x 32 pixels.
+    out = str(tmp_path / 'out')
+    result = run(['--network', snapshot, '--seeds=0-1', '--grid=2x1', '--w-frames=2', '--outdir', out,
+                  '--image_mode=image_depth', '--nrr=16', '--sample_mult=1', '--trunc=0.7', '--cfg=AFHQ'])
+    assert result.exit_code == 0, result.output
+    assert os.listdir(out) == ['interpolation.mp4']
+    frames, meta = read_video(os.path.join(out, 'interpolation.mp4'))
+    assert frames.shape == (2, 16, 32, 3)
+    assert meta['fps'] == 60 and meta['codec'] == 'h264'
+    # Min-max normalised depth per cell: each cell spans (nearly) the full grey range.
+    for cell in (frames[0, :, :16], frames[0, :, 16:]):
+        assert cell.min() < 40 and cell.max() > 215
+
+
+def test_video_per_seed_and_shapes(snapshot, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # shapes go to the working directory, as in the original
+    result = run(['--network', snapshot, '--seeds=4,7', '--w-frames=1', '--outdir=videos', '--interpolate=false',
+                  '--image_mode=image_raw', '--nrr=16', '--sample_mult=1.5'])
+    assert result.exit_code == 0, result.output
+    assert sorted(os.listdir('videos')) == ['4.mp4', '7.mp4']
+    frames, _ = read_video(os.path.join('videos', '7.mp4'))
+    assert frames.shape == (1, 16, 16, 3)
+
+    result = run(['--network', snapshot, '--seeds=5', '--w-frames=2', '--outdir=shapes', '--image_mode=image_raw',
+                  '--nrr=16', '--sample_mult=1', '--shapes=true', '--shape-res=16'])
+    assert result.exit_code == 0, result.output
+    assert sorted(os.listdir('interpolation_5_5')) == ['0000_shape.ply', '0001_shape.ply']
+    with open(os.path.join('interpolation_5_5', '0001_shape.ply'), 'rb') as f:
+        assert f.readline() == b'ply\n'
+    trajectory = np.load(os.path.join('shapes', 'interpolation_trajectory.npy'))
+    assert trajectory.shape == (2, 4, 4)
+    assert np.allclose(trajectory[:, 3], [0, 0, 0, 1])
+    assert np.allclose(np.linalg.norm(trajectory[:, :3, 3], axis=1), 2.7, atol=1e-5)  # orbit around the origin
+    to_pivot = [0, 0, 0.2] - trajectory[:, :3, 3]
+    assert np.allclose(trajectory[:, :3, 2], to_pivot / np.linalg.norm(to_pivot, axis=1, keepdims=True), atol=1e-5)
+
+
+def test_bad_grid_is_reported(snapshot, tmp_path):
+    result = run(['--network', snapshot, '--seeds=0-2', '--grid=2x2', '--outdir', str(tmp_path)])
+    assert result.exit_code == 1 and 'divisible' in result.output and 'interpolation.mp4' in result.output
+    result = run(['--network', snapshot, '--seeds=0', '--grid=2', '--outdir', str(tmp_path)])
+    assert result.exit_code == 2
+
+# ----------------------------------------------------------------------------
+# Helpers.
+
+
+def test_keyframe_seeds_repeat_and_shuffle():
+    seeds, k = gen_videos.keyframe_seeds([3, 4, 5], num_keyframes=2, grid_w=2, grid_h=1)
+    assert k == 2 and seeds.tolist() == [3, 4, 5, 3]
+    shuffled, _ = gen_videos.keyframe_seeds([3, 4, 5], num_keyframes=2, grid_w=2, grid_h=1, shuffle_seed=1)
+    expected = np.array([3, 4, 5, 3])
+    np.random.RandomState(1).shuffle(expected)
+    assert shuffled.tolist() == expected.tolist()
+    with pytest.raises(ValueError, match='divisible'):
+        gen_videos.keyframe_seeds([1, 2, 3], num_keyframes=None, grid_w=2, grid_h=1)
+
+
+def test_interpolation_passes_keyframes_and_loops():
+    ws = np.random.RandomState(0).randn(1, 1, 3, 2, 4).astype(np.float32)  # one cell, 3 keyframes
+    interp = gen_videos.make_interpolators(ws)[0][0]
+    for k in range(3):
+        assert np.allclose(interp(k), ws[0, 0, k], atol=1e-6)
+    # Periodic: the spline just before t = 3 approaches keyframe 0 smoothly.
+    assert np.allclose(interp(2.999), ws[0, 0, 0], atol=0.05)
+    assert np.allclose(interp(0.0) - interp(-0.001), interp(3.0) - interp(2.999), atol=1e-4)
+
+
+def test_layout_grid_and_orbit():
+    cells = torch.stack([torch.full([3, 2, 2], v) for v in (-1.0, 0.0, 1.0, 0.5)])
+    grid = gen_videos.layout_grid(cells, grid_w=2, grid_h=2)
+    assert grid.shape == (4, 4, 3) and grid.dtype == np.uint8
+    assert grid[0, 0, 0] == 0 and grid[0, 3, 0] == 128 and grid[3, 0, 0] == 255 and grid[3, 3, 0] == 191
+
+    pivot = torch.tensor([0.0, 0.0, 0.0])
+    start = gen_videos.orbit_camera(0, 100, pivot, 2.7, 'cpu')[0]
+    quarter = gen_videos.orbit_camera(25, 100, pivot, 2.7, 'cpu')[0]
+    assert start[0, 3].abs() < 0.01 and start[1, 3] < -0.3  # frame 0: centred, below (pitch 1.57 - 0.05 + 0.25)
+    assert quarter[0, 3] > 0.5                               # a quarter loop later: swung toward +x
+    assert gen_videos.focal_length('Shapenet') == 1.7074 and gen_videos.focal_length('FFHQ') == 4.2647
