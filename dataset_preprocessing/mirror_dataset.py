@@ -11,7 +11,9 @@ EG3D trains with --mirror=0 on such datasets, because the loader's x-flip keeps 
 import argparse
 import json
 import os
+import subprocess
 import sys
+import zipfile
 
 import numpy as np
 import PIL.Image
@@ -94,6 +96,35 @@ def open_image(path):
     except Exception as exc:
         fail(f'{path}: cannot read image ({exc})')
 
+def copy_with_mirror(source, dest, name):
+    """Write <dest>/<name> (unless dest is source) and its left-right mirror <dest>/<stem>_mirror<ext>."""
+    img = open_image(os.path.join(source, name))
+    if not same_folder(source, dest):
+        save_image(img, os.path.join(dest, name))
+    save_image(img.transpose(PIL.Image.Transpose.FLIP_LEFT_RIGHT), os.path.join(dest, mirror_name(name)))
+
+def run_step(cmd):
+    """Run one pipeline step in a subprocess; stop the pipeline if it fails."""
+    print('Running:', ' '.join(cmd))
+    if subprocess.run(cmd).returncode != 0:
+        fail(f'step failed: {" ".join(cmd)}')
+
+def extract_zip(path, dest):
+    try:
+        with zipfile.ZipFile(path) as zf:
+            zf.extractall(dest)
+    except zipfile.BadZipFile as exc:
+        fail(f'{path}: cannot read zip file ({exc})')
+
+def gdown_download(file_id, path, what, manual_option):
+    """Fetch a Google Drive file; `manual_option` tells the user how to pass a copy downloaded by hand."""
+    try:
+        import gdown
+    except ImportError:
+        fail(f'downloading {what} needs gdown: pip install gdown (or pass {manual_option})')
+    if gdown.download(id=file_id, output=path, quiet=False) is None:
+        fail(f'download of {what} failed; download it manually and pass {manual_option}')
+
 #----------------------------------------------------------------------------
 
 def mirror_labelled(source, dest, max_images):
@@ -114,10 +145,7 @@ def mirror_labelled(source, dest, max_images):
             new_label = mirror_label(label)
         except ValueError as exc:
             fail(f'{meta_path}: label of {name}: {exc}')
-        img = open_image(os.path.join(source, name))
-        if not same_folder(source, dest):
-            save_image(img, os.path.join(dest, name))
-        save_image(img.transpose(PIL.Image.Transpose.FLIP_LEFT_RIGHT), os.path.join(dest, mirror_name(name)))
+        copy_with_mirror(source, dest, name)
         if mirror_name(name) not in known:
             added.append([mirror_name(name), new_label])
     write_json({'labels': labels + added}, os.path.join(dest, 'dataset.json'))
@@ -128,10 +156,7 @@ def mirror_unlabelled(source, dest, max_images):
                    os.path.isfile(os.path.join(source, f)) and not os.path.splitext(f)[0].endswith('_mirror'))
     names = names if max_images is None else names[:max_images]
     for name in names:
-        img = open_image(os.path.join(source, name))
-        if not same_folder(source, dest):
-            save_image(img, os.path.join(dest, name))
-        save_image(img.transpose(PIL.Image.Transpose.FLIP_LEFT_RIGHT), os.path.join(dest, mirror_name(name)))
+        copy_with_mirror(source, dest, name)
     return len(names)
 
 def main(argv=None):

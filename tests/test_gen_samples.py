@@ -11,6 +11,7 @@ import PIL.Image
 import pytest
 import torch
 from click.testing import CliRunner
+from test_shape_utils import read_ply
 
 import dnnlib
 import gen_samples
@@ -135,17 +136,6 @@ def test_image_matches_direct_rendering(snapshot, tmp_path):
         assert np.array_equal(np.asarray(img), expected)
 
 
-def _read_ply(path):
-    with open(path, 'rb') as f:
-        header = []
-        while not header or header[-1] != 'end_header':
-            header.append(f.readline().decode('ascii').strip())
-        body = f.read()
-    counts = {line.split()[1]: int(line.split()[2]) for line in header if line.startswith('element')}
-    props = [line.split()[-1] for line in header if line.startswith('property')]
-    return header, counts, props, body
-
-
 def test_meshes_with_vertex_colours(snapshot, tmp_path):
     N = 24
     out = str(tmp_path)
@@ -153,13 +143,13 @@ def test_meshes_with_vertex_colours(snapshot, tmp_path):
                   '--shape-format=.ply'])
     assert result.exit_code == 0, result.output
 
-    header, counts, props, body = _read_ply(os.path.join(out, 'seed0002.ply'))
+    header, verts, faces = read_ply(os.path.join(out, 'seed0002.ply'))  # Also checks the body size.
     assert header[1] == 'format binary_little_endian 1.0'
+    props = [line.split()[-1] for line in header if line.startswith('property')]
     assert props == ['x', 'y', 'z', 'red', 'green', 'blue', 'vertex_indices']
-    V, F = counts['vertex'], counts['face']
+    V, F = len(verts), len(faces)
     assert V > 100 and F > 100
-    assert len(body) == V * (12 + 3) + F * (1 + 12)
-    verts = np.frombuffer(body[:V * 15], dtype=[('xyz', '<f4', (3,)), ('rgb', 'u1', (3,))])
+    assert verts.dtype.itemsize == 12 + 3
     assert verts['xyz'].min() >= 0 and verts['xyz'].max() <= N - 1
     assert verts['rgb'].std() > 0
 

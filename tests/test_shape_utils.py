@@ -31,6 +31,7 @@ def sphere_volume(N, cube_length=1.0, chunk_size=5000):
 
 
 def read_ply(path):
+    """Binary little-endian PLY (shared with test_gen_samples.py) -> (header lines, vertices, [F, 3] faces)."""
     with open(path, 'rb') as f:
         header = []
         while not header or header[-1] != 'end_header':
@@ -43,6 +44,7 @@ def read_ply(path):
     faces = np.frombuffer(body, dtype=[('n', 'u1'), ('idx', '<i4', (3,))], count=counts['face'],
                           offset=verts.nbytes)
     assert np.all(faces['n'] == 3)
+    assert len(body) == verts.nbytes + faces.nbytes  # Nothing after the faces.
     return header, verts, faces['idx']
 
 # ----------------------------------------------------------------------------

@@ -26,22 +26,45 @@ class SynthesisBlockNoUp(SynthesisBlock):
 #----------------------------------------------------------------------------
 
 class _HybridSuperresolution(torch.nn.Module):
-    """Shared body of the SuperresolutionHybrid* modules (not persistent by itself)."""
+    """Shared constructor and forward of the SuperresolutionHybrid* modules (not persistent by itself).
+    Each subclass states its row of the layout table (networks.md §6) in these class attributes."""
+    _img_resolution = None          # The only output resolution the class accepts.
+    _input_resolution = None        # Resolution that block0 works at (stored as `input_resolution`).
+    _block0_class = SynthesisBlock  # SynthesisBlockNoUp where block0 keeps the input resolution.
+    _block_channels = (128, 64)     # Output channels of block0 and block1.
+    _has_resample_filter = True     # Official modules store an unused `resample_filter` buffer (except 8XDC).
+    _resize_smaller_only = False    # Resize only narrower inputs; otherwise any width but input_resolution.
 
-    def _build_blocks(self, block0_class, channels, mid_channels, out_channels, img_resolution, sr_num_fp16_res,
-            block_kwargs):
+    def __init__(self, channels, img_resolution, sr_num_fp16_res, sr_antialias,
+            num_fp16_res=4, conv_clamp=None, channel_base=None, channel_max=None, **block_kwargs):
+        del num_fp16_res, conv_clamp, channel_base, channel_max # Accepted for the generator's sr_kwargs, unused.
+        super().__init__()
+        self._build(channels, img_resolution, sr_num_fp16_res, block_kwargs)
+        self.sr_antialias = sr_antialias
+
+    def _build(self, channels, img_resolution, sr_num_fp16_res, block_kwargs):
+        assert img_resolution == self._img_resolution
+        self.input_resolution = self._input_resolution
         # fp16 blocks also clamp their activations, even when fp16 is unavailable (CPU).
         use_fp16 = sr_num_fp16_res > 0
         conv_clamp = 256 if use_fp16 else None
-        self.block0 = block0_class(channels, mid_channels, w_dim=512, resolution=img_resolution // 2, img_channels=3,
-            is_last=False, use_fp16=use_fp16, conv_clamp=conv_clamp, **block_kwargs)
+        mid_channels, out_channels = self._block_channels
+        self.block0 = self._block0_class(channels, mid_channels, w_dim=512, resolution=img_resolution // 2,
+            img_channels=3, is_last=False, use_fp16=use_fp16, conv_clamp=conv_clamp, **block_kwargs)
         self.block1 = SynthesisBlock(mid_channels, out_channels, w_dim=512, resolution=img_resolution, img_channels=3,
             is_last=True, use_fp16=use_fp16, conv_clamp=conv_clamp, **block_kwargs)
+        if self._has_resample_filter:
+            self.register_buffer('resample_filter', upfirdn2d.setup_filter([1, 3, 3, 1])) # Stored, never used.
 
-    def _refine(self, rgb, x, ws, resize, antialias, **block_kwargs):
+    def forward(self, rgb, x, ws, **block_kwargs):
+        return self._refine(rgb, x, ws, antialias=self.sr_antialias, **block_kwargs)
+
+    def _refine(self, rgb, x, ws, antialias, **block_kwargs):
         misc.assert_shape(rgb, [None, 3, None, None])
         misc.assert_shape(x, [rgb.shape[0], None, rgb.shape[2], rgb.shape[3]])
         ws = ws[:, -1:, :].repeat(1, 3, 1) # Both blocks see only the last w, three times.
+        width = x.shape[-1]
+        resize = (width < self.input_resolution) if self._resize_smaller_only else (width != self.input_resolution)
         if resize:
             size = (self.input_resolution, self.input_resolution)
             x = torch.nn.functional.interpolate(x, size=size, mode='bilinear', align_corners=False, antialias=antialias)
@@ -61,97 +84,52 @@ class _HybridSuperresolution(torch.nn.Module):
 @persistence.persistent_class
 class SuperresolutionHybrid2X(_HybridSuperresolution):
     """64 -> 128 (shapenet)."""
-
-    def __init__(self, channels, img_resolution, sr_num_fp16_res, sr_antialias,
-            num_fp16_res=4, conv_clamp=None, channel_base=None, channel_max=None, **block_kwargs):
-        del num_fp16_res, conv_clamp, channel_base, channel_max # Accepted for the generator's sr_kwargs, unused.
-        assert img_resolution == 128
-        super().__init__()
-        self.input_resolution = 64
-        self.sr_antialias = sr_antialias
-        self._build_blocks(SynthesisBlockNoUp, channels, 128, 64, img_resolution, sr_num_fp16_res, block_kwargs)
-        self.register_buffer('resample_filter', upfirdn2d.setup_filter([1, 3, 3, 1])) # Stored, never used.
-
-    def forward(self, rgb, x, ws, **block_kwargs):
-        return self._refine(rgb, x, ws, resize=(x.shape[-1] != self.input_resolution), antialias=self.sr_antialias,
-            **block_kwargs)
+    _img_resolution, _input_resolution = 128, 64
+    _block0_class = SynthesisBlockNoUp
 
 #----------------------------------------------------------------------------
 
 @persistence.persistent_class
 class SuperresolutionHybrid4X(_HybridSuperresolution):
     """128 -> 256. Inputs above 128 are not resized (and then rejected by block0)."""
-
-    def __init__(self, channels, img_resolution, sr_num_fp16_res, sr_antialias,
-            num_fp16_res=4, conv_clamp=None, channel_base=None, channel_max=None, **block_kwargs):
-        del num_fp16_res, conv_clamp, channel_base, channel_max # Accepted for the generator's sr_kwargs, unused.
-        assert img_resolution == 256
-        super().__init__()
-        self.input_resolution = 128
-        self.sr_antialias = sr_antialias
-        self._build_blocks(SynthesisBlockNoUp, channels, 128, 64, img_resolution, sr_num_fp16_res, block_kwargs)
-        self.register_buffer('resample_filter', upfirdn2d.setup_filter([1, 3, 3, 1])) # Stored, never used.
-
-    def forward(self, rgb, x, ws, **block_kwargs):
-        return self._refine(rgb, x, ws, resize=(x.shape[-1] < self.input_resolution), antialias=self.sr_antialias,
-            **block_kwargs)
+    _img_resolution, _input_resolution = 256, 128
+    _block0_class = SynthesisBlockNoUp
+    _resize_smaller_only = True
 
 #----------------------------------------------------------------------------
 
 @persistence.persistent_class
 class SuperresolutionHybrid8X(_HybridSuperresolution):
     """128 -> 512."""
-
-    def __init__(self, channels, img_resolution, sr_num_fp16_res, sr_antialias,
-            num_fp16_res=4, conv_clamp=None, channel_base=None, channel_max=None, **block_kwargs):
-        del num_fp16_res, conv_clamp, channel_base, channel_max # Accepted for the generator's sr_kwargs, unused.
-        assert img_resolution == 512
-        super().__init__()
-        self.input_resolution = 128
-        self.sr_antialias = sr_antialias
-        self._build_blocks(SynthesisBlock, channels, 128, 64, img_resolution, sr_num_fp16_res, block_kwargs)
-        self.register_buffer('resample_filter', upfirdn2d.setup_filter([1, 3, 3, 1])) # Stored, never used.
-
-    def forward(self, rgb, x, ws, **block_kwargs):
-        return self._refine(rgb, x, ws, resize=(x.shape[-1] != self.input_resolution), antialias=self.sr_antialias,
-            **block_kwargs)
+    _img_resolution, _input_resolution = 512, 128
 
 #----------------------------------------------------------------------------
 
 @persistence.persistent_class
 class SuperresolutionHybrid8XDC(_HybridSuperresolution):
     """128 -> 512 with twice the channels of SuperresolutionHybrid8X (ffhq, afhq)."""
-
-    def __init__(self, channels, img_resolution, sr_num_fp16_res, sr_antialias,
-            num_fp16_res=4, conv_clamp=None, channel_base=None, channel_max=None, **block_kwargs):
-        del num_fp16_res, conv_clamp, channel_base, channel_max # Accepted for the generator's sr_kwargs, unused.
-        assert img_resolution == 512
-        super().__init__()
-        self.input_resolution = 128
-        self.sr_antialias = sr_antialias
-        self._build_blocks(SynthesisBlock, channels, 256, 128, img_resolution, sr_num_fp16_res, block_kwargs)
-
-    def forward(self, rgb, x, ws, **block_kwargs):
-        return self._refine(rgb, x, ws, resize=(x.shape[-1] != self.input_resolution), antialias=self.sr_antialias,
-            **block_kwargs)
+    _img_resolution, _input_resolution = 512, 128
+    _block_channels = (256, 128)
+    _has_resample_filter = False
 
 #----------------------------------------------------------------------------
 
 @persistence.persistent_class
 class SuperresolutionHybridDeepfp32(_HybridSuperresolution):
-    """Legacy 128 -> 256 module kept for old pickles. It has no `sr_antialias` argument, so the current
-    TriPlaneGenerator cannot build it (the extra kwarg reaches SynthesisLayer and raises TypeError)."""
+    """Legacy 128 -> 256 module kept for old pickles; laid out as SuperresolutionHybrid4X. It has no
+    `sr_antialias` argument, so the current TriPlaneGenerator cannot build it (the extra kwarg reaches
+    SynthesisLayer and raises TypeError), and it resizes without antialiasing."""
+    _img_resolution, _input_resolution = 256, 128
+    _block0_class = SynthesisBlockNoUp
+    _resize_smaller_only = True
 
     def __init__(self, channels, img_resolution, sr_num_fp16_res,
             num_fp16_res=4, conv_clamp=None, channel_base=None, channel_max=None, **block_kwargs):
         del num_fp16_res, conv_clamp, channel_base, channel_max # Accepted for the generator's sr_kwargs, unused.
-        assert img_resolution == 256
-        super().__init__()
-        self.input_resolution = 128
-        self._build_blocks(SynthesisBlockNoUp, channels, 128, 64, img_resolution, sr_num_fp16_res, block_kwargs)
-        self.register_buffer('resample_filter', upfirdn2d.setup_filter([1, 3, 3, 1])) # Stored, never used.
+        torch.nn.Module.__init__(self) # Not the base constructor: that one sets sr_antialias.
+        self._build(channels, img_resolution, sr_num_fp16_res, block_kwargs)
 
     def forward(self, rgb, x, ws, **block_kwargs):
-        return self._refine(rgb, x, ws, resize=(x.shape[-1] < self.input_resolution), antialias=False, **block_kwargs)
+        return self._refine(rgb, x, ws, antialias=False, **block_kwargs)
 
 #----------------------------------------------------------------------------

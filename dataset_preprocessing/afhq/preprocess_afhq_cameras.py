@@ -13,10 +13,9 @@ import os
 import sys
 
 import numpy as np
-import PIL.Image
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
-from mirror_dataset import fail, mirror_label, mirror_name, open_image, read_json, same_folder, save_image, write_json  # noqa: E402
+from mirror_dataset import copy_with_mirror, fail, mirror_label, mirror_name, read_json, write_json  # noqa: E402
 
 CAMERA_DISTANCE = 2.7
 FOCAL = 4.2647  # 2985.29 / 700: the FFHQ focal length in units of the 700-pixel crop.
@@ -51,10 +50,7 @@ def main(argv=None):
             fail(f'{cameras_path}: camera of {stem} is not a 3x3 matrix of numbers')
         name = f'{stem}.png'
         label = afhq_label(rotation)
-        img = open_image(os.path.join(args.source, name))
-        if not same_folder(args.source, dest):
-            save_image(img, os.path.join(dest, name))  # Fix: the original wrote only the mirrors into --dest.
-        save_image(img.transpose(PIL.Image.Transpose.FLIP_LEFT_RIGHT), os.path.join(dest, mirror_name(name)))
+        copy_with_mirror(args.source, dest, name)  # Fix: the original wrote only the mirrors into --dest.
         labels += [[name, label], [mirror_name(name), mirror_label(label)]]
     write_json({'labels': labels}, os.path.join(dest, 'dataset.json'))
     print(f'Wrote {len(labels)} label(s) to {os.path.join(dest, "dataset.json")}')

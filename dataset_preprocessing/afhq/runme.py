@@ -10,23 +10,16 @@ at 512x512. Each step must succeed before the next one runs.
 import argparse
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import zipfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
-from mirror_dataset import fail  # noqa: E402
+from mirror_dataset import extract_zip, fail, gdown_download, run_step  # noqa: E402
 
 LABELS_GDRIVE_ID = '1FQXQ26kAgRyN2iOH8CBl3P9CGPIQ5TAQ'
 HERE = os.path.dirname(os.path.abspath(__file__))
 MIRROR_TOOL = os.path.join(HERE, '..', 'mirror_dataset.py')
 DATASET_TOOL = os.path.join(HERE, '..', '..', 'dataset_tool.py')
-
-def run(cmd):
-    print('Running:', ' '.join(cmd))
-    if subprocess.run(cmd).returncode != 0:
-        fail(f'step failed: {" ".join(cmd)}')
 
 def find_cat_folder(root):
     for folder, dirs, _files in os.walk(root):
@@ -39,13 +32,8 @@ def fetch_labels(dest_path, labels):
         if not os.path.isfile(labels):
             fail(f'{labels}: no such file')
         shutil.copyfile(labels, dest_path)
-        return
-    try:
-        import gdown
-    except ImportError:
-        fail('downloading the AFHQ camera labels needs gdown: pip install gdown (or pass --labels=dataset.json)')
-    if gdown.download(id=LABELS_GDRIVE_ID, output=dest_path, quiet=False) is None:
-        fail('download of the AFHQ dataset.json failed; download it manually and pass --labels=PATH')
+    else:
+        gdown_download(LABELS_GDRIVE_ID, dest_path, what='the AFHQ dataset.json', manual_option='--labels=PATH')
 
 def main(argv=None):
     # Fix: the original gave a positional argument `required=`, which argparse rejects.
@@ -60,16 +48,12 @@ def main(argv=None):
         fail(f'{args.outzip}: destination already exists')
     with tempfile.TemporaryDirectory() as workdir:
         print(f'Unpacking {args.inzip}...')
-        try:
-            with zipfile.ZipFile(args.inzip) as zf:
-                zf.extractall(os.path.join(workdir, 'afhq'))
-        except zipfile.BadZipFile as exc:
-            fail(f'{args.inzip}: cannot read zip file ({exc})')
+        extract_zip(args.inzip, os.path.join(workdir, 'afhq'))
         cats = find_cat_folder(os.path.join(workdir, 'afhq'))
         fetch_labels(os.path.join(cats, 'dataset.json'), args.labels)
         mirrored = os.path.join(workdir, 'mirrored_images')
-        run([sys.executable, MIRROR_TOOL, f'--source={cats}', f'--dest={mirrored}'])
-        run([sys.executable, DATASET_TOOL, f'--source={mirrored}', f'--dest={args.outzip}', '--resolution=512x512'])
+        run_step([sys.executable, MIRROR_TOOL, f'--source={cats}', f'--dest={mirrored}'])
+        run_step([sys.executable, DATASET_TOOL, f'--source={mirrored}', f'--dest={args.outzip}', '--resolution=512x512'])
 
 if __name__ == '__main__':
     main()

@@ -8,32 +8,15 @@ Every step must succeed before the next one runs (the original ignored failures)
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
-import zipfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
-from mirror_dataset import fail  # noqa: E402
+from mirror_dataset import extract_zip, fail, gdown_download, run_step  # noqa: E402
 
 CARS_TRAIN_GDRIVE_ID = '1bThUNtIHx4xEQyffVBSf82ABDDh2HlFn'
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATASET_TOOL = os.path.join(HERE, '..', '..', 'dataset_tool.py')
-
-def run(cmd):
-    print('Running:', ' '.join(cmd))
-    if subprocess.run(cmd).returncode != 0:
-        fail(f'step failed: {" ".join(cmd)}')
-
-def download(workdir):
-    try:
-        import gdown
-    except ImportError:
-        fail('downloading cars_train.zip needs gdown: pip install gdown (or pass --source=PATH to a downloaded copy)')
-    path = os.path.join(workdir, 'cars_train.zip')
-    if gdown.download(id=CARS_TRAIN_GDRIVE_ID, output=path, quiet=False) is None:
-        fail('download of cars_train.zip failed; download it manually and pass --source=PATH')
-    return path
 
 def find_cars_train(root):
     """The folder that holds the <scene>/rgb folders (the zip has a cars_train/ top folder)."""
@@ -50,21 +33,20 @@ def main(argv=None):
     if os.path.exists(args.dest):
         fail(f'{args.dest}: destination already exists')
     with tempfile.TemporaryDirectory() as workdir:
-        source = args.source if args.source is not None else download(workdir)
+        source = args.source
+        if source is None:
+            source = os.path.join(workdir, 'cars_train.zip')
+            gdown_download(CARS_TRAIN_GDRIVE_ID, source, what='cars_train.zip', manual_option='--source=PATH')
         if os.path.isfile(source):
             print(f'Unpacking {source}...')
-            try:
-                with zipfile.ZipFile(source) as zf:
-                    zf.extractall(workdir)
-            except zipfile.BadZipFile as exc:
-                fail(f'{source}: cannot read zip file ({exc})')
+            extract_zip(source, workdir)
             source = find_cars_train(workdir)
         elif os.path.isdir(source):
             source = find_cars_train(source)
         else:
             fail(f'{source}: no such file or directory')
-        run([sys.executable, os.path.join(HERE, 'preprocess_shapenet_cameras.py'), f'--source={source}'])
-        run([sys.executable, DATASET_TOOL, f'--source={source}', f'--dest={args.dest}', '--resolution=128x128'])
+        run_step([sys.executable, os.path.join(HERE, 'preprocess_shapenet_cameras.py'), f'--source={source}'])
+        run_step([sys.executable, DATASET_TOOL, f'--source={source}', f'--dest={args.dest}', '--resolution=128x128'])
 
 if __name__ == '__main__':
     main()
