@@ -13,21 +13,15 @@ Steps whose output exists are skipped; a failing step stops the script.
 
 import os
 import shutil
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from face_tools import list_images, require_deep3d  # noqa: E402
-from mirror_dataset import fail  # noqa: E402
+from mirror_dataset import fail, run_step as run  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CROPPING_PARAMS_ID = '1KdVf2lIepGECRaANGhfuR7mDpJ5nfb9K'
 LABELS_ID = '14mzYD1DxUjh7BGgeWKgXtLHWwvr-he1Z'
-
-def run(cmd):
-    print('Running:', ' '.join(cmd))
-    if subprocess.run(cmd).returncode != 0:
-        fail(f'step failed: {" ".join(cmd)}')
 
 def gdown_fetch(file_id, path):
     if os.path.isfile(path):
