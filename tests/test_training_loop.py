@@ -1,0 +1,300 @@
+"""training/training_loop.py and training/snapshot.py: phases, EMA, ADA, image grids, exact full-state resume,
+crash-safe snapshots, and the non-finite guard (in-process runs of the loop on CPU)."""
+
+import copy
+import glob
+import json
+import os
+import pickle
+import types
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+import dnnlib
+import legacy
+from test_train import make_dataset, parse_config, tiny_args
+from metrics import metric_main
+from torch_utils import misc
+from torch_utils import training_stats
+from training import snapshot
+from training import training_loop
+
+#----------------------------------------------------------------------------
+# Helpers.
+
+def run_loop(run_dir, c, **overrides):
+    """Run the training loop in this process (rank 0 of 1, no DataLoader workers)."""
+    os.makedirs(run_dir, exist_ok=True)
+    kwargs = dict(c, **overrides)
+    kwargs['data_loader_kwargs'] = dict(kwargs['data_loader_kwargs'], num_workers=0)
+    training_loop.training_loop(run_dir=str(run_dir), rank=0, **kwargs)
+    return str(run_dir)
+
+class ScriptedLoss:
+    """Cheap stand-in for StyleGAN2Loss: reports a fixed sign for the real logits (drives ADA) and gives the
+    phase's first parameter a NaN gradient at the scripted values of cur_nimg (drives the non-finite guard)."""
+
+    def __init__(self, device, G, D, augment_pipe=None, sign=1.0, nan_at=()):
+        self.G, self.D, self.sign, self.nan_at = G, D, sign, set(nan_at)
+        self.nonfinite = torch.zeros([], device=device)
+
+    def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, gain, cur_nimg):
+        module = self.G if phase.startswith('G') else self.D
+        if phase.startswith('D'):
+            training_stats.report('Loss/signs/real', torch.full([real_img.shape[0]], self.sign))
+        value = float('nan') if cur_nimg in self.nan_at else 0.0
+        (next(module.parameters()).sum() * value).backward()
+
+def _load(path):
+    with open(path, 'rb') as f:
+        return legacy.load_network_pkl(f)
+
+def _tensors(data):
+    return {f'{key}.{name}': tensor for key in ('G', 'D', 'G_ema')
+            for name, tensor in misc.named_params_and_buffers(data[key])}
+
+@pytest.fixture(scope='module')
+def data128(tmp_path_factory):
+    return make_dataset(tmp_path_factory.mktemp('data') / 'cars_128')
+
+@pytest.fixture(scope='module')
+def scripted_config(data128, tmp_path_factory):
+    c, _ = parse_config(tiny_args(tmp_path_factory.mktemp('cfg'), data128, '--batch=1', '--mbstd-group=1',
+                                  '--aug=ada'))
+    c.loss_kwargs = dnnlib.EasyDict(class_name='test_training_loop.ScriptedLoss')
+    c.image_snapshot_ticks = None
+    return c
+
+#----------------------------------------------------------------------------
+# Building blocks.
+
+def test_phases_and_lazy_regularization_rates():
+    G, D = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    opt_kwargs = dict(class_name='torch.optim.Adam', betas=[0, 0.99], eps=1e-8)
+    phases, opts = training_loop.setup_phases(G=G, D=D, G_opt_kwargs=dict(opt_kwargs, lr=0.0025),
+                                              D_opt_kwargs=dict(opt_kwargs, lr=0.002), G_reg_interval=4.0,
+                                              D_reg_interval=16)
+    assert [(p.name, p.interval) for p in phases] == [('Gmain', 1), ('Greg', 4.0), ('Dmain', 1), ('Dreg', 16)]
+    assert phases[0].opt is phases[1].opt is opts['G'] and phases[2].opt is phases[3].opt is opts['D']
+    G_group, D_group = opts['G'].param_groups[0], opts['D'].param_groups[0]
+    assert G_group['lr'] == pytest.approx(0.002, abs=1e-12) and G_group['eps'] == 1e-8
+    assert G_group['betas'][0] == 0 and G_group['betas'][1] == pytest.approx(0.9919919678, abs=1e-10)
+    assert D_group['lr'] == pytest.approx(0.0018823529, abs=1e-10)
+    assert D_group['betas'][1] == pytest.approx(0.9905854573, abs=1e-10)
+    phases, _ = training_loop.setup_phases(G=G, D=D, G_opt_kwargs=dict(opt_kwargs, lr=0.0025),
+                                           D_opt_kwargs=dict(opt_kwargs, lr=0.002), G_reg_interval=None,
+                                           D_reg_interval=2.5)
+    assert [p.name for p in phases] == ['Gboth', 'Dmain', 'Dreg']
+    assert phases[0].opt.param_groups[0]['lr'] == 0.0025
+    assert [i for i in range(12) if i % phases[2].interval == 0] == [0, 5, 10] # Float intervals.
+
+def test_ema_update():
+    G = torch.nn.Linear(3, 2)
+    G.register_buffer('w_avg', torch.randn(2))
+    G.neural_rendering_resolution, G.rendering_kwargs = 96, dict(a=1)
+    G_ema = copy.deepcopy(G)
+    with torch.no_grad():
+        G_ema.weight.fill_(1)
+        G.w_avg.fill_(3)
+    old = G_ema.weight.clone()
+    beta = training_loop.update_ema(G_ema, G, cur_nimg=10**6, batch_size=32, ema_kimg=10, ema_rampup=0.05)
+    assert beta == pytest.approx(0.9977843871, abs=1e-10)
+    assert torch.allclose(G_ema.weight, beta * old + (1 - beta) * G.weight)
+    assert torch.equal(G_ema.w_avg, G.w_avg) and G_ema.neural_rendering_resolution == 96
+    assert G_ema.rendering_kwargs == G.rendering_kwargs and G_ema.rendering_kwargs is not G.rendering_kwargs
+    assert training_loop.update_ema(G_ema, G, 40000, 32, 10, 0.05) == pytest.approx(0.9889709164, abs=1e-10)
+    assert training_loop.update_ema(G_ema, G, 0, 32, 10, 0.05) == 0 # First iteration: G_ema becomes G.
+    assert torch.equal(G_ema.weight, G.weight)
+    assert training_loop.update_ema(G_ema, G, 0, 32, 10, None) == pytest.approx(0.9977843871, abs=1e-10)
+
+def test_ada_adjustment():
+    assert training_loop.ada_adjustment(0.7, 0.6, batch_size=32, ada_interval=4, ada_kimg=500) == 0.000256
+    assert training_loop.ada_adjustment(0.5, 0.6, 32, 4, 100) == pytest.approx(-0.00128)
+    assert training_loop.ada_adjustment(0.6, 0.6, 32, 4, 500) == 0
+
+def test_reduce_gradients_sanitizes_and_flags():
+    module = torch.nn.Linear(2, 2)
+    module.weight.grad = torch.tensor([[float('nan'), float('inf')], [-float('inf'), 2.0]])
+    flag = training_loop._reduce_gradients(module, torch.zeros([]), num_gpus=1)
+    assert float(flag) == 1 and module.bias.grad is None
+    assert module.weight.grad.tolist() == [[0, 1e5], [-1e5, 2]]
+    module.weight.grad = torch.ones(2, 2)
+    assert float(training_loop._reduce_gradients(module, torch.zeros([]), num_gpus=1)) == 0
+    assert float(training_loop._reduce_gradients(module, torch.ones([]), num_gpus=1)) == 1 # Non-finite loss.
+
+def test_skipping_sampler_continues_the_stream():
+    dataset = list(range(11))
+    for rank in range(2):
+        stream = iter(misc.InfiniteSampler(dataset, rank=rank, num_replicas=2, seed=3))
+        full = [next(stream) for _ in range(40)]
+        resumed = iter(training_loop._SkippingSampler(misc.InfiniteSampler(dataset, rank=rank, num_replicas=2, seed=3),
+                                                      skip=25))
+        assert [next(resumed) for _ in range(15)] == full[25:]
+
+def test_snapshot_image_grid(tmp_path):
+    dataset = dnnlib.util.construct_class_by_name(class_name='training.dataset.ImageFolderDataset',
+                                                  path=make_dataset(tmp_path / 'd', num_images=5), use_labels=True,
+                                                  xflip=True)
+    (gw, gh), images, labels = training_loop.setup_snapshot_image_grid(dataset)
+    assert (gw, gh) == (32, 32) and images.shape == (1024, 3, 128, 128) and labels.shape == (1024, 25)
+    rows = labels.reshape(gh, gw, 25)
+    # Continuous cameras: each group is an image and its x-flipped copy (same label), so each row shows one camera.
+    assert all((row == row[0]).all() for row in rows)
+    assert len({tuple(row[0]) for row in rows[:5]}) == 5
+    (gw, gh), images, labels = training_loop.setup_snapshot_image_grid(dataset, grid_size=(3, 2))
+    assert images.shape == (6, 3, 128, 128)
+
+    grid = np.array([-1, 0, 1, 0.5], dtype=np.float32).reshape(4, 1, 1, 1) * np.ones([4, 3, 2, 2], np.float32)
+    training_loop.save_image_grid(grid, str(tmp_path / 'g.png'), drange=[-1, 1], grid_size=(2, 2))
+    out = np.asarray(PIL.Image.open(tmp_path / 'g.png'))
+    assert out.shape == (4, 4, 3) and out[0, 0, 0] == 0 and out[0, 2, 0] == 128 and out[2, 0, 0] == 255
+    assert out[2, 2, 0] == 191 # Rounded to nearest.
+    training_loop.save_image_grid(grid[:, :1], str(tmp_path / 'd.png'), drange=[-1, 0.5], grid_size=(2, 2))
+    assert PIL.Image.open(tmp_path / 'd.png').mode == 'L'
+    assert not glob.glob(str(tmp_path / '.*')) # Written through temporary files that were renamed.
+
+def test_snapshot_copy_moves_plain_tensor_attributes():
+    module = torch.nn.Linear(2, 2)
+    module.plane_axes = torch.zeros(3, 3, 3, dtype=torch.float64) # Stand-in for a GPU tensor.
+    copied = training_loop._snapshot_copy(module)
+    assert not copied.training and not any(p.requires_grad for p in copied.parameters())
+    assert copied.plane_axes.device.type == 'cpu' and module.weight.requires_grad
+
+def test_atomic_write_failure_leaves_target(tmp_path):
+    path = str(tmp_path / 'file.pkl')
+    snapshot.save_pickle(path, dict(a=1))
+
+    def broken(f):
+        f.write(b'partial')
+        raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        snapshot.atomic_write(path, broken)
+    assert pickle.load(open(path, 'rb')) == dict(a=1) and os.listdir(tmp_path) == ['file.pkl']
+
+#----------------------------------------------------------------------------
+# Full runs with the real networks and loss.
+
+def test_resume_continues_exactly_after_a_failed_snapshot(data128, tmp_path, monkeypatch):
+    # GPC swapping, a neural-rendering-resolution fade, ADA, density and R1 regularization every 2 iterations.
+    c, _ = parse_config(tiny_args(tmp_path, data128, '--batch=1', '--mbstd-group=1', '--aug=ada',
+                                  '--gen_pose_cond=True', '--neural_rendering_resolution_final=24',
+                                  '--density_reg_every=2', '--tick=0.001'))
+    c.update(D_reg_interval=2, ada_interval=2, ada_kimg=0.1, image_snapshot_ticks=None, network_snapshot_ticks=100)
+    c.ada_target = -1.5 # Always step p up, so that augmentation is active from the first adjustment on.
+    c.loss_kwargs.neural_rendering_resolution_fade_kimg = 0.004 # 16, 18, 20 at t = 0, 1, 2.
+
+    # Reference: 3 iterations in one go.
+    run_a = run_loop(tmp_path / 'a', c, total_kimg=0.003)
+
+    # Interrupted run: snapshot after every iteration; the second snapshot's pickle write fails midway.
+    calls = []
+
+    def failing_dump(obj, f, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            f.write(b'\x80\x04 truncated')
+            raise OSError('disk full (simulated)')
+        pickle.dump(obj, f, *args, **kwargs)
+    with monkeypatch.context() as patch:
+        patch.setattr(snapshot, 'pickle', types.SimpleNamespace(dump=failing_dump)) # Only the snapshot writer.
+        with pytest.raises(OSError, match='simulated'):
+            run_loop(tmp_path / 'b1', c, total_kimg=0.003, network_snapshot_ticks=1)
+    assert len(calls) == 2
+    names = os.listdir(tmp_path / 'b1')
+    assert [name for name in names if name.startswith('.')] == [] # The broken temporary file was removed.
+    assert sorted(name for name in names if name.endswith(('.pkl', '.pt'))) == ['network-snapshot-000000.pkl',
+                                                                              'training-state-000000.pt']
+    pkl = str(tmp_path / 'b1' / 'network-snapshot-000000.pkl')
+    state = snapshot.load_training_state(snapshot.state_path_for(pkl))
+    assert (state['cur_nimg'], state['cur_tick'], state['batch_idx'], state['sampler_nimg']) == (1, 1, 1, 1)
+    assert state['ada_pending'][0] == 2 # Two real signs (Dmain + Dreg of iteration 0) since the last adjustment.
+
+    # Continue from the surviving snapshot with its training state: identical to the uninterrupted run.
+    run_b2 = run_loop(tmp_path / 'b2', c, total_kimg=0.003, resume_pkl=pkl, resume_state=snapshot.state_path_for(pkl))
+    final_a = _load(os.path.join(run_a, 'network-snapshot-000000.pkl'))
+    final_b = _load(os.path.join(run_b2, 'network-snapshot-000000.pkl'))
+    tensors_a, tensors_b = _tensors(final_a), _tensors(final_b)
+    assert tensors_a.keys() == tensors_b.keys()
+    assert [name for name in tensors_a if not torch.equal(tensors_a[name], tensors_b[name])] == []
+    assert float(final_a['augment_pipe'].p) == float(final_b['augment_pipe'].p) > 0 # ADA moved p.
+    assert final_b['G_ema'].neural_rendering_resolution == final_a['G_ema'].neural_rendering_resolution == 20
+
+    state_a = snapshot.load_training_state(os.path.join(run_a, 'training-state-000000.pt'))
+    state_b = snapshot.load_training_state(os.path.join(run_b2, 'training-state-000000.pt'))
+    for key in ['cur_nimg', 'cur_tick', 'batch_idx', 'sampler_nimg', 'augment_p', 'ada_pending']:
+        assert state_a[key] == state_b[key], key
+    assert (state_b['cur_nimg'], state_b['batch_idx']) == (3, 3)
+    for name in ['G', 'D']:
+        opt_a, opt_b = state_a['optimizers'][name], state_b['optimizers'][name]
+        assert opt_a['param_groups'] == opt_b['param_groups']
+        for idx in opt_a['state']:
+            for key, value in opt_a['state'][idx].items():
+                assert torch.equal(value, opt_b['state'][idx][key]), (name, idx, key)
+    assert torch.equal(state_a['per_rank'][0]['rng']['torch'], state_b['per_rank'][0]['rng']['torch'])
+
+    # Logs of the continued run: kimg numbering continues; all losses finite.
+    lines_a = [json.loads(line) for line in open(os.path.join(run_a, 'stats.jsonl'))]
+    lines_b = [json.loads(line) for line in open(os.path.join(run_b2, 'stats.jsonl'))]
+    assert [line['Progress/tick']['mean'] for line in lines_b] == [1, 2]
+    assert [line['Loss/G/loss'] for line in lines_b] == [line['Loss/G/loss'] for line in lines_a[1:]]
+    for line in lines_a + lines_b:
+        assert all(np.isfinite(value['mean']) for key, value in line.items()
+                   if key.startswith('Loss/') and value['num'] > 0)
+
+#----------------------------------------------------------------------------
+# Scripted-loss runs (real networks are built, but no forward passes in the iterations).
+
+def test_ada_moves_p(scripted_config, tmp_path):
+    c = scripted_config
+    c_up = dict(c, loss_kwargs=dict(c.loss_kwargs, sign=1.0))
+    run_dir = run_loop(tmp_path / 'up', c_up, total_kimg=0.005, ada_interval=1, ada_kimg=0.01)
+    data = _load(os.path.join(run_dir, 'network-snapshot-000000.pkl'))
+    assert float(data['augment_pipe'].p) == pytest.approx(0.5) # 5 steps of 1 * 1 / 10 upwards (sign > target).
+    last = [json.loads(line) for line in open(os.path.join(run_dir, 'stats.jsonl'))][-1]
+    assert last['Progress/augment']['mean'] == pytest.approx(0.5)
+    c_down = dict(c, loss_kwargs=dict(c.loss_kwargs, sign=-1.0))
+    run_dir = run_loop(tmp_path / 'down', c_down, total_kimg=0.003, ada_interval=1, ada_kimg=0.01)
+    assert float(_load(os.path.join(run_dir, 'network-snapshot-000000.pkl'))['augment_pipe'].p) == 0 # Clamped.
+
+def test_transient_nonfinite_is_logged(scripted_config, tmp_path, capsys):
+    c = dict(scripted_config, loss_kwargs=dict(scripted_config.loss_kwargs, nan_at=[2]))
+    run_loop(tmp_path / 'run', c, total_kimg=0.005, kimg_per_tick=0.002, nan_limit=2)
+    out = capsys.readouterr().out
+    assert 'Warning: 1 iteration(s) of this tick had non-finite losses or gradients' in out
+    assert 'Exiting...' in out
+
+def test_persistent_nonfinite_stops(scripted_config, tmp_path):
+    c = dict(scripted_config, loss_kwargs=dict(scripted_config.loss_kwargs, nan_at=list(range(2, 100))))
+    run_dir = tmp_path / 'run'
+    with pytest.raises(training_loop.TrainingDiverged) as err:
+        run_loop(run_dir, c, total_kimg=0.05, kimg_per_tick=0.002, network_snapshot_ticks=1, nan_limit=3)
+    pkl = str(run_dir / 'network-snapshot-000000.pkl')
+    assert str(err.value).startswith('3 consecutive iterations with non-finite losses or gradients (limit 3)')
+    assert str(err.value).endswith(f'Last good snapshot: {pkl}')
+    assert snapshot.load_training_state(snapshot.state_path_for(pkl))['cur_nimg'] == 3 # Written at tick 1.
+    assert all(torch.isfinite(p).all() for p in _load(pkl)['G'].parameters())
+def test_metrics_at_snapshots(scripted_config, tmp_path, monkeypatch):
+    seen = []
+
+    def toy_metric(opts):
+        seen.append(dict(training=opts.G.training, dataset_kwargs=dict(opts.dataset_kwargs), rank=opts.rank))
+        return dict(toy_metric=float(len(seen)))
+    monkeypatch.setitem(metric_main._metric_dict, 'toy_metric', toy_metric)
+    run_dir = run_loop(tmp_path / 'run', scripted_config, total_kimg=0.004, metrics=['toy_metric'])
+    assert len(seen) == 3 and not seen[0]['training'] and seen[0]['rank'] == 0 # Ticks 0 and 1, and the end.
+    assert seen[0]['dataset_kwargs'] == scripted_config.training_set_kwargs
+    records = [json.loads(line) for line in open(os.path.join(run_dir, 'metric-toy_metric.jsonl'))]
+    assert [r['results'] for r in records] == [dict(toy_metric=1.0), dict(toy_metric=2.0), dict(toy_metric=3.0)]
+    assert records[0]['snapshot_pkl'] == 'network-snapshot-000000.pkl'
+
+    events = EventAccumulator(run_dir)
+    events.Reload()
+    assert [event.value for event in events.Scalars('Metrics/toy_metric')] == [1.0, 2.0, 3.0]
+    assert [event.value for event in events.Scalars('Progress/tick')] == [0, 1, 2]
+    assert [event.step for event in events.Scalars('Progress/kimg')] == [0, 0, 0] # int(kimg)
+
+#----------------------------------------------------------------------------

@@ -1,0 +1,254 @@
+"""EG3D's GAN objective: non-saturating logistic loss, R1 on both discriminator inputs (image and raw
+neural rendering), lazy density regularization of the tri-plane decoder, generator pose-conditioning swaps,
+and the schedules (D input blur, swap probability, neural rendering resolution) that depend on the number
+of real images seen so far."""
+
+import numpy as np
+import torch
+
+from torch_utils import training_stats
+from torch_utils.ops import conv2d_gradfix
+from torch_utils.ops import upfirdn2d
+from training.dual_discriminator import filtered_resizing
+
+#----------------------------------------------------------------------------
+
+class Loss:
+    def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, gain, cur_nimg): # to be overridden
+        raise NotImplementedError()
+
+#----------------------------------------------------------------------------
+
+def blur_sigma_at(cur_nimg, blur_init_sigma, blur_fade_kimg):
+    """D input blur: blur_init_sigma falling linearly to 0 over blur_fade_kimg (no blur if the fade is <= 0)."""
+    if blur_fade_kimg <= 0:
+        return 0
+    return max(1 - cur_nimg / (blur_fade_kimg * 1e3), 0) * blur_init_sigma
+
+def swapping_prob_at(cur_nimg, gpc_reg_prob, gpc_reg_fade_kimg):
+    """Probability of conditioning G on another sample's camera: 1 falling linearly to gpc_reg_prob."""
+    if gpc_reg_prob is None:
+        return None
+    alpha = min(cur_nimg / (gpc_reg_fade_kimg * 1e3), 1) if gpc_reg_fade_kimg > 0 else 1
+    return (1 - alpha) * 1 + alpha * gpc_reg_prob
+
+def neural_rendering_resolution_at(cur_nimg, initial, final, fade_kimg):
+    """Resolution of the raw rendering: initial, or a linear fade to final rounded half-to-even."""
+    if final is None:
+        return initial
+    # Fix: the original divides by zero when fade_kimg is 0; treat that as an immediate switch.
+    alpha = min(cur_nimg / (fade_kimg * 1e3), 1) if fade_kimg > 0 else 1
+    return int(np.rint(initial * (1 - alpha) + final * alpha))
+
+def blur_image(img, sigma):
+    """Separable blur with taps 2^-(x/sigma)^2 at integer offsets |x| <= floor(3 sigma), zero padding."""
+    blur_size = np.floor(sigma * 3)
+    if blur_size <= 0:
+        return img
+    taps = torch.arange(-blur_size, blur_size + 1, device=img.device).div(sigma).square().neg().exp2()
+    return upfirdn2d.filter2d(img, taps / taps.sum())
+
+#----------------------------------------------------------------------------
+
+class StyleGAN2Loss(Loss):
+    def __init__(self, device, G, D, augment_pipe=None,
+        r1_gamma                                = 10,       # R1 weight.
+        style_mixing_prob                       = 0,        # Probability of mixing the ws of two latents.
+        blur_init_sigma                         = 0,        # D input blur at the start.
+        blur_fade_kimg                          = 0,        # Length of the blur fade.
+        neural_rendering_resolution_initial     = 64,
+        neural_rendering_resolution_final       = None,     # None: no resolution fade.
+        neural_rendering_resolution_fade_kimg   = 0,
+        gpc_reg_fade_kimg                       = 1000,     # Length of the camera-swapping fade.
+        gpc_reg_prob                            = None,     # None: no generator pose conditioning.
+        dual_discrimination                     = False,    # R1 also w.r.t. the raw rendering.
+        filter_mode                             = 'antialiased', # How reals are resized to the raw resolution.
+    ):
+        super().__init__()
+        assert gpc_reg_prob is None or (0 <= gpc_reg_prob <= 1)
+        self.device = device
+        self.G = G
+        self.D = D
+        self.augment_pipe = augment_pipe
+        self.r1_gamma = r1_gamma
+        self.style_mixing_prob = style_mixing_prob
+        self.blur_init_sigma = blur_init_sigma
+        self.blur_fade_kimg = blur_fade_kimg
+        self.neural_rendering_resolution_initial = neural_rendering_resolution_initial
+        self.neural_rendering_resolution_final = neural_rendering_resolution_final
+        self.neural_rendering_resolution_fade_kimg = neural_rendering_resolution_fade_kimg
+        self.gpc_reg_fade_kimg = gpc_reg_fade_kimg
+        self.gpc_reg_prob = gpc_reg_prob
+        self.dual_discrimination = dual_discrimination
+        self.filter_mode = filter_mode
+        self.resample_filter = upfirdn2d.setup_filter([1, 3, 3, 1], device=device)
+        # Count of backpropagated loss terms that were not finite; read and reset by the training loop.
+        self.nonfinite = torch.zeros([], device=device)
+
+    def _backward(self, loss, gain):
+        loss = loss.mean().mul(gain)
+        self.nonfinite += (~torch.isfinite(loss.detach())).float()
+        loss.backward()
+
+    def _conditioning(self, c, swapping_prob, per_sample):
+        """Label seen by G's mapping: zeros without GPC, else sometimes another sample's camera (rolled by one)."""
+        if swapping_prob is None:
+            return torch.zeros_like(c)
+        c_swapped = torch.roll(c.clone(), 1, 0)
+        draw_shape = [c.shape[0], 1] if per_sample else []
+        return torch.where(torch.rand(draw_shape, device=c.device) < swapping_prob, c_swapped, c)
+
+    def _mix_styles(self, ws, z, c):
+        """With probability style_mixing_prob, replace ws[:, k:] (k uniform in 1..num_ws-1) by those of a new z."""
+        if self.style_mixing_prob <= 0:
+            return ws
+        cutoff = torch.empty([], dtype=torch.int64, device=ws.device).random_(1, ws.shape[1])
+        cutoff = torch.where(torch.rand([], device=ws.device) < self.style_mixing_prob, cutoff,
+                             torch.full_like(cutoff, ws.shape[1]))
+        ws[:, cutoff:] = self.G.mapping(torch.randn_like(z), c, update_emas=False)[:, cutoff:]
+        return ws
+
+    def run_G(self, z, c, swapping_prob, neural_rendering_resolution, update_emas=False):
+        c_gen_conditioning = self._conditioning(c, swapping_prob, per_sample=True)
+        ws = self.G.mapping(z, c_gen_conditioning, update_emas=update_emas)
+        # The second mapping sees the unswapped camera (as in the original).
+        ws = self._mix_styles(ws, z, c)
+        gen_output = self.G.synthesis(ws, c, neural_rendering_resolution=neural_rendering_resolution,
+                                      update_emas=update_emas)
+        return gen_output, ws
+
+    def run_D(self, img, c, blur_sigma=0, update_emas=False):
+        # The dict entries are replaced by what D actually sees, so R1 below differentiates w.r.t. those.
+        img['image'] = blur_image(img['image'], blur_sigma)
+        if self.augment_pipe is not None:
+            num_channels = img['image'].shape[1]
+            raw_size = img['image_raw'].shape[2:]
+            raw_up = torch.nn.functional.interpolate(img['image_raw'], size=img['image'].shape[2:], mode='bilinear',
+                                                     align_corners=False, antialias=True)
+            augmented = self.augment_pipe(torch.cat([img['image'], raw_up], dim=1))
+            img['image'] = augmented[:, :num_channels]
+            img['image_raw'] = torch.nn.functional.interpolate(augmented[:, num_channels:], size=raw_size,
+                                                               mode='bilinear', align_corners=False, antialias=True)
+        return self.D(img, c, update_emas=update_emas)
+
+    def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, gain, cur_nimg):
+        assert phase in ['Gmain', 'Greg', 'Gboth', 'Dmain', 'Dreg', 'Dboth']
+        if self.G.rendering_kwargs.get('density_reg', 0) == 0:
+            phase = {'Greg': 'none', 'Gboth': 'Gmain'}.get(phase, phase)
+        if self.r1_gamma == 0:
+            phase = {'Dreg': 'none', 'Dboth': 'Dmain'}.get(phase, phase)
+        blur_sigma = blur_sigma_at(cur_nimg, self.blur_init_sigma, self.blur_fade_kimg)
+        swapping_prob = swapping_prob_at(cur_nimg, self.gpc_reg_prob, self.gpc_reg_fade_kimg)
+        nrr = neural_rendering_resolution_at(cur_nimg, self.neural_rendering_resolution_initial,
+                                             self.neural_rendering_resolution_final,
+                                             self.neural_rendering_resolution_fade_kimg)
+
+        # The real raw target is blurred like D's image input (the fake raw image never is; original behaviour).
+        real_img_raw = filtered_resizing(real_img, size=nrr, f=self.resample_filter, filter_mode=self.filter_mode)
+        real_img_raw = blur_image(real_img_raw, blur_sigma)
+        real_img = {'image': real_img, 'image_raw': real_img_raw}
+
+        # Gmain: make D call the fakes real.
+        if phase in ['Gmain', 'Gboth']:
+            with torch.autograd.profiler.record_function('Gmain_forward'):
+                gen_img, _gen_ws = self.run_G(gen_z, gen_c, swapping_prob=swapping_prob,
+                                              neural_rendering_resolution=nrr)
+                gen_logits = self.run_D(gen_img, gen_c, blur_sigma=blur_sigma)
+                training_stats.report('Loss/scores/fake', gen_logits)
+                training_stats.report('Loss/signs/fake', gen_logits.sign())
+                loss_Gmain = torch.nn.functional.softplus(-gen_logits)
+                training_stats.report('Loss/G/loss', loss_Gmain)
+            with torch.autograd.profiler.record_function('Gmain_backward'):
+                self._backward(loss_Gmain, gain)
+
+        # Greg: keep the density field smooth (and, for the monotonic variants, non-increasing towards -z).
+        if phase in ['Greg', 'Gboth']:
+            self._density_regularization(gen_z, gen_c, swapping_prob, gain)
+
+        # Dmain, fake half: make D call the fakes fake.
+        loss_Dgen = 0
+        if phase in ['Dmain', 'Dboth']:
+            with torch.autograd.profiler.record_function('Dgen_forward'):
+                gen_img, _gen_ws = self.run_G(gen_z, gen_c, swapping_prob=swapping_prob,
+                                              neural_rendering_resolution=nrr, update_emas=True)
+                gen_logits = self.run_D(gen_img, gen_c, blur_sigma=blur_sigma, update_emas=True)
+                training_stats.report('Loss/scores/fake', gen_logits)
+                training_stats.report('Loss/signs/fake', gen_logits.sign())
+                loss_Dgen = torch.nn.functional.softplus(gen_logits)
+            with torch.autograd.profiler.record_function('Dgen_backward'):
+                self._backward(loss_Dgen, gain)
+
+        # Dmain real half and Dreg (R1): make D call the reals real; penalize its input gradient.
+        if phase in ['Dmain', 'Dreg', 'Dboth']:
+            name = {'Dmain': 'Dreal', 'Dreg': 'Dr1', 'Dboth': 'Dreal_Dr1'}[phase]
+            with torch.autograd.profiler.record_function(name + '_forward'):
+                with_r1 = phase in ['Dreg', 'Dboth']
+                real_img_tmp = {key: value.detach().requires_grad_(with_r1) for key, value in real_img.items()}
+                real_logits = self.run_D(real_img_tmp, real_c, blur_sigma=blur_sigma)
+                training_stats.report('Loss/scores/real', real_logits)
+                training_stats.report('Loss/signs/real', real_logits.sign())
+
+                loss_Dreal = 0
+                if phase in ['Dmain', 'Dboth']:
+                    loss_Dreal = torch.nn.functional.softplus(-real_logits)
+                    training_stats.report('Loss/D/loss', loss_Dgen + loss_Dreal)
+
+                loss_Dr1 = 0
+                if with_r1:
+                    inputs = [real_img_tmp['image'], real_img_tmp['image_raw']] if self.dual_discrimination \
+                        else [real_img_tmp['image']]
+                    with torch.autograd.profiler.record_function('r1_grads'), conv2d_gradfix.no_weight_gradients():
+                        r1_grads = torch.autograd.grad(outputs=[real_logits.sum()], inputs=inputs, create_graph=True,
+                                                       only_inputs=True)
+                    r1_penalty = sum(grad.square().sum([1, 2, 3]) for grad in r1_grads)
+                    loss_Dr1 = r1_penalty * (self.r1_gamma / 2)
+                    training_stats.report('Loss/r1_penalty', r1_penalty)
+                    training_stats.report('Loss/D/reg', loss_Dr1)
+
+            with torch.autograd.profiler.record_function(name + '_backward'):
+                self._backward(loss_Dreal + loss_Dr1, gain)
+
+    def _density_ws(self, gen_z, gen_c, swapping_prob, mix):
+        # One swap decision for the whole chunk here (unlike run_G's per-sample draw; original behaviour).
+        c_gen_conditioning = self._conditioning(gen_c, swapping_prob, per_sample=False)
+        ws = self.G.mapping(gen_z, c_gen_conditioning, update_emas=False)
+        # Fix: the original raises NameError here when style_mixing_prob > 0; mix as in run_G instead.
+        return self._mix_styles(ws, gen_z, gen_c) if mix else ws
+
+    def _sigma_pairs(self, ws, initial, perturbed):
+        """Raw densities at two matching point sets ([N, M, 3] each); view directions are ignored by the decoder."""
+        points = torch.cat([initial, perturbed], dim=1)
+        sigma = self.G.sample_mixed(points, torch.randn_like(points), ws, update_emas=False)['sigma']
+        num = initial.shape[1]
+        return sigma[:, :num], sigma[:, num:]
+
+    def _density_regularization(self, gen_z, gen_c, swapping_prob, gain):
+        options = self.G.rendering_kwargs
+        reg_type = options['reg_type']
+        if options.get('density_reg', 0) <= 0 or reg_type not in ['l1', 'monotonic-detach', 'monotonic-fixed']:
+            return # 'l1-alt' and 'total-variation' are accepted but compute nothing (original behaviour).
+
+        with torch.autograd.profiler.record_function('Greg_forward'):
+            if reg_type == 'l1':
+                step = options['density_reg_p_dist']
+            else:
+                # Densities may not grow one voxel step (of a 256 grid over the box) towards -z.
+                ws = self._density_ws(gen_z, gen_c, swapping_prob, mix=False)
+                initial = torch.rand([ws.shape[0], 2000, 3], device=ws.device) * 2 - 1
+                perturbed = initial + torch.tensor([0, 0, -1], device=ws.device) * (1 / 256) * options['box_warp']
+                sigma_initial, sigma_perturbed = self._sigma_pairs(ws, initial, perturbed)
+                if reg_type == 'monotonic-detach':
+                    sigma_initial = sigma_initial.detach()
+                loss_monotonic = torch.relu(sigma_initial - sigma_perturbed).mean() * 10
+                self._backward(loss_monotonic, gain)
+                step = options['box_warp'] / 256
+
+            # Density changes little under a small random shift of the sample points.
+            ws = self._density_ws(gen_z, gen_c, swapping_prob, mix=True)
+            initial = torch.rand([ws.shape[0], 1000, 3], device=ws.device) * 2 - 1
+            perturbed = initial + torch.randn_like(initial) * step
+            sigma_initial, sigma_perturbed = self._sigma_pairs(ws, initial, perturbed)
+            loss_tv = torch.nn.functional.l1_loss(sigma_initial, sigma_perturbed) * options['density_reg']
+        self._backward(loss_tv, gain)
+
+#----------------------------------------------------------------------------
