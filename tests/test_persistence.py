@@ -127,3 +127,27 @@ def test_bad_version_is_refused(user_module):
 def test_unpicklable_member_fails_at_construction(user_module):
     with pytest.raises(TypeError, match='unpicklable'):
         user_module.Block(2, extra=lambda x: x)
+
+
+def _stub_source(*class_names):
+    return 'raise RuntimeError("never executed")\n' + ''.join(f'class {name}:\n    pass\n' for name in class_names)
+
+
+@pytest.mark.parametrize('class_names, class_name, expected', [
+    (['FullyConnectedLayer', 'Conv2dLayer', 'MappingNetwork', 'SynthesisLayer', 'ToRGBLayer', 'SynthesisBlock',
+      'SynthesisNetwork', 'Generator', 'DiscriminatorBlock', 'MinibatchStdLayer', 'DiscriminatorEpilogue',
+      'Discriminator'], 'FullyConnectedLayer', 'training.networks_stylegan2'),
+    (['FullyConnectedLayer', 'MappingNetwork', 'SynthesisInput', 'SynthesisLayer', 'SynthesisNetwork', 'Generator'],
+     'FullyConnectedLayer', 'training.networks_stylegan3'),
+    (['SuperresolutionHybrid2X', 'SuperresolutionHybrid4X', 'SuperresolutionHybrid8X', 'SuperresolutionHybridDeepfp32',
+      'SynthesisBlockNoUp', 'SuperresolutionHybrid8XDC'], 'SynthesisBlockNoUp', 'training.superresolution'),
+    (['TriPlaneGenerator', 'OSGDecoder'], 'TriPlaneGenerator', 'training.triplane'),
+    (['SingleDiscriminator', 'DualDiscriminator', 'DummyDualDiscriminator'], 'DualDiscriminator',
+     'training.dual_discriminator'),
+    (['AugmentPipe'], 'AugmentPipe', 'training.augment'),
+    (['AugmentPipe', 'MyOwnThing', 'Another', 'YetAnother'], 'AugmentPipe', None),  # a fork's module: not ours
+])
+def test_official_module_sources_map_onto_our_modules(class_names, class_name, expected):
+    # The class sets of the official EG3D modules (compat.md §3): records map by the whole set, never by executing it.
+    module = persistence.match_known_module(_stub_source(*class_names), class_name)
+    assert (module.__name__ if module is not None else None) == expected
