@@ -81,7 +81,8 @@ def main(outdir, size, fresh):
         'gen_videos.py', f'--network={network}', f'--seeds=0-{cfg["video_seeds"] - 1}', f'--outdir={video_dir}',
         '--cfg=Shapenet', f'--w-frames={cfg["w_frames"]}', '--sample_mult=1'])
 
-    print('\nDemo finished. Results:')
+    print('\nDemo finished. A few CPU minutes show the whole pipeline working, not image quality: for that,')
+    print('train longer (raise --kimg in SIZES or run train.py yourself, ideally on a GPU). Results:')
     print(f'  dataset       {dataset_zip}')
     print(f'  training run  {os.path.dirname(network)}  (log.txt, stats.jsonl, image grids, TensorBoard events)')
     print(f'  snapshot      {network}')
