@@ -291,8 +291,8 @@ def test_missing_external_tools_are_reported(tmp_path):
     save(str(tmp_path / 'photos' / 'me.jpg'), pixels(0))
     out = run('ffhq/preprocess_in_the_wild.py', f'--indir={tmp_path / "photos"}', env=env)
     assert out.returncode == 1 and ('pip install mtcnn' in out.stderr or 'Deep3DFaceRecon_pytorch not found' in out.stderr)
-    out = run('ffhq/runme.py')
-    assert out.returncode == 1 and 'realign1500: missing' in out.stderr
+    out = run('ffhq/runme.py', env=env)
+    assert out.returncode == 1 and 'Deep3DFaceRecon_pytorch not found' in out.stderr
 
 def test_pick_face():
     batch = load('ffhq/batch_mtcnn.py')

@@ -2,13 +2,13 @@
 
     python runme.py        (run inside dataset_preprocessing/ffhq)
 
-Starts from realign1500/: the FFHQ in-the-wild images re-aligned with the FFHQ landmark alignment,
-quad enlarged 1.8x, 1500x1500 output, named <index:05d>.png (or in <thousands:05d>/ subfolders, which
-are flattened). Producing realign1500/ needs the FFHQ in-the-wild images (about 1 TB, NVlabs/ffhq-dataset)
-and the re-alignment of EG3D's FFHQ download script; this re-implementation does not reproduce it.
-Then: cropping_params.json -> crop_images.py -> mirror_dataset.py -> published dataset.json ->
-dataset_tool.py. Downloads use gdown; crops need Deep3DFaceRecon_pytorch's code (face_tools.py).
-Steps whose output exists are skipped; a failing step stops the script.
+Steps: realign1500/ -> cropping_params.json -> crop_images.py -> mirror_dataset.py -> published dataset.json
+-> dataset_tool.py. realign1500/ holds the FFHQ in-the-wild images re-aligned with the FFHQ landmark
+alignment, quad enlarged 1.8x, 1500x1500, named <index:05d>.png (<thousands:05d>/ subfolders are flattened).
+When it is missing it is built here: download_ffhq.py --wilds fetches the metadata and the in-the-wild images
+(about 1 TB from Google Drive, MD5-checked and resumable), align_ffhq.py re-aligns them. Downloads use
+gdown; crops need Deep3DFaceRecon_pytorch's code (face_tools.py). Both are checked before anything starts.
+Steps whose output exists are skipped; a failing step stops the script, and running it again resumes.
 """
 
 import os
@@ -41,21 +41,24 @@ def flatten(folder):
 
 def main():
     os.chdir(HERE)
-    if not os.path.isdir('realign1500'):
-        fail(f'{os.path.join(HERE, "realign1500")}: missing; see the docstring of runme.py for how it is made')
     if os.path.exists('FFHQ_512.zip'):
         fail(f'{os.path.join(HERE, "FFHQ_512.zip")}: already exists')
     require_deep3d()
     try:
         import gdown  # noqa: F401
     except ImportError:
-        fail('the published cropping parameters and labels are downloaded with gdown: pip install gdown')
+        fail('the FFHQ images, the cropping parameters and the labels are downloaded with gdown: pip install gdown')
 
+    py = sys.executable
+    if not os.path.isdir('realign1500'):
+        print('realign1500/ not found: building it from the FFHQ in-the-wild images')
+        run([py, 'download_ffhq.py', '--wilds'])
+        run([py, 'align_ffhq.py', '--source=.', '--dest=realign1500.incomplete', '--threads=16'])
+        os.rename('realign1500.incomplete', 'realign1500')
     flatten('realign1500')
     if not list_images('realign1500'):
         fail('realign1500: no images found')
     gdown_fetch(CROPPING_PARAMS_ID, os.path.join('realign1500', 'cropping_params.json'))
-    py = sys.executable
     if not os.path.isdir('final_crops'):
         run([py, 'crop_images.py', '--indir=realign1500', '--outdir=final_crops.incomplete'])
         os.rename('final_crops.incomplete', 'final_crops')
