@@ -30,19 +30,20 @@ import numpy as np
 import PIL.Image
 from tqdm import tqdm
 
-from training.camera_validation import (
-    DatasetError,
-    check_camera_labels,
-    check_dataset,
-    file_ext,
-    is_image_name,
-    parse_dataset_json,
-)
+from training.camera_validation import DatasetError, check_camera_labels, check_dataset, parse_dataset_json
 
 #----------------------------------------------------------------------------
 
 def error(msg):
     raise click.ClickException(msg)
+
+def has_image_ext(path):
+    # The original takes the text after the last '.' of the whole path (so a file named '.png' counts).
+    PIL.Image.init()
+    return '.' + str(path).split('.')[-1].lower() in PIL.Image.EXTENSION
+
+def is_zip_name(path):
+    return str(path).split('.')[-1] == 'zip'  # Case-sensitive, as in the original.
 
 def parse_pair(ctx, param, value):
     if value is None:
@@ -77,7 +78,7 @@ def read_labels(data, where):
         error(str(exc))
 
 def open_image_folder(source_dir, max_images):
-    paths = sorted(p for p in Path(source_dir).rglob('*') if p.is_file() and is_image_name(p.name))
+    paths = [p for p in sorted(Path(source_dir).rglob('*')) if has_image_ext(p) and p.is_file()]
     names = [p.relative_to(source_dir).as_posix() for p in paths]
     meta_path = os.path.join(source_dir, 'dataset.json')
     labels = read_labels(Path(meta_path).read_bytes() if os.path.isfile(meta_path) else None, meta_path)
@@ -95,7 +96,7 @@ def open_image_zip(source, max_images):
     except (zipfile.BadZipFile, OSError) as exc:
         error(f'{source}: cannot read zip file ({exc})')
     members = zf.namelist()
-    names = sorted(m for m in members if is_image_name(m))
+    names = [m for m in sorted(members) if has_image_ext(m)]
     where = f'{source}/dataset.json'
     labels = read_labels(zf.read('dataset.json') if 'dataset.json' in members else None, where)
     label_of = dict(labels) if labels is not None else {}
@@ -126,13 +127,19 @@ def open_lmdb(lmdb_dir, max_images):
                 if idx >= count:
                     break
                 where = f'{lmdb_dir}[{key.decode(errors="replace")}]'
+                img = None
                 if cv2 is not None:
                     img = cv2.imdecode(np.frombuffer(value, dtype=np.uint8), cv2.IMREAD_COLOR)
-                    if img is None:
-                        error(f'{where}: cannot decode image')
-                    img = img[:, :, ::-1]  # BGR => RGB
-                else:
-                    img = decode_image(value, where)
+                    if img is not None:
+                        img = img[:, :, ::-1]  # BGR => RGB
+                if img is None:
+                    try:
+                        with PIL.Image.open(io.BytesIO(value)) as pil_img:
+                            img = np.array(pil_img)
+                    except Exception as exc:
+                        # LSUN holds a few broken entries; the original skips them too.
+                        click.echo(f'Warning: {where}: cannot decode image ({exc}); skipped', err=True)
+                        continue
                 yield dict(img=img, label=None, name=where)
     return count, None, None, iterate()
 
@@ -174,7 +181,7 @@ def open_source(source, max_images):
             return open_cifar10(source, max_images)
         if os.path.basename(source) == 'train-images-idx3-ubyte.gz':
             return open_mnist(source, max_images)
-        if file_ext(source) == '.zip':
+        if source.lower().endswith('.zip'):  # The original only knew lower-case '.zip' (others crashed).
             return open_image_zip(source, max_images)
         error(f'{source}: unknown input type (expected an image folder, a .zip, an _lmdb folder, '
               'cifar-10-python.tar.gz or train-images-idx3-ubyte.gz)')
@@ -220,7 +227,7 @@ def make_transform(transform, width, height):
 def open_dest(dest):
     """Yields write(name, bytes). Output goes to a temporary name, renamed to dest only on success."""
     tmp = f'{dest.rstrip("/")}.incomplete-{os.getpid()}'
-    if file_ext(dest) == '.zip':
+    if is_zip_name(dest):
         if os.path.exists(dest):
             error(f'{dest}: destination already exists; remove it or choose another name')
         if os.path.dirname(dest):
@@ -258,22 +265,25 @@ def open_dest(dest):
 
 #----------------------------------------------------------------------------
 
-def validate_cameras(labels, names, where):
-    """Check source labels before converting: print warnings and the camera summary, stop on errors."""
+def validate_cameras(labels, names, where, strict):
+    """Check source labels before converting: print problems and the camera summary; with `strict`, stop on errors.
+
+    Not strict (the default), labels are carried over unchanged whatever they hold, as in the original.
+    """
     if all(isinstance(label, int) for _name, label in labels):
         return  # Class indices (StyleGAN-style datasets): nothing to check.
     report = check_camera_labels(labels, names, where=where)
-    for line in report.warnings:
+    if strict and not report.ok:
+        error('\n'.join(report.errors + ['(without --check-cameras=1, such labels are converted unchanged)']))
+    for line in report.errors + report.warnings:
         click.echo(f'Warning: {line}', err=True)
     for line in report.summary:
         click.echo(line)
-    if not report.ok:
-        error('\n'.join(report.errors + ['(--check-cameras=0 converts labels that are not EG3D cameras)']))
 
 def describe(attrs):
     return f'{attrs["width"]}x{attrs["height"]} with {attrs["channels"]} channel(s)'
 
-def check_image(img, attrs, where):
+def check_image(img, attrs, where, archive_name):
     """Checks against the first kept image; returns the attributes of the first image."""
     cur = dict(width=img.shape[1], height=img.shape[0], channels=img.shape[2] if img.ndim == 3 else 1)
     if attrs is None:
@@ -286,7 +296,9 @@ def check_image(img, attrs, where):
             error(f'{where}: size {w}x{h} is not a power of two (use --resolution=NxN with N a power of two)')
         return cur
     if cur != attrs:
-        error(f'{where}: image is {describe(cur)}, the dataset\'s first image is {describe(attrs)}; all images must match')
+        details = [f'  dataset {key}/cur image {key}: {attrs[key]}/{cur[key]}' for key in attrs]
+        error('\n'.join([f'{where}: image is {describe(cur)}, the dataset\'s first image is {describe(attrs)}; '
+                          f'all images must match (output {archive_name})'] + details))
     return attrs
 
 def encode_png(img):
@@ -308,7 +320,8 @@ def encode_png(img):
 @click.option('--transform', help='Crop mode (needs --resolution)', type=click.Choice(['center-crop', 'center-crop-wide']))
 @click.option('--resolution', help='Output size, e.g. 512x512', metavar='WxH', type=str, callback=parse_pair)
 @click.option('--check-only', help='Only check the source\'s camera labels and images; write nothing', is_flag=True)
-@click.option('--check-cameras', help='Validate camera labels before converting', metavar='BOOL', type=bool, default=True, show_default=True)
+@click.option('--check-cameras', help='Refuse to convert labels that are not valid EG3D cameras (problems are reported '
+              'either way)', metavar='BOOL', type=bool, default=False, show_default=True)
 def convert_dataset(ctx, source, dest, max_images, transform, resolution, check_only, check_cameras):
     if check_only:
         try:
@@ -327,9 +340,9 @@ def convert_dataset(ctx, source, dest, max_images, transform, resolution, check_
     width, height = resolution if resolution is not None else (None, None)
     transform_image = make_transform(transform, width, height)
     num_files, labels, names, images = open_source(source, max_images)
-    if labels is not None and check_cameras:
+    if labels is not None:
         where = source.rstrip('/') + '/dataset.json'
-        validate_cameras(labels, names, where)
+        validate_cameras(labels, names, where, strict=check_cameras)
 
     out_labels, unlabeled, attrs = [], 0, None
     with open_dest(dest) as write:
@@ -337,9 +350,9 @@ def convert_dataset(ctx, source, dest, max_images, transform, resolution, check_
             img = transform_image(item['img'])
             if img is None:
                 continue  # Dropped by center-crop-wide.
-            attrs = check_image(img, attrs, item['name'])
             idx_str = f'{idx:08d}'
             archive_name = f'{idx_str[:5]}/img{idx_str}.png'
+            attrs = check_image(img, attrs, item['name'], archive_name)
             write(archive_name, encode_png(img))
             if item['label'] is None:
                 unlabeled += 1

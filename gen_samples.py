@@ -168,8 +168,9 @@ def generate_shape(G, ws, seed, outdir, shape_res, shape_format, level, mesh_col
               type=click.Choice(['.mrc', '.ply', '.obj']), default='.mrc', show_default=True)
 @click.option('--level', help='Iso-level of the mesh surface (raw density)', type=float, default=10,
               show_default=True)
-@click.option('--mesh-colors', help='Colour mesh vertices with the generator\'s rgb at the surface', type=bool,
-              metavar='BOOL', default=True, show_default=True)
+@click.option('--mesh-colors', help='Colour mesh vertices with the generator\'s rgb at the surface (off by default: '
+              'the original\'s .ply holds positions and faces only)', type=bool, metavar='BOOL', default=False,
+              show_default=True)
 @click.option('--reload_modules', help='Rebuild G with the current code and copy its weights', type=bool,
               metavar='BOOL', default=False, show_default=True)
 @click.option('--seed-noise', help='Seed torch with each seed so images are reproducible; False keeps the '

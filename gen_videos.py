@@ -122,7 +122,8 @@ def gen_interp_video(G, mp4, seeds, shuffle_seed=None, w_frames=60 * 4, kind='cu
                     for xi in range(grid_w):
                         cam2world = orbit_camera(frame_idx, num_frames, pivot, radius, device)
                         all_poses.append(cam2world.squeeze(0).cpu().numpy())
-                        w = torch.from_numpy(grid[yi][xi](frame_idx / w_frames)).to(device, torch.float32)
+                        # float64, as in the original: the super-resolution affines then run in double.
+                        w = torch.from_numpy(grid[yi][xi](frame_idx / w_frames)).to(device)
                         with torch.no_grad():
                             img = G.synthesis(ws=w.unsqueeze(0), c=camera_label(cam2world, intrinsics),
                                               noise_mode='const')[image_mode][0]

@@ -26,7 +26,8 @@ def convert_sdf_samples_to_ply(numpy_3d_sdf_tensor, voxel_grid_origin, voxel_siz
     import skimage.measure
     volume = np.asarray(numpy_3d_sdf_tensor)
     verts, faces, _normals, _values = skimage.measure.marching_cubes(volume, level=level, spacing=[voxel_size] * 3)
-    points = verts + np.asarray(voxel_grid_origin, dtype=np.float64)[np.newaxis]
+    # Per-axis arithmetic in the vertices' own float32, as the original does (no float64 detour).
+    points = np.stack([verts[:, axis] + voxel_grid_origin[axis] for axis in range(3)], axis=1).astype(verts.dtype)
     if scale is not None:
         points = points / scale
     if offset is not None:

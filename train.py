@@ -395,7 +395,13 @@ def _device_for(local_rank):
     return torch.device('cpu')
 
 def _backend():
-    return 'nccl' if torch.cuda.is_available() else 'gloo'
+    return 'nccl' if torch.cuda.is_available() and os.name != 'nt' else 'gloo' # No NCCL on Windows.
+
+def _file_init_method(init_file):
+    """init_method URL of a rendezvous file (Windows needs the drive path after three slashes)."""
+    if os.name == 'nt':
+        return 'file:///' + init_file.replace('\\', '/')
+    return f'file://{init_file}'
 
 def _train_process(rank, c, device, local_world_size):
     """Body of every training process (torch.distributed already initialised when num_gpus > 1)."""
@@ -410,8 +416,8 @@ def subprocess_fn(rank, c, temp_dir):
     with dnnlib.util.Logger(file_name=os.path.join(c.run_dir, 'log.txt'), file_mode='a', should_flush=True):
         if c.num_gpus > 1:
             init_file = os.path.abspath(os.path.join(temp_dir, '.torch_distributed_init'))
-            torch.distributed.init_process_group(backend=_backend(), init_method=f'file://{init_file}', rank=rank,
-                                                 world_size=c.num_gpus)
+            torch.distributed.init_process_group(backend=_backend(), init_method=_file_init_method(init_file),
+                                                 rank=rank, world_size=c.num_gpus)
         try:
             _train_process(rank=rank, c=c, device=_device_for(rank), local_world_size=c.num_gpus)
         except training_loop.TrainingDiverged as err:

@@ -10,10 +10,14 @@ VGG16_URL = 'https://api.ngc.nvidia.com/v2/models/nvidia/research/stylegan3/vers
 #----------------------------------------------------------------------------
 
 def _cdist(a, b):
-    # CPU kernels have no float16 cdist: compute in float32 and round, which is what the GPU result approximates.
-    if a.device.type == 'cpu' and a.dtype == torch.float16:
+    # float16 in, float16 out, as in the original. Builds of torch without a float16 CPU kernel compute in float32
+    # and round instead.
+    try:
+        return torch.cdist(a.unsqueeze(0), b.unsqueeze(0))[0]
+    except RuntimeError:
+        if a.device.type != 'cpu' or a.dtype != torch.float16:
+            raise
         return torch.cdist(a.float().unsqueeze(0), b.float().unsqueeze(0))[0].to(torch.float16)
-    return torch.cdist(a.unsqueeze(0), b.unsqueeze(0))[0]
 
 def compute_distances(row_features, col_features, num_gpus, rank, col_batch_size):
     """Distances [rows, cols] on rank 0 (None elsewhere); column batches are shared out round-robin over ranks."""

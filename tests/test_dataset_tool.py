@@ -229,10 +229,14 @@ def bad_source(root, kind):
 def test_bad_input(tmp_path, kind, message, dest_name):
     src = bad_source(str(tmp_path / 'src'), kind)
     dest = str(tmp_path / dest_name)
-    result = run_tool('--source', src, '--dest', dest)
+    strict = ['--check-cameras=1'] if kind in ('wrong-length', 'non-finite') else []  # Camera errors stop only on request.
+    result = run_tool('--source', src, '--dest', dest, *strict)
     assert result.exit_code == 1
     error_lines = [line for line in result.output.splitlines() if line.startswith('Error: ')]
     assert len(error_lines) == 1 and message in error_lines[0], result.output
+    if kind == 'mixed-sizes':  # As in the original: the output name, then one line per attribute (dataset/current).
+        assert '(output 00000/img00000001.png)' in error_lines[0]
+        assert '  dataset width/cur image width: 8/16\n  dataset height/cur image height: 8/16\n' in result.output
     assert_no_output(tmp_path, dest)
 
 def test_bad_destinations_are_not_overwritten(tmp_path):
@@ -263,10 +267,30 @@ def test_usage_errors(tmp_path):
     assert result.exit_code == 1 and 'data.tar: unknown input type' in result.output
     assert_no_output(tmp_path, str(tmp_path / 'o.zip'))
 
-def test_check_cameras_off_converts_other_labels(tmp_path):
-    src = make_source(str(tmp_path / 'src'), ['a.png', 'b.png'], labels=[['a.png', [0.5, 1.0]], ['b.png', [2.0, 3.0]]])
-    assert run_tool('--source', src, '--dest', str(tmp_path / 'x.zip')).exit_code == 1
-    assert run_tool('--source', src, '--dest', str(tmp_path / 'y.zip'), '--check-cameras=0').exit_code == 0
-    assert json.loads(read_zip(tmp_path / 'y.zip')[1])['labels'][1] == ['00000/img00000001.png', [2.0, 3.0]]
+def test_other_labels_are_copied_unless_check_cameras(tmp_path):
+    # The original copies any JSON label unchanged; ours reports what is wrong and refuses only with --check-cameras=1.
+    random_label = np.random.RandomState(0).randn(25).tolist()
+    src = make_source(str(tmp_path / 'src'), ['a.png', 'b.png'], labels=[['a.png', random_label], ['b.png', [2.0, 3.0]]])
+    result = run_tool('--source', src, '--dest', str(tmp_path / 'y.zip'))
+    assert result.exit_code == 0, result.output
+    assert 'Warning: ' in result.output and 'do not have 25 numbers' in result.output
+    assert read_zip(tmp_path / 'y.zip')[1] == json.dumps({'labels': [['00000/img00000000.png', random_label],
+                                                                      ['00000/img00000001.png', [2.0, 3.0]]]})
+    result = run_tool('--source', src, '--dest', str(tmp_path / 'x.zip'), '--check-cameras=1')
+    assert result.exit_code == 1 and 'do not have 25 numbers' in result.output
+    assert_no_output(tmp_path, str(tmp_path / 'x.zip'))
+
+def test_names_follow_the_original_extension_rules(tmp_path):
+    # Image files: the text after the last '.' of the path ('.png' is an image, 'png' is not); a dest is a zip only
+    # when it ends in lower-case '.zip'.
+    src = str(tmp_path / 'src')
+    os.makedirs(src)
+    for i, name in enumerate(['.png', 'b.png', 'png']):
+        PIL.Image.fromarray(pixels(i)).save(os.path.join(src, name), format='png')
+    result = run_tool('--source', src, '--dest', str(tmp_path / 'OUT.ZIP'))
+    assert result.exit_code == 0, result.output
+    assert os.path.isdir(tmp_path / 'OUT.ZIP')
+    assert sorted(os.listdir(tmp_path / 'OUT.ZIP' / '00000')) == ['img00000000.png', 'img00000001.png']
+    np.testing.assert_array_equal(np.array(PIL.Image.open(tmp_path / 'OUT.ZIP' / '00000' / 'img00000001.png')), pixels(1))
 
 #----------------------------------------------------------------------------

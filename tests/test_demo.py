@@ -64,7 +64,7 @@ def test_demo_smoke_runs_whole_pipeline(tmp_path):
     run_dirs = list((outdir / 'training-runs').iterdir())
     assert len(run_dirs) == 1
     run_dir = run_dirs[0]
-    for name in ['training_options.json', 'log.txt', 'stats.jsonl', 'reals.png', 'fakes_init.png']:
+    for name in ['training_options.json', 'log.txt', 'stats.jsonl', 'reals.png', 'fakes000000.png']:
         assert (run_dir / name).is_file(), name
     assert list(run_dir.glob('network-snapshot-*.pkl')) and list(run_dir.glob('events.out.tfevents.*'))
     sample = PIL.Image.open(outdir / 'samples' / 'seed0000.png')

@@ -143,20 +143,31 @@ def test_meshes_with_vertex_colours(snapshot, tmp_path):
                   '--shape-format=.ply'])
     assert result.exit_code == 0, result.output
 
-    header, verts, faces = read_ply(os.path.join(out, 'seed0002.ply'))  # Also checks the body size.
-    assert header[1] == 'format binary_little_endian 1.0'
+    # By default plyfile's layout of the original: float32 x, y, z and int32 triangles only.
+    header, plain_verts, plain_faces = read_ply(os.path.join(out, 'seed0002.ply'))  # Also checks the body size.
+    assert header == ['ply', 'format binary_little_endian 1.0', f'element vertex {len(plain_verts)}',
+                      'property float x', 'property float y', 'property float z', f'element face {len(plain_faces)}',
+                      'property list uchar int vertex_indices', 'end_header']
+    assert plain_verts.dtype.itemsize == 12
+
+    # Same seed through the shape helper directly (no images), with colours: same mesh, colours added.
+    G = _load_G(snapshot)
+    z = torch.from_numpy(np.random.RandomState(2).randn(1, 512))
+    ws = G.mapping(z, _label(np.pi / 2, np.pi / 2))
+    coloured = os.path.join(out, 'coloured')
+    os.makedirs(coloured)
+    path = gen_samples.generate_shape(G, ws, 2, coloured, N, '.ply', level=10, mesh_colors=True, device='cpu')
+    header, verts, faces = read_ply(path)
     props = [line.split()[-1] for line in header if line.startswith('property')]
     assert props == ['x', 'y', 'z', 'red', 'green', 'blue', 'vertex_indices']
     V, F = len(verts), len(faces)
     assert V > 100 and F > 100
     assert verts.dtype.itemsize == 12 + 3
+    assert np.array_equal(verts['xyz'], plain_verts['xyz']) and np.array_equal(faces, plain_faces)
     assert verts['xyz'].min() >= 0 and verts['xyz'].max() <= N - 1
     assert verts['rgb'].std() > 0
 
-    # Same seed through the shape helper directly (no images): .obj holds the same mesh and colours.
-    G = _load_G(snapshot)
-    z = torch.from_numpy(np.random.RandomState(2).randn(1, 512))
-    ws = G.mapping(z, _label(np.pi / 2, np.pi / 2))
+    # .obj holds the same mesh and colours.
     path = gen_samples.generate_shape(G, ws, 2, out, N, '.obj', level=10, mesh_colors=True, device='cpu')
     assert path == os.path.join(out, 'seed0002.obj')
     with open(path) as f:

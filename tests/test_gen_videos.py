@@ -9,7 +9,7 @@ import torch
 from click.testing import CliRunner
 
 import gen_videos
-from test_gen_samples import write_tiny_snapshot
+from test_gen_samples import build_tiny_generator, write_tiny_snapshot
 
 
 @pytest.fixture(scope='module')
@@ -67,6 +67,21 @@ def test_video_per_seed_and_shapes(snapshot, tmp_path, monkeypatch):
     assert np.allclose(np.linalg.norm(trajectory[:, :3, 3], axis=1), 2.7, atol=1e-5)  # orbit around the origin
     to_pivot = [0, 0, 0.2] - trajectory[:, :3, 3]
     assert np.allclose(trajectory[:, :3, 2], to_pivot / np.linalg.norm(to_pivot, axis=1, keepdims=True), atol=1e-5)
+
+
+def test_frames_render_float64_latents(tmp_path):
+    # The spline output is float64 and goes to G.synthesis as is (the original does not cast it).
+    G = build_tiny_generator()
+    G.rendering_kwargs.update(depth_resolution=4, depth_resolution_importance=4)
+    seen = []
+    synthesis = G.synthesis
+    def recording_synthesis(ws, c, **kwargs):
+        seen.append((ws.dtype, c.dtype, kwargs.get('noise_mode')))
+        return synthesis(ws, c, **kwargs)
+    G.synthesis = recording_synthesis
+    gen_videos.gen_interp_video(G, str(tmp_path / 'v.mp4'), seeds=[1, 2], w_frames=1, device=torch.device('cpu'),
+                                bitrate='10M')
+    assert seen == [(torch.float64, torch.float32, 'const')] * 2
 
 
 def test_bad_grid_is_reported(snapshot, tmp_path):

@@ -344,6 +344,8 @@ def test_calc_metric_record_and_report(env, tmp_path, capsys, monkeypatch):
     assert list(record) == ['results', 'metric', 'total_time', 'total_time_str', 'num_gpus', 'snapshot_pkl', 'timestamp',
                             'num_real', 'num_fake', 'camera_source', 'dataset_name', 'dataset_hash']
     assert record['snapshot_pkl'] == 'network-snapshot-000200.pkl' and record['results'] == dict(result.results)
+    assert line.startswith('{"results": {"fid120_full": ') and ', "metric": "fid120_full", "total_time": ' in line # Default separators.
+    assert isinstance(record['timestamp'], float)
 
     # No run dir: printed only, the network argument kept as given.
     metric_main.report_metric(result, snapshot_pkl='https://example.com/net.pkl')
@@ -420,5 +422,16 @@ def test_two_processes_match_one(env):
     assert np.allclose(out['gen'][0::2], features_of(env.detector, out['own'][:50]), atol=1e-6)
     features = torch.as_tensor(np.concatenate([out['real'], out['gen']]), dtype=torch.float16)
     assert torch.equal(out['dist'], precision_recall.compute_distances(features[:9], features, num_gpus=1, rank=0, col_batch_size=10))
+
+#----------------------------------------------------------------------------
+
+def test_distances_are_float16_cdist():
+    # The original calls torch.cdist on the float16 features; for more than 25 rows torch takes its matmul route.
+    gen = torch.Generator().manual_seed(0)
+    rows = (torch.randn(40, 16, generator=gen) * 3).half()
+    cols = (torch.randn(30, 16, generator=gen) * 3).half()
+    dist = precision_recall.compute_distances(rows, cols, num_gpus=1, rank=0, col_batch_size=1000)
+    assert dist.dtype == torch.float16
+    assert torch.equal(dist, torch.cdist(rows.unsqueeze(0), cols.unsqueeze(0))[0])
 
 #----------------------------------------------------------------------------

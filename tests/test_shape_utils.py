@@ -74,6 +74,17 @@ def test_finish_volume_flips_and_pads():
     assert volume[1, 1, 1] == sigmas[6, 1, 1] and volume[1, 5, 1] == sigmas[6, 5, 1]
 
 
+def test_zero_width_border_covers_everything():
+    # As in the original scripts: for grids under 9 voxels int(30 N / 256) = 0 and the slice [-0:] is the whole axis.
+    sigmas = np.arange(8 ** 3, dtype=np.float32).reshape(8, 8, 8)
+    assert np.all(shape_extraction.finish_volume(sigmas, pad=int(30 * 8 / 256), pad_value=-1000) == -1000)
+    # gen_videos: only the top width is 0 for N = 6 (pad 0 too), N = 9 keeps a 1-voxel border and top width 1.
+    assert np.all(shape_extraction.finish_volume(sigmas[:6, :6, :6], pad=0, pad_value=0, pad_top=0) == 0)
+    sigmas = np.ones([9, 9, 9], dtype=np.float32)
+    volume = shape_extraction.finish_volume(sigmas, pad=int(30 * 9 / 256), pad_value=0, pad_top=int(38 * 9 / 256))
+    assert volume.sum() == 7 ** 3
+
+
 def test_sphere_mesh_has_the_right_radius_centre_and_colours(tmp_path):
     N, cube_length = 48, 1.0
     volume = sphere_volume(N, cube_length)
@@ -148,3 +159,12 @@ def test_convert_sdf_samples_to_ply_applies_origin_and_spacing(tmp_path):
     _, verts, _ = read_ply(str(tmp_path / 'm.ply'))
     reference, _ = shape_extraction.extract_mesh(np.transpose(volume, (2, 1, 0)), level=10)  # untransposed volume
     assert np.allclose(verts['xyz'], reference * 0.5 + [1.0, 2.0, 3.0], atol=1e-5)
+
+    # The arithmetic is the original's: per axis in float32 (a float64 origin rounds once), then / scale, - offset.
+    origin = np.array([0.1, 0.2, 0.3])
+    shape_utils.convert_sdf_samples_to_ply(volume, origin, 1, str(tmp_path / 's.ply'), offset=0.01, scale=3.0, level=10)
+    _, verts, _ = read_ply(str(tmp_path / 's.ply'))
+    import skimage.measure
+    raw = skimage.measure.marching_cubes(volume, level=10, spacing=[1] * 3)[0]
+    expected = np.stack([raw[:, i] + origin[i] for i in range(3)], axis=1).astype(np.float32) / 3.0 - 0.01
+    assert expected.dtype == np.float32 and np.array_equal(verts['xyz'], expected)

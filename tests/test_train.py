@@ -199,6 +199,17 @@ def test_bool_spellings(data128, tmp_path):
     for value, expected in [('1', True), ('yes', True), ('On', True), ('0', False), ('f', False), ('n', False)]:
         assert parse_config(tiny_args(tmp_path, data128, f'--mirror={value}'))[0].training_set_kwargs.xflip is expected
 
+def test_process_group_backend_and_rendezvous(monkeypatch):
+    monkeypatch.setattr(train.torch.cuda, 'is_available', lambda: True)
+    assert train._backend() == 'nccl'
+    assert train._file_init_method('/tmp/x/.torch_distributed_init') == 'file:///tmp/x/.torch_distributed_init'
+    monkeypatch.setattr(train.os, 'name', 'nt') # The original uses gloo and a file:/// URL on Windows.
+    assert train._backend() == 'gloo'
+    assert train._file_init_method('C:\\tmp\\.torch_distributed_init') == 'file:///C:/tmp/.torch_distributed_init'
+    monkeypatch.undo()
+    monkeypatch.setattr(train.torch.cuda, 'is_available', lambda: False)
+    assert train._backend() == 'gloo'
+
 #----------------------------------------------------------------------------
 # Resume selection.
 
@@ -287,10 +298,11 @@ def test_two_process_training_run(data128, tmp_path):
     run_dir, = glob.glob(str(outdir / '00000-shapenet-cars_128-gpus2-batch2-gamma0.3'))
     names = sorted(os.listdir(run_dir))
     assert [name for name in names if name.startswith('.')] == [] # No temporary files left behind.
-    for name in ['training_options.json', 'log.txt', 'stats.jsonl', 'reals.png', 'fakes_init.png',
+    for name in ['training_options.json', 'log.txt', 'stats.jsonl', 'reals.png',
                  'fakes000000.png', 'fakes000000_raw.png', 'fakes000000_depth.png', 'network-snapshot-000000.pkl',
                  'training-state-000000.pt']:
         assert name in names
+    assert 'fakes_init.png' not in names  # the original (EG3D) does not write it
     assert any(name.startswith('events.out.tfevents.') for name in names)
 
     options = json.load(open(os.path.join(run_dir, 'training_options.json')))

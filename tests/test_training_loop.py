@@ -35,14 +35,22 @@ def run_loop(run_dir, c, **overrides):
     return str(run_dir)
 
 class ScriptedLoss:
-    """Cheap stand-in for StyleGAN2Loss: reports a fixed sign for the real logits (drives ADA) and gives the
-    phase's first parameter a NaN gradient at the scripted values of cur_nimg (drives the non-finite guard)."""
+    """Cheap stand-in for StyleGAN2Loss: reports a fixed sign for the real logits (drives ADA), gives the
+    phase's first parameter a NaN gradient at the scripted values of cur_nimg (drives the non-finite guard), and
+    records its calls and the random-stream states at its construction."""
+
+    latest = None # The loss of the most recent training loop in this process.
 
     def __init__(self, device, G, D, augment_pipe=None, sign=1.0, nan_at=()):
         self.G, self.D, self.sign, self.nan_at = G, D, sign, set(nan_at)
         self.nonfinite = torch.zeros([], device=device)
+        self.torch_rng_at_init = torch.get_rng_state()
+        self.numpy_rng_at_init = np.random.get_state()
+        self.calls = []
+        ScriptedLoss.latest = self
 
     def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, gain, cur_nimg):
+        self.calls.append(dict(phase=phase, gen_z=gen_z.clone(), gen_c=gen_c.clone(), gain=gain, cur_nimg=cur_nimg))
         module = self.G if phase.startswith('G') else self.D
         if phase.startswith('D'):
             training_stats.report('Loss/signs/real', torch.full([real_img.shape[0]], self.sign))
@@ -91,6 +99,35 @@ def test_phases_and_lazy_regularization_rates():
     assert [p.name for p in phases] == ['Gboth', 'Dmain', 'Dreg']
     assert phases[0].opt.param_groups[0]['lr'] == 0.0025
     assert [i for i in range(12) if i % phases[2].interval == 0] == [0, 5, 10] # Float intervals.
+
+def test_run_phases_sums_chunk_gradients():
+    G, D = torch.nn.Linear(2, 1, bias=False), torch.nn.Linear(2, 1, bias=False)
+    G.requires_grad_(False)
+    D.requires_grad_(False)
+    opt_kwargs = dict(class_name='torch.optim.Adam', betas=[0, 0.99], eps=1e-8, lr=0.001)
+    phases, _ = training_loop.setup_phases(G=G, D=D, G_opt_kwargs=opt_kwargs, D_opt_kwargs=opt_kwargs,
+                                           G_reg_interval=4.0, D_reg_interval=16)
+    calls = []
+
+    class MeanLoss:
+        nonfinite = torch.zeros([])
+
+        def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, gain, cur_nimg):
+            module = G if phase.startswith('G') else D
+            calls.append((phase, gain, module.weight.requires_grad))
+            (module(real_img).mean() * gain).backward()
+
+    real = torch.tensor([[1.0, 2.0], [3.0, 4.0]]).split(1) # Two chunks: d mean / d weight = the chunk's row.
+    gen = [torch.zeros([3, 1]).split(1)] * len(phases) # Three generator chunks, as on multi-GPU runs: one unused.
+    for batch_idx, expected_calls, gains in [(1, ['Gmain', 'Dmain'], (1, 1)), (16, [p.name for p in phases], (4, 16))]:
+        calls.clear()
+        training_loop.run_phases(phases, MeanLoss(), real, real, gen, gen, batch_idx=batch_idx, cur_nimg=0,
+                                 num_gpus=1, device=torch.device('cpu'))
+        assert [name for name, _gain, _rg in calls] == [name for name in expected_calls for _chunk in range(2)]
+        assert all(requires_grad for _name, _gain, requires_grad in calls) and not G.weight.requires_grad
+        # Chunk gradients are summed, not averaged; the last phase of each network leaves its gradient behind.
+        assert G.weight.grad.tolist() == [[4 * gains[0], 6 * gains[0]]]
+        assert D.weight.grad.tolist() == [[4 * gains[1], 6 * gains[1]]]
 
 def test_ema_update():
     G = torch.nn.Linear(3, 2)
@@ -259,6 +296,25 @@ def test_ada_moves_p(scripted_config, tmp_path):
     c_down = dict(c, loss_kwargs=dict(c.loss_kwargs, sign=-1.0))
     run_dir = run_loop(tmp_path / 'down', c_down, total_kimg=0.003, ada_interval=1, ada_kimg=0.01)
     assert float(_load(os.path.join(run_dir, 'network-snapshot-000000.pkl'))['augment_pipe'].p) == 0 # Clamped.
+
+def test_random_streams_and_phase_schedule(scripted_config, data128, tmp_path):
+    # Original order: torch draws the snapshot-grid z right after setup, then len(phases) * batch z per iteration
+    # (whether or not a phase runs); NumPy's global stream, untouched until then, draws the generator cameras.
+    run_loop(tmp_path / 'run', scripted_config, total_kimg=0.002, random_seed=3)
+    loss = ScriptedLoss.latest
+    np.random.seed(3)
+    assert all(np.array_equal(a, b) for a, b in zip(np.random.get_state(), loss.numpy_rng_at_init))
+    assert [(call['phase'], call['gain'], call['cur_nimg']) for call in loss.calls] == [
+        ('Gmain', 1, 0), ('Greg', 4.0, 0), ('Dmain', 1, 0), ('Dreg', 16, 0), ('Gmain', 1, 1), ('Dmain', 1, 1)]
+
+    torch.set_rng_state(loss.torch_rng_at_init)
+    torch.randn([2 * 2, 512]) # grid_z of the 2x2 grid.
+    expected_z = [torch.randn([4, 512]), torch.randn([4, 512])] # One per iteration: 4 phases x batch 1.
+    dataset = dnnlib.util.construct_class_by_name(**scripted_config.training_set_kwargs)
+    expected_c = [np.stack([dataset.get_label(np.random.randint(len(dataset))) for _ in range(4)]) for _ in range(2)]
+    for call, (it, idx) in zip(loss.calls, [(0, 0), (0, 1), (0, 2), (0, 3), (1, 0), (1, 2)]):
+        assert torch.equal(call['gen_z'], expected_z[it][idx:idx + 1]), call['phase']
+        assert np.array_equal(call['gen_c'].numpy(), expected_c[it][idx:idx + 1]), call['phase']
 
 def test_transient_nonfinite_is_logged(scripted_config, tmp_path, capsys):
     c = dict(scripted_config, loss_kwargs=dict(scripted_config.loss_kwargs, nan_at=[2]))

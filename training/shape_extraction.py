@@ -75,18 +75,18 @@ def sample_density_grid(sample_fn, resolution, cube_length, chunk_size=1_000_000
 def finish_volume(sigmas, pad, pad_value, pad_top=None):
     """Flip along the first axis and overwrite a border of `pad` voxels on every face with pad_value.
 
-    `pad_top` (gen_videos) replaces the width at the high end of the second axis.
+    `pad_top` (gen_videos) replaces the width at the high end of the second axis. A width of 0 (grids under 9
+    voxels) makes the high-end slice `[-0:]` cover the whole axis, so the entire volume becomes pad_value, exactly
+    as in the original scripts (quirk, kept so small grids give the original's files).
     """
     volume = np.ascontiguousarray(np.flip(sigmas, 0))
     pad_top = pad if pad_top is None else pad_top
-    if pad > 0:
-        volume[:pad] = pad_value
-        volume[-pad:] = pad_value
-        volume[:, :pad] = pad_value
-        volume[:, :, :pad] = pad_value
-        volume[:, :, -pad:] = pad_value
-    if pad_top > 0:
-        volume[:, -pad_top:] = pad_value
+    volume[:pad] = pad_value
+    volume[-pad:] = pad_value
+    volume[:, :pad] = pad_value
+    volume[:, -pad_top:] = pad_value
+    volume[:, :, :pad] = pad_value
+    volume[:, :, -pad:] = pad_value
     return volume
 
 # ----------------------------------------------------------------------------

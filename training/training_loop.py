@@ -467,9 +467,6 @@ def training_loop(
         save_image_grid(images, os.path.join(run_dir, 'reals.png'), drange=[0, 255], grid_size=grid_size)
         grid_z = torch.randn([labels.shape[0], G.z_dim], device=device).split(batch_gpu)
         grid_c = torch.from_numpy(labels).to(device).split(batch_gpu)
-        with torch.no_grad():
-            images = torch.cat([G_ema(z=z, c=c, noise_mode='const')['image'].cpu() for z, c in zip(grid_z, grid_c)])
-        save_image_grid(images.numpy(), os.path.join(run_dir, 'fakes_init.png'), drange=[-1, 1], grid_size=grid_size)
 
     # Initialize logs.
     if rank == 0:
