@@ -196,13 +196,19 @@ def test_isotropic_and_anisotropic_scaling():
     assert ax / sx == pytest.approx(1.5, rel=0.02) and ay / sy == pytest.approx(1 / 1.5, rel=0.02)
 
 
-def test_two_rotation_halves_add_up():
-    # Each half rotates by (2q - 1) * pi = pi/4 for q = 0.625; together a quarter turn.
+def test_debug_percentile_sets_only_the_pre_rotation():
+    # The pre-rotation turns by (2q - 1) * pi * rotate_max; the post-rotation stays zero (original behaviour).
     x = _smooth_images()
     quarter = _interior(torch.rot90(x, 1, dims=[2, 3]))
-    assert torch.allclose(_interior(AugmentPipe(rotate=1)(x, debug_percentile=0.625)), quarter, atol=0.1)
-    y = AugmentPipe(rotate=1, rotate_max=0.5)(x, debug_percentile=0.75)
+    assert torch.allclose(_interior(AugmentPipe(rotate=1)(x, debug_percentile=0.75)), quarter, atol=0.1)
+    y = AugmentPipe(rotate=1, rotate_max=0.5)(x, debug_percentile=1.0)
     assert torch.allclose(_interior(y), quarter, atol=0.1)
+    y = AugmentPipe(rotate=1)(x, debug_percentile=0.625)  # pi/4 only, not a quarter turn
+    assert not torch.allclose(_interior(y), quarter, atol=0.5)
+    theta = math.pi / 4
+    rotation = torch.tensor([[math.cos(theta), -math.sin(theta), 0], [math.sin(theta), math.cos(theta), 0], [0, 0, 1]])
+    G_inv = AugmentPipe(rotate=1)._draw_geometric(2, 8, 8, 'cpu', torch.tensor(0.625))
+    assert torch.allclose(G_inv, rotation.expand(2, 3, 3), atol=1e-6)
 
 
 def test_brightness_and_contrast():
@@ -311,3 +317,171 @@ def test_gradients_reach_inputs_with_random_draws():
         torch.manual_seed(0)
         outs.append(module(x.detach()))
     assert torch.equal(outs[0], outs[1])
+
+# ----------------------------------------------------------------------------
+# Parameter draws against float64 re-computations of networks.md §8 (every draw, in order, with p < 1 so
+# that some gates close).
+
+
+def _matrix3(n, entries):
+    m = torch.eye(3, dtype=torch.float64).repeat(n, 1, 1)
+    for (r, c), v in entries.items():
+        m[:, r, c] = v
+    return m
+
+
+def _ref_translate(tx, ty):
+    return _matrix3(len(tx), {(0, 2): tx, (1, 2): ty})
+
+
+def _ref_scale(sx, sy):
+    return _matrix3(len(sx), {(0, 0): sx, (1, 1): sy})
+
+
+def _ref_rotate(a):
+    return _matrix3(len(a), {(0, 0): a.cos(), (0, 1): -a.sin(), (1, 0): a.sin(), (1, 1): a.cos()})
+
+
+def test_geometric_draws_follow_spec_order():
+    N, H, W, p = 6, 20, 24, 0.6
+    kwargs = dict(xint_max=0.2, scale_std=0.3, rotate_max=0.7, aniso_std=0.25, xfrac_std=0.1)
+    pipe = AugmentPipe(**GEOMETRIC, **kwargs)
+    pipe.p.fill_(p)
+    torch.manual_seed(3)
+    G_inv = pipe._draw_geometric(N, H, W, 'cpu', None)
+    after = torch.rand(4)
+
+    torch.manual_seed(3)
+    def gated(value, identity, shape):
+        return torch.where(torch.rand(shape) < p, value.double(), torch.full_like(value.double(), identity))
+    p_rot = 1 - math.sqrt(1 - p)
+    def rotation():
+        theta = (torch.rand([N]) * 2 - 1).double() * math.pi * kwargs['rotate_max']
+        return torch.where(torch.rand([N]) < p_rot, theta, torch.zeros_like(theta))
+    ones = torch.ones([N], dtype=torch.float64)
+    inv = torch.linalg.inv
+    ref = torch.eye(3, dtype=torch.float64).repeat(N, 1, 1)
+    i = gated(torch.floor(torch.rand([N]) * 2), 0, [N])
+    ref = ref @ inv(_ref_scale(1 - 2 * i, ones))
+    i = gated(torch.floor(torch.rand([N]) * 4), 0, [N])
+    ref = ref @ inv(_ref_rotate(-math.pi / 2 * i))
+    t = gated((torch.rand([N, 2]) * 2 - 1) * kwargs['xint_max'], 0, [N, 1])
+    ref = ref @ inv(_ref_translate(torch.round(t[:, 0] * W), torch.round(t[:, 1] * H)))
+    s = gated(2 ** (torch.randn([N]).double() * kwargs['scale_std']), 1, [N])
+    ref = ref @ inv(_ref_scale(s, s))
+    ref = ref @ inv(_ref_rotate(-rotation()))
+    s = gated(2 ** (torch.randn([N]).double() * kwargs['aniso_std']), 1, [N])
+    ref = ref @ inv(_ref_scale(s, 1 / s))
+    ref = ref @ inv(_ref_rotate(-rotation()))
+    t = gated(torch.randn([N, 2]) * kwargs['xfrac_std'], 0, [N, 1])
+    ref = ref @ inv(_ref_translate(t[:, 0] * W, t[:, 1] * H))
+
+    assert torch.equal(after, torch.rand(4))
+    assert torch.allclose(G_inv.double(), ref, rtol=0, atol=1e-5)
+    assert not torch.allclose(ref[:, :2, :2], torch.eye(2, dtype=torch.float64).expand(N, 2, 2), atol=0.01)
+
+
+def test_colour_draws_follow_spec_order():
+    N, p = 6, 0.6
+    kwargs = dict(brightness_std=0.3, contrast_std=0.4, hue_max=0.8, saturation_std=0.7)
+    pipe = AugmentPipe(**COLOR, **kwargs)
+    pipe.p.fill_(p)
+    torch.manual_seed(4)
+    C = pipe._draw_color(N, 3, 'cpu', None)
+    after = torch.rand(4)
+
+    torch.manual_seed(4)
+    def gated(value, identity, shape):
+        return torch.where(torch.rand(shape) < p, value.double(), torch.full_like(value.double(), identity))
+    I = torch.eye(4, dtype=torch.float64)
+    v = torch.tensor([1, 1, 1, 0], dtype=torch.float64) / math.sqrt(3)
+    vv = torch.outer(v, v)
+    ref = I.repeat(N, 1, 1)
+    b = gated(torch.randn([N]) * kwargs['brightness_std'], 0, [N])
+    shift = I.repeat(N, 1, 1)
+    shift[:, :3, 3] = b[:, None]
+    ref = shift @ ref
+    c = gated(2 ** (torch.randn([N]).double() * kwargs['contrast_std']), 1, [N])
+    ref = torch.diag_embed(torch.stack([c, c, c, torch.ones_like(c)], dim=1)) @ ref
+    i = gated(torch.floor(torch.rand([N, 1, 1]) * 2), 0, [N, 1, 1])
+    ref = (I - 2 * vv * i) @ ref
+    theta = gated((torch.rand([N]) * 2 - 1) * math.pi * kwargs['hue_max'], 0, [N])
+    cross = torch.tensor([[0, -v[2], v[1]], [v[2], 0, -v[0]], [-v[1], v[0], 0]], dtype=torch.float64)
+    rot = I.repeat(N, 1, 1)
+    cos, sin = theta.cos()[:, None, None], theta.sin()[:, None, None]
+    rot[:, :3, :3] = cos * torch.eye(3, dtype=torch.float64) + sin * cross + (1 - cos) * vv[:3, :3] # Rodrigues, about v
+    ref = rot @ ref
+    s = gated(2 ** (torch.randn([N, 1, 1]).double() * kwargs['saturation_std']), 1, [N, 1, 1])
+    ref = (vv + (I - vv) * s) @ ref
+
+    assert torch.equal(after, torch.rand(4))
+    assert torch.allclose(C.double(), ref, rtol=0, atol=1e-5)
+
+    # Applied as C[:3, :3] @ rgb + C[:3, 3]; for one channel the mean output row acts on the grey value.
+    x = torch.randn([N, 3, 5, 5])
+    torch.manual_seed(4)
+    y = pipe(x)
+    expected = torch.einsum('nij,njhw->nihw', ref[:, :3, :3], x.double()) + ref[:, :3, 3, None, None]
+    assert torch.allclose(y.double(), expected, rtol=0, atol=1e-5)
+    pipe1 = AugmentPipe(brightness=1, contrast=1, lumaflip=1, **kwargs)
+    pipe1.p.fill_(p)
+    torch.manual_seed(4)
+    C1 = pipe1._draw_color(N, 1, 'cpu', None).double()
+    grey = torch.randn([N, 1, 5, 5])
+    torch.manual_seed(4)
+    y1 = pipe1(grey)
+    row = C1[:, :3, :].mean(dim=1)
+    expected1 = grey.double() * row[:, :3].sum(dim=1)[:, None, None, None] + row[:, 3, None, None, None]
+    assert torch.allclose(y1.double(), expected1, rtol=0, atol=1e-5)
+
+
+def test_geometric_resampling_follows_spec_steps():
+    # Reflect-pad by the corner margins, 2x upsample with Hz_geom, bilinear grid_sample on normalized coordinates,
+    # 2x downsample with Hz_geom (flipped) and crop: re-computed in float64 for a fixed G_inv.
+    pipe = AugmentPipe(rotate=1, scale=1)
+    N, C, H, W = 2, 3, 12, 14
+    x = torch.randn([N, C, H, W], generator=torch.Generator().manual_seed(0))
+    G_inv = torch.tensor([[[0.9, -0.3, 1.2], [0.25, 1.1, -0.7], [0, 0, 1]],
+                          [[1.2, 0.1, -0.4], [-0.2, 0.8, 0.3], [0, 0, 1]]])
+    y = pipe._resample(x, G_inv)
+
+    f = pipe.Hz_geom.double()
+    pad = len(f) // 4
+    cx, cy = (W - 1) / 2, (H - 1) / 2
+    corners = torch.tensor([[-cx, -cy, 1], [cx, -cy, 1], [cx, cy, 1], [-cx, cy, 1]], dtype=torch.float64)
+    pts = torch.einsum('nij,kj->nki', G_inv.double(), corners)[..., :2].reshape(-1, 2)
+    lo = (-pts).max(dim=0).values + torch.tensor([2 * pad - cx, 2 * pad - cy], dtype=torch.float64)
+    hi = pts.max(dim=0).values + torch.tensor([2 * pad - cx, 2 * pad - cy], dtype=torch.float64)
+    limit = torch.tensor([W - 1, H - 1], dtype=torch.float64)
+    mx0, my0 = [int(v) for v in lo.clamp(min=0).minimum(limit).ceil()]
+    mx1, my1 = [int(v) for v in hi.clamp(min=0).minimum(limit).ceil()]
+    img = torch.nn.functional.pad(x.double(), [mx0, mx1, my0, my1], mode='reflect')
+
+    def separable(img, taps, step_pad):  # true convolution along W then H, per channel
+        k = taps.flip(0)
+        img = torch.nn.functional.pad(img, step_pad)
+        ch = img.shape[1]
+        img = torch.nn.functional.conv2d(img, k.reshape(1, 1, 1, -1).repeat(ch, 1, 1, 1), groups=ch)
+        return torch.nn.functional.conv2d(img, k.reshape(1, 1, -1, 1).repeat(ch, 1, 1, 1), groups=ch)
+    fw = len(f)
+    up = torch.zeros(N, C, img.shape[2] * 2, img.shape[3] * 2, dtype=torch.float64)
+    up[:, :, ::2, ::2] = img
+    up = separable(up, f * 2, [(fw + 1) // 2, (fw - 2) // 2] * 2)
+
+    # Output pixel centres (size (H + 2 pad) * 2) mapped through G_inv into the upsampled padded input.
+    Ho, Wo = (H + 2 * pad) * 2, (W + 2 * pad) * 2
+    ox = torch.arange(Wo, dtype=torch.float64) - (Wo - 1) / 2
+    oy = torch.arange(Ho, dtype=torch.float64) - (Ho - 1) / 2
+    gy, gx = torch.meshgrid(oy, ox, indexing='ij')
+    out_pts = torch.stack([(gx + 0.5) / 2, (gy + 0.5) / 2, torch.ones_like(gx)], dim=-1)  # output pixel units
+    M = torch.eye(3, dtype=torch.float64).repeat(N, 1, 1)
+    M[:, 0, 2] = (mx0 - mx1) / 2
+    M[:, 1, 2] = (my0 - my1) / 2
+    M = M @ G_inv.double()
+    src = torch.einsum('nij,hwj->nhwi', M, out_pts)[..., :2]
+    src = src * 2 - 0.5  # input pixel units -> upsampled pixel units (centred)
+    grid = torch.stack([src[..., 0] * 2 / up.shape[3], src[..., 1] * 2 / up.shape[2]], dim=-1)
+    sampled = torch.nn.functional.grid_sample(up, grid, mode='bilinear', padding_mode='zeros', align_corners=False)
+    down = separable(sampled, f.flip(0), [(fw - 1) // 2 - 2 * pad, (fw - 2) // 2 - 2 * pad] * 2)[:, :, ::2, ::2]
+    assert y.shape == down.shape == x.shape
+    assert torch.allclose(y.double(), down, rtol=0, atol=1e-5)

@@ -96,6 +96,24 @@ def test_filtered_resizing_modes():
             dd.filtered_resizing(x, 32, f, filter_mode=bad)
 
 
+def test_filtered_resizing_classic_matches_float64_reference():
+    # upsample2d (zero insertion, pad 2/1, 4x4 [1,3,3,1] filter with gain 4), bilinear to 2*size+2 without
+    # antialiasing, then downsample2d (flipped filter, pad 1/1 minus the 1 px crop, keep even samples).
+    torch.manual_seed(0)
+    f = dd.upfirdn2d.setup_filter([1, 3, 3, 1])
+    x = torch.randn(2, 3, 8, 8)
+    size = 12
+    k = f.double()[None, None].repeat(3, 1, 1, 1)
+    up = torch.zeros(2, 3, 16, 16, dtype=torch.float64)
+    up[:, :, ::2, ::2] = x.double()
+    up = torch.nn.functional.conv2d(torch.nn.functional.pad(up, [2, 1, 2, 1]), k * 4, groups=3)
+    mid = torch.nn.functional.interpolate(up, size=(2 * size + 2, 2 * size + 2), mode='bilinear', align_corners=False)
+    expected = torch.nn.functional.conv2d(mid, k, groups=3)[:, :, ::2, ::2]
+    out = dd.filtered_resizing(x, size, f, filter_mode='classic')
+    assert out.shape == (2, 3, size, size)
+    torch.testing.assert_close(out.double(), expected, rtol=0, atol=1e-5)
+
+
 def _tiny(cls, **kwargs):
     return cls(c_dim=4, img_resolution=16, img_channels=3, channel_base=64, channel_max=8,
         epilogue_kwargs={'mbstd_group_size': 2}, **kwargs)

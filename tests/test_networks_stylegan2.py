@@ -248,3 +248,219 @@ def test_stylegan2_discriminator_forward():
     assert not hasattr(unconditional, 'mapping') and unconditional(torch.randn(2, 3, 8, 8), None).shape == (2, 1)
 
 #----------------------------------------------------------------------------
+# Float64 re-computations straight from the spec formulas (networks.md §1-§4, §7) for the paths that the
+# golden files do not exercise: 'skip'/'resnet'/'orig' blocks, up/down layers, noise modes and clamping.
+
+_F64 = torch.float64
+_FIR = torch.outer(torch.tensor([1., 3, 3, 1], dtype=_F64), torch.tensor([1., 3, 3, 1], dtype=_F64)) / 64
+
+
+def _fir(x, pad, gain=1.0):
+    """4x4 [1,3,3,1] FIR filter per channel after zero padding [x0, x1, y0, y1]."""
+    weight = (_FIR * gain)[None, None].repeat(x.shape[1], 1, 1, 1)
+    return torch.nn.functional.conv2d(torch.nn.functional.pad(x, pad), weight, groups=x.shape[1])
+
+
+def _ref_upsample2d(x):
+    """Zero insertion (sample k -> index 2k), pad 2 before / 1 after, filter with gain 4."""
+    N, C, H, W = x.shape
+    up = torch.zeros(N, C, H * 2, W * 2, dtype=x.dtype)
+    up[:, :, ::2, ::2] = x
+    return _fir(up, [2, 1, 2, 1], gain=4)
+
+
+def _ref_downsample2d(x):
+    return _fir(x, [1, 1, 1, 1])[:, :, ::2, ::2]
+
+
+def _ref_act(x, activation, gain, clamp):
+    if activation == 'lrelu':
+        x = torch.nn.functional.leaky_relu(x, 0.2) * np.sqrt(2)
+    x = x * gain
+    return x.clamp(-clamp * gain, clamp * gain) if clamp is not None else x
+
+
+def _ref_fc(layer, x):
+    y = x @ (layer.weight.double() * layer.weight_gain).t() + layer.bias.double() * layer.bias_gain
+    return _ref_act(y, layer.activation, 1, None)
+
+
+def _ref_conv2d_layer(layer, x, gain=1):
+    w = layer.weight.double() * layer.weight_gain
+    k = w.shape[-1]
+    if layer.down == 2 and k == 1:
+        y = torch.nn.functional.conv2d(_ref_downsample2d(x), w)
+    elif layer.down == 2:
+        y = torch.nn.functional.conv2d(_fir(x, [2, 2, 2, 2]), w, stride=2)
+    elif layer.up == 2:
+        y = _ref_upsample2d(torch.nn.functional.conv2d(x, w))
+    else:
+        y = torch.nn.functional.conv2d(x, w, padding=k // 2)
+    if layer.bias is not None:
+        y = y + layer.bias.double().reshape(1, -1, 1, 1)
+    return _ref_act(y, layer.activation, gain, layer.conv_clamp)
+
+
+def _ref_synthesis_layer(layer, x, w, noise_mode, gain=1):
+    styles = _ref_fc(layer.affine, w)
+    out = []
+    for n in range(x.shape[0]):
+        weight = layer.weight.double() * styles[n].reshape(1, -1, 1, 1)
+        weight = weight / (weight.square().sum(dim=[1, 2, 3], keepdim=True) + 1e-8).sqrt()
+        if layer.up == 2: # transposed conv (stride 2, unflipped weight), then FIR with padding 1 and gain 4
+            y = torch.nn.functional.conv_transpose2d(x[n:n + 1], weight.transpose(0, 1), stride=2)
+            y = _fir(y, [1] * 4, gain=4)
+        else:
+            y = torch.nn.functional.conv2d(x[n:n + 1], weight, padding=1)
+        out.append(y)
+    y = torch.cat(out)
+    if noise_mode == 'random':
+        noise = torch.randn([x.shape[0], 1, layer.resolution, layer.resolution]).double()
+        y = y + noise * layer.noise_strength.double()
+    if noise_mode == 'const':
+        y = y + layer.noise_const.double() * layer.noise_strength.double()
+    return _ref_act(y + layer.bias.double().reshape(1, -1, 1, 1), 'lrelu', gain, layer.conv_clamp)
+
+
+def _ref_torgb(layer, x, w):
+    styles = _ref_fc(layer.affine, w) * layer.weight_gain
+    y = torch.cat([torch.nn.functional.conv2d(x[n:n + 1], layer.weight.double() * styles[n].reshape(1, -1, 1, 1))
+        for n in range(x.shape[0])])
+    return _ref_act(y + layer.bias.double().reshape(1, -1, 1, 1), 'linear', 1, layer.conv_clamp)
+
+
+def _ref_synthesis_block(block, x, img, ws, noise_mode):
+    batch_size = ws.shape[0]
+    ws = iter(ws.double().unbind(dim=1))
+    if block.in_channels == 0:
+        x = block.const.double()[None].repeat(batch_size, 1, 1, 1)
+        x = _ref_synthesis_layer(block.conv1, x, next(ws), noise_mode)
+    elif block.architecture == 'resnet':
+        y = _ref_conv2d_layer(block.skip, x, gain=np.sqrt(0.5))
+        x = _ref_synthesis_layer(block.conv0, x, next(ws), noise_mode)
+        x = y + _ref_synthesis_layer(block.conv1, x, next(ws), noise_mode, gain=np.sqrt(0.5))
+    else:
+        x = _ref_synthesis_layer(block.conv1, _ref_synthesis_layer(block.conv0, x, next(ws), noise_mode), next(ws),
+            noise_mode)
+    if img is not None:
+        img = _ref_upsample2d(img)
+    if block.is_last or block.architecture == 'skip':
+        y = _ref_torgb(block.torgb, x, next(ws))
+        img = img + y if img is not None else y
+    return x, img
+
+
+def _perturb(module):
+    """Move biases and noise strengths off their (inert) initial values."""
+    with torch.no_grad():
+        for name, param in module.named_parameters():
+            if name.endswith('noise_strength'):
+                param.fill_(0.7)
+            elif name.endswith('bias'):
+                param.normal_()
+    return module
+
+
+@pytest.mark.parametrize('architecture', ['skip', 'resnet', 'orig'])
+@pytest.mark.parametrize('is_last', [False, True])
+@pytest.mark.parametrize('noise_mode', ['random', 'const', 'none'])
+@pytest.mark.parametrize('fused', [True, False])
+def test_synthesis_block_matches_float64_reference(architecture, is_last, noise_mode, fused):
+    torch.manual_seed(0)
+    block = _perturb(nets.SynthesisBlock(4, 6, w_dim=8, resolution=8, img_channels=3, is_last=is_last,
+        architecture=architecture, conv_clamp=0.8))
+    assert block.num_conv == 2 and block.num_torgb == int(is_last or architecture == 'skip')
+    x = torch.randn(2, 4, 4, 4)
+    img = torch.randn(2, 3, 4, 4) if architecture == 'skip' else None
+    ws = torch.randn(2, block.num_conv + block.num_torgb, 8)
+    torch.manual_seed(1) # 'random': one randn [N, 1, res, res] per layer, conv0 then conv1
+    x_out, img_out = block(x, None if img is None else img.clone(), ws, noise_mode=noise_mode, fused_modconv=fused)
+    torch.manual_seed(1)
+    x_ref, img_ref = _ref_synthesis_block(block, x.double(), None if img is None else img.double(), ws, noise_mode)
+    assert x_out.shape == (2, 6, 8, 8)
+    torch.testing.assert_close(x_out.double(), x_ref, rtol=0, atol=1e-5)
+    assert (img_out is None) == (img_ref is None)
+    if img_ref is not None:
+        assert img_out.shape == (2, 3, 8, 8) and img_out.dtype == torch.float32
+        torch.testing.assert_close(img_out.double(), img_ref, rtol=0, atol=1e-5)
+
+
+def test_first_synthesis_block_matches_float64_reference():
+    torch.manual_seed(0)
+    block = _perturb(nets.SynthesisBlock(0, 6, w_dim=8, resolution=4, img_channels=3, is_last=False, conv_clamp=None))
+    assert not hasattr(block, 'conv0') and block.num_conv == 1
+    ws = torch.randn(2, 2, 8)
+    x_out, img_out = block(None, None, ws, noise_mode='const')
+    x_ref, img_ref = _ref_synthesis_block(block, None, None, ws, 'const')
+    torch.testing.assert_close(x_out.double(), x_ref, rtol=0, atol=1e-5)
+    torch.testing.assert_close(img_out.double(), img_ref, rtol=0, atol=1e-5)
+
+
+def test_modulated_conv2d_float16_prescaling():
+    # float16 + demodulation: weight and styles are normalized first (demodulation cancels it), so styles far
+    # beyond the float16 range still give finite results in both forms.
+    torch.manual_seed(0)
+    x = torch.randn(2, 4, 6, 6)
+    weight = torch.randn(5, 4, 3, 3)
+    styles = torch.randn(2, 4) * 1e5
+    ref = _modconv_reference(x, weight, styles, None, demodulate=True)
+    for fused in (True, False):
+        y = nets.modulated_conv2d(x.half(), weight, styles, padding=1, fused_modconv=fused)
+        assert y.dtype == torch.float16 and torch.isfinite(y).all()
+        torch.testing.assert_close(y.double(), ref, rtol=0, atol=1e-2)
+
+
+def _ref_discriminator_block(block, x, img):
+    if block.in_channels == 0 or block.architecture == 'skip':
+        y = _ref_conv2d_layer(block.fromrgb, img)
+        x = x + y if x is not None else y
+        img = _ref_downsample2d(img) if block.architecture == 'skip' else None
+    if block.architecture == 'resnet':
+        y = _ref_conv2d_layer(block.skip, x, gain=np.sqrt(0.5))
+        x = y + _ref_conv2d_layer(block.conv1, _ref_conv2d_layer(block.conv0, x), gain=np.sqrt(0.5))
+    else:
+        x = _ref_conv2d_layer(block.conv1, _ref_conv2d_layer(block.conv0, x))
+    return x, img
+
+
+@pytest.mark.parametrize('architecture', ['skip', 'resnet', 'orig'])
+@pytest.mark.parametrize('in_channels', [0, 4])
+def test_discriminator_block_matches_float64_reference(architecture, in_channels):
+    torch.manual_seed(0)
+    block = _perturb(nets.DiscriminatorBlock(in_channels, 4, 6, resolution=8, img_channels=3, first_layer_idx=0,
+        architecture=architecture, conv_clamp=0.9))
+    x = torch.randn(2, 4, 8, 8) if in_channels else None
+    img = torch.randn(2, 3, 8, 8) if in_channels == 0 or architecture == 'skip' else None
+    x_out, img_out = block(x, img)
+    x_ref, img_ref = _ref_discriminator_block(block, None if x is None else x.double(),
+        None if img is None else img.double())
+    assert x_out.shape == (2, 6, 4, 4)
+    torch.testing.assert_close(x_out.double(), x_ref, rtol=0, atol=1e-5)
+    assert (img_out is None) == (architecture != 'skip')
+    if img_ref is not None:
+        torch.testing.assert_close(img_out.double(), img_ref, rtol=0, atol=1e-6)
+
+
+def test_skip_epilogue_adds_fromrgb():
+    torch.manual_seed(0)
+    epilogue = _perturb(nets.DiscriminatorEpilogue(4, cmap_dim=0, resolution=4, img_channels=3, architecture='skip',
+        mbstd_group_size=2, mbstd_num_channels=0))
+    assert epilogue.mbstd is None and epilogue.out.out_features == 1
+    x, img = torch.randn(2, 4, 4, 4), torch.randn(2, 3, 4, 4)
+    h = x.double() + _ref_conv2d_layer(epilogue.fromrgb, img.double())
+    h = _ref_fc(epilogue.fc, _ref_conv2d_layer(epilogue.conv, h).flatten(1))
+    torch.testing.assert_close(epilogue(x, img, None).double(), _ref_fc(epilogue.out, h), rtol=0, atol=1e-5)
+
+
+def test_minibatch_std_with_several_channel_groups():
+    x = torch.randn(6, 4, 3, 3)
+    y = nets.MinibatchStdLayer(group_size=3, num_channels=2)(x)
+    assert y.shape == (6, 6, 3, 3) and torch.equal(y[:, :4], x)
+    for members in ([0, 2, 4], [1, 3, 5]): # subgroup n mod 2
+        for f in range(2): # channels 2f, 2f+1
+            group = x[members, 2 * f:2 * f + 2].double()
+            std = (group.var(dim=0, unbiased=False) + 1e-8).sqrt().mean()
+            for n in members:
+                torch.testing.assert_close(y[n, 4 + f].double(), std.expand(3, 3), rtol=0, atol=1e-6)
+
+#----------------------------------------------------------------------------

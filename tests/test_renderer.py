@@ -189,6 +189,40 @@ def test_auto_bounds_stratified_sampling():
     with pytest.raises(ValueError, match='disparity_space_sampling'):
         ImportanceRenderer().sample_stratified(origins, directions, dict(opts, disparity_space_sampling=True))
 
+def test_disparity_space_sampling():
+    # t = linspace(0, 1, D) + U / (D - 1) with U = rand[N, M, D, 1]; depth = 1 / ((1/s)(1 - t) + (1/e) t).
+    origins = torch.zeros(2, 3, 3)
+    opts = dict(ray_start=0.5, ray_end=4.0, depth_resolution=6, disparity_space_sampling=True)
+    torch.manual_seed(2)
+    depths = ImportanceRenderer().sample_stratified(origins, origins, opts)
+    torch.manual_seed(2)
+    t = torch.linspace(0, 1, 6, dtype=torch.float64).reshape(1, 1, 6, 1) + torch.rand(2, 3, 6, 1).double() / 5
+    expected = 1 / ((1 / 0.5) * (1 - t) + (1 / 4.0) * t)
+    assert depths.shape == (2, 3, 6, 1)
+    assert torch.allclose(depths.double(), expected, rtol=1e-5, atol=0)
+
+def test_density_noise_draw_order_and_scale(golden, decoder):
+    # RNG order per render: stratified jitter, coarse density noise randn [N, M*D, 1], importance uniforms,
+    # fine density noise randn [N, M*D_imp, 1]; the noise is added to the raw decoder sigma.
+    planes, origins, directions = _inputs(golden, 'shapenet')
+    N, M = origins.shape[:2]
+    opts = VARIANTS['shapenet']
+    D, D_imp = opts['depth_resolution'], opts['depth_resolution_importance']
+    noisy = _render(decoder, planes, origins, directions, dict(opts, density_noise=0.5))
+    after = torch.rand(8)
+    clean = _render(decoder, planes, origins, directions, opts)
+    torch.manual_seed(11)
+    torch.rand(N, M, D, 1)
+    coarse_noise = torch.randn(N, M * D, 1).reshape(N, M, D, 1)
+    torch.rand(N * M, D_imp)
+    torch.randn(N, M * D_imp, 1)
+    assert torch.equal(after, torch.rand(8))
+    assert torch.allclose(noisy['coarse_sigma'], clean['coarse_sigma'] + coarse_noise * 0.5, rtol=0, atol=1e-6)
+    sample = ImportanceRenderer().run_model(planes, decoder, origins, directions, dict(opts, density_noise=0.5))
+    torch.manual_seed(11)
+    plain = ImportanceRenderer().run_model(planes, decoder, origins, directions, opts)
+    assert not torch.allclose(sample['sigma'], plain['sigma'], atol=0.01)  # run_model (G.sample) adds it too
+
 def test_importance_samples_stay_inside_coarse_midpoints():
     torch.manual_seed(1)
     D = 10

@@ -148,3 +148,35 @@ def test_deepfp32_cannot_take_sr_antialias():
             channels=32, img_resolution=256, sr_num_fp16_res=0, sr_antialias=True)
 
 #----------------------------------------------------------------------------
+
+def test_no_up_block_keeps_resolution():
+    torch.manual_seed(3)
+    block = sr_lib.SynthesisBlockNoUp(4, 6, w_dim=8, resolution=8, img_channels=3, is_last=False, conv_clamp=None)
+    assert block.conv0.up == 1 and 'resample_filter' not in block.conv0.init_kwargs
+    assert 'resample_filter' in dict(block.named_buffers()) # registered, never used
+    x, img, ws = torch.randn(2, 4, 8, 8), torch.randn(2, 3, 8, 8), torch.randn(2, 3, 8)
+    x_out, img_out = block(x, img.clone(), ws, noise_mode='none')
+    assert x_out.shape == (2, 6, 8, 8)
+    expected_x = block.conv1(block.conv0(x, ws[:, 0], noise_mode='none'), ws[:, 1], noise_mode='none')
+    torch.testing.assert_close(x_out, expected_x, rtol=0, atol=0)
+    torch.testing.assert_close(img_out, img + block.torgb(x_out, ws[:, 2]), rtol=0, atol=0) # no upsampling
+    with pytest.raises(AssertionError):
+        block(torch.randn(2, 4, 4, 4), None, ws) # input must already be at the block's resolution
+
+    # The unused 'resnet' skip is the original's up-2 layer (constructor and pickled attributes as in SynthesisBlock).
+    resnet = sr_lib.SynthesisBlockNoUp(4, 6, w_dim=8, resolution=8, img_channels=3, is_last=True, architecture='resnet')
+    assert resnet.skip.up == 2 and resnet.skip.init_kwargs['up'] == 2
+
+
+def test_deepfp32_resizes_narrower_inputs_without_antialias():
+    sr = dnnlib.util.construct_class_by_name(class_name='training.superresolution.SuperresolutionHybridDeepfp32',
+        channels=32, img_resolution=256, sr_num_fp16_res=0)
+    log = []
+    sr.block0, sr.block1 = _Recorder(log), _Recorder(log)
+    rgb, ws = torch.randn(1, 3, 64, 64), torch.randn(1, 14, 512)
+    out = sr(rgb, torch.randn(1, 32, 64, 64), ws)
+    ref = torch.nn.functional.interpolate(rgb, size=(128, 128), mode='bilinear', align_corners=False, antialias=False)
+    torch.testing.assert_close(out, ref, rtol=0, atol=0)
+    assert torch.equal(log[0][2], ws[:, -1:].repeat(1, 3, 1))
+    wide = torch.randn(1, 3, 256, 256)
+    assert sr(wide, torch.randn(1, 32, 256, 256), ws) is wide # only narrower inputs are resized

@@ -11,6 +11,7 @@ import torch
 from conftest import GOLDEN_DIR
 
 import dnnlib
+from training.networks_stylegan2 import SynthesisLayer
 from training.triplane import OSGDecoder
 
 TOL = 1e-4
@@ -199,6 +200,40 @@ def test_sticky_rendering_resolution_and_backbone_cache(G, io):
     finally:
         G._last_planes = None
         G.neural_rendering_resolution = 64
+
+
+@pytest.mark.parametrize('sr_noise_mode', ['none', 'random'])
+def test_random_noise_draw_order(G, io, sr_noise_mode):
+    # One G(z, c) call with noise_mode='random' draws (networks.md §10): one randn [N,1,res,res] per backbone
+    # SynthesisLayer (b4.conv1, b8.conv0, b8.conv1, ..., b256.conv1), the renderer's stratified then importance
+    # uniforms, then SR noise only if rendering_kwargs['superresolution_noise_mode'] is 'random'; the SR module
+    # gets that mode whatever the caller passed.
+    z, c = _inputs(io)
+    opts = G.rendering_kwargs
+    sr_kwargs = []
+    hook = G.superresolution.register_forward_pre_hook(lambda m, args, kwargs: sr_kwargs.append(dict(kwargs)),
+        with_kwargs=True)
+    try:
+        opts['superresolution_noise_mode'] = sr_noise_mode
+        torch.manual_seed(5)
+        G(z[:1], c[:1], noise_mode='random', neural_rendering_resolution=16)
+        after = torch.rand(4)
+    finally:
+        hook.remove()
+        opts['superresolution_noise_mode'] = 'none'
+        G.neural_rendering_resolution = 64
+    assert sr_kwargs == [{'noise_mode': sr_noise_mode}]
+
+    torch.manual_seed(5)
+    for name, layer in G.backbone.synthesis.named_modules():
+        if isinstance(layer, SynthesisLayer):
+            torch.randn([1, 1, layer.resolution, layer.resolution])
+    torch.rand(1, 16 * 16, opts['depth_resolution'], 1)
+    torch.rand(16 * 16, opts['depth_resolution_importance'])
+    if sr_noise_mode == 'random':
+        for res in (64, 64, 128, 128): # block0 (no up, after the resize to 64), block1
+            torch.randn([1, 1, res, res])
+    assert torch.equal(after, torch.rand(4))
 
 
 def test_sample_and_sample_mixed(G, io):

@@ -229,7 +229,7 @@ class AugmentPipe(torch.nn.Module):
         # that makes "at least one fires" equal rotate * p.
         p_rot = 1 - torch.sqrt((1 - self.rotate * self.p).clamp(0, 1))
         if self.rotate > 0:
-            G_inv = G_inv @ _rotate2d(self._draw_rotation(N, p_rot, device, q))
+            G_inv = G_inv @ _rotate2d(self._draw_rotation(N, p_rot, device, q, post=False))
             enabled = True
 
         if self.aniso > 0:
@@ -241,7 +241,7 @@ class AugmentPipe(torch.nn.Module):
             enabled = True
 
         if self.rotate > 0:
-            G_inv = G_inv @ _rotate2d(self._draw_rotation(N, p_rot, device, q))
+            G_inv = G_inv @ _rotate2d(self._draw_rotation(N, p_rot, device, q, post=True))
 
         if self.xfrac > 0:
             t = torch.randn([N, 2], device=device) * self.xfrac_std
@@ -253,12 +253,14 @@ class AugmentPipe(torch.nn.Module):
 
         return G_inv if enabled else None
 
-    def _draw_rotation(self, N, p_rot, device, q):
-        """Draw theta for one rotation half; the output is rotated by -theta, so the inverse rotates by +theta."""
+    def _draw_rotation(self, N, p_rot, device, q, post):
+        """Draw theta for one rotation half; the output is rotated by -theta, so the inverse rotates by +theta.
+        A debug percentile sets the pre-rotation only and leaves the post-rotation (post=True) at zero, as the
+        original pipe does."""
         theta = (torch.rand([N], device=device) * 2 - 1) * np.pi * self.rotate_max
         theta = self._gate(theta, p_rot, torch.zeros_like(theta), [N])
         if q is not None:
-            theta = torch.full_like(theta, (q * 2 - 1) * np.pi * self.rotate_max)
+            theta = torch.zeros_like(theta) if post else torch.full_like(theta, (q * 2 - 1) * np.pi * self.rotate_max)
         return theta
 
     def _resample(self, images, G_inv):

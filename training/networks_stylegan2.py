@@ -363,7 +363,8 @@ class SynthesisBlock(torch.nn.Module):
                 channels_last=self.channels_last)
             self.num_torgb += 1
         if in_channels != 0 and architecture == 'resnet':
-            self.skip = Conv2dLayer(in_channels, out_channels, kernel_size=1, bias=False, up=self.resolution_factor,
+            # up=2 even in SynthesisBlockNoUp, as in the original (a resnet NoUp block cannot run; none is built).
+            self.skip = Conv2dLayer(in_channels, out_channels, kernel_size=1, bias=False, up=2,
                 resample_filter=resample_filter, channels_last=self.channels_last)
 
     def forward(self, x, img, ws, force_fp32=False, fused_modconv=None, update_emas=False, **layer_kwargs):
