@@ -37,8 +37,7 @@ import torch
 import dnnlib
 from metrics import metric_main
 from torch_utils import training_stats
-from training import snapshot
-from training import training_loop
+from training import snapshot, training_loop
 
 #----------------------------------------------------------------------------
 # Presets.

@@ -9,9 +9,9 @@ import pickle
 
 import pytest
 import torch
+from conftest import STATE_DICTS_DIR
 
 import dnnlib
-from conftest import STATE_DICTS_DIR
 from training.augment import AugmentPipe
 
 GEOMETRIC = dict(xflip=1, rotate90=1, xint=1, scale=1, rotate=1, aniso=1, xfrac=1)

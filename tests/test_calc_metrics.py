@@ -7,11 +7,11 @@ import os
 
 import pytest
 from click.testing import CliRunner
+from test_metrics import ReplayGenerator, dataset_kwargs, make_dataset, small_fid_metric, write_detectors
 
 import calc_metrics
 import legacy
 from metrics import frechet_inception_distance, metric_main, metric_utils
-from test_metrics import ReplayGenerator, dataset_kwargs, make_dataset, small_fid_metric, write_detectors
 
 pytestmark = [pytest.mark.filterwarnings('ignore:This DataLoader will create'), pytest.mark.filterwarnings('ignore:`torch.jit')]
 

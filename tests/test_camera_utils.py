@@ -7,9 +7,9 @@ import os
 import numpy as np
 import pytest
 import torch
+from conftest import GOLDEN_DIR
 
 import camera_utils
-from conftest import GOLDEN_DIR
 
 TOL = 1e-6
 

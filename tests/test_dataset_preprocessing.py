@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import types
 import zipfile
 
 import numpy as np
@@ -32,17 +31,9 @@ def run(rel, *args, env=None):
                           env=None if env is None else dict(os.environ, **env))
 
 @pytest.fixture
-def call(capsys):
-    """Run a script's main() in this process (faster than a subprocess); same result fields as run()."""
-    def call_main(rel, *args):
-        try:
-            load(rel).main(list(args))
-            code = 0
-        except SystemExit as exc:
-            code = exc.code
-        captured = capsys.readouterr()
-        return types.SimpleNamespace(returncode=code, stdout=captured.out, stderr=captured.err)
-    return call_main
+def call(call_main):
+    """Run a script's main() in this process; same result fields as run()."""
+    return lambda rel, *args: call_main(load(rel).main, *args)
 
 def pixels(i, size=8):
     return np.random.RandomState(i).randint(0, 256, size=(size, size, 3), dtype=np.uint8)

@@ -25,17 +25,8 @@ align = load('align_ffhq')
 download = load('download_ffhq')
 
 @pytest.fixture
-def call(capsys):
-    """Run a script's main() in this process; returns the exit code and the captured output."""
-    def call_main(module, *args):
-        try:
-            module.main(list(args))
-            code = 0
-        except SystemExit as exc:
-            code = exc.code
-        captured = capsys.readouterr()
-        return types.SimpleNamespace(returncode=code, stdout=captured.out, stderr=captured.err)
-    return call_main
+def call(call_main):
+    return lambda module, *args: call_main(module.main, *args)
 
 #----------------------------------------------------------------------------
 # A synthetic face: red left eye, green right eye and a blue mouth on a grey canvas, rotated by a known angle.

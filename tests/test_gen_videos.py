@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from test_gen_samples import build_tiny_generator, write_tiny_snapshot
 
 import gen_videos
-from test_gen_samples import build_tiny_generator, write_tiny_snapshot
 
 
 @pytest.fixture(scope='module')

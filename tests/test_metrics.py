@@ -16,7 +16,14 @@ import scipy.special
 import torch
 
 import dnnlib
-from metrics import frechet_inception_distance, inception_score, kernel_inception_distance, metric_main, metric_utils, precision_recall
+from metrics import (
+    frechet_inception_distance,
+    inception_score,
+    kernel_inception_distance,
+    metric_main,
+    metric_utils,
+    precision_recall,
+)
 
 # The original's 3 data-loader workers exceed this machine's suggestion; TorchScript is used on purpose.
 pytestmark = [pytest.mark.filterwarnings('ignore:This DataLoader will create'), pytest.mark.filterwarnings('ignore:`torch.jit')]

@@ -17,10 +17,18 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import GOLDEN_DIR
+
 from torch_utils import custom_ops
-from torch_utils.ops import bias_act, conv2d_gradfix, conv2d_resample, filtered_lrelu, fma, grid_sample_gradfix, upfirdn2d
+from torch_utils.ops import (
+    bias_act,
+    conv2d_gradfix,
+    conv2d_resample,
+    filtered_lrelu,
+    fma,
+    grid_sample_gradfix,
+    upfirdn2d,
+)
 
 OPS_DIR = os.path.dirname(bias_act.__file__)
 with open(os.path.join(GOLDEN_DIR, 'ops.json'), 'r', encoding='utf-8') as _f:

@@ -6,9 +6,10 @@ import pickle
 import numpy as np
 import pytest
 import torch
-
 from conftest import GOLDEN_DIR
+
 from training.volumetric_rendering.ray_sampler import RaySampler
+
 
 @pytest.fixture(scope='module')
 def golden():

@@ -11,12 +11,17 @@ import pickle
 import numpy as np
 import pytest
 import torch
-
 from conftest import GOLDEN_DIR
+
 from training.triplane import OSGDecoder
 from training.volumetric_rendering import math_utils
 from training.volumetric_rendering.ray_marcher import MipRayMarcher2
-from training.volumetric_rendering.renderer import ImportanceRenderer, generate_planes, project_onto_planes, sample_from_planes
+from training.volumetric_rendering.renderer import (
+    ImportanceRenderer,
+    generate_planes,
+    project_onto_planes,
+    sample_from_planes,
+)
 
 TOL = 1e-4
 

@@ -11,11 +11,11 @@ import PIL.Image
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import GOLDEN_DIR, STATE_DICTS_DIR
 
 import dnnlib
 import legacy
 import train
-from conftest import GOLDEN_DIR, STATE_DICTS_DIR
 from training import snapshot
 
 #----------------------------------------------------------------------------

@@ -13,15 +13,13 @@ import PIL.Image
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from test_train import make_dataset, parse_config, tiny_args
 
 import dnnlib
 import legacy
-from test_train import make_dataset, parse_config, tiny_args
 from metrics import metric_main
-from torch_utils import misc
-from torch_utils import training_stats
-from training import snapshot
-from training import training_loop
+from torch_utils import misc, training_stats
+from training import snapshot, training_loop
 
 #----------------------------------------------------------------------------
 # Helpers.

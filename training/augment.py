@@ -5,11 +5,8 @@ import numpy as np
 import scipy.signal
 import torch
 
-from torch_utils import misc
-from torch_utils import persistence
-from torch_utils.ops import conv2d_gradfix
-from torch_utils.ops import grid_sample_gradfix
-from torch_utils.ops import upfirdn2d
+from torch_utils import misc, persistence
+from torch_utils.ops import conv2d_gradfix, grid_sample_gradfix, upfirdn2d
 
 # ----------------------------------------------------------------------------
 # Low-pass decomposition filters of two Daubechies symlets (standard published coefficients).

@@ -7,8 +7,7 @@ import numpy as np
 import torch
 
 from torch_utils import training_stats
-from torch_utils.ops import conv2d_gradfix
-from torch_utils.ops import upfirdn2d
+from torch_utils.ops import conv2d_gradfix, upfirdn2d
 from training.dual_discriminator import filtered_resizing
 
 #----------------------------------------------------------------------------

@@ -11,11 +11,8 @@ import scipy.signal
 import scipy.special
 import torch
 
-from torch_utils import misc
-from torch_utils import persistence
-from torch_utils.ops import bias_act
-from torch_utils.ops import conv2d_gradfix
-from torch_utils.ops import filtered_lrelu
+from torch_utils import misc, persistence
+from torch_utils.ops import bias_act, conv2d_gradfix, filtered_lrelu
 
 
 def _normalize_2nd_moment(x, eps=1e-8):

@@ -20,10 +20,8 @@ import torch
 import dnnlib
 import legacy
 from metrics import metric_main
-from torch_utils import misc
-from torch_utils import training_stats
-from torch_utils.ops import conv2d_gradfix
-from torch_utils.ops import grid_sample_gradfix
+from torch_utils import misc, training_stats
+from torch_utils.ops import conv2d_gradfix, grid_sample_gradfix
 from training import snapshot
 
 # Buffers that legitimately differ between ranks (the mapping's running w average): excluded from the

@@ -130,8 +130,8 @@ def align_face(img, landmarks, q_scale=Q_SCALE, output_size=OUTPUT_SIZE, transfo
 
 #----------------------------------------------------------------------------
 
-def list_items(metadata, metadata_path, source, dest, start_index=0, max_images=None):
-    """(output path, image path, landmarks) of the selected metadata entries, in index order."""
+def select_entries(metadata, metadata_path, required_keys, start_index=0, max_images=None):
+    """(index, in_the_wild spec) of the selected metadata entries, in index order; each spec has required_keys."""
     if not isinstance(metadata, dict):
         fail(f'{metadata_path}: expected a JSON object keyed by image index')
     bad = [key for key in metadata if not key.isdigit()]
@@ -139,14 +139,19 @@ def list_items(metadata, metadata_path, source, dest, start_index=0, max_images=
         fail(f'{metadata_path}: entry key {bad[0]!r} is not an image index')
     keys = sorted(metadata, key=int)
     keys = keys[start_index:] if max_images is None else keys[start_index:start_index + max_images]
-    items = []
+    entries = []
     for key in keys:
         wild = metadata[key].get('in_the_wild') if isinstance(metadata[key], dict) else None
-        if not isinstance(wild, dict) or not {'file_path', 'face_landmarks'} <= wild.keys():
-            fail(f'{metadata_path}: entry {key} lacks in_the_wild.file_path / in_the_wild.face_landmarks')
-        dst = os.path.join(dest, f'{int(key):05d}.png')
-        items.append((dst, os.path.join(source, wild['file_path']), wild['face_landmarks']))
-    return items
+        if not isinstance(wild, dict) or not set(required_keys) <= wild.keys():
+            fail(f'{metadata_path}: entry {key} lacks in_the_wild.{" / in_the_wild.".join(required_keys)}')
+        entries.append((int(key), wild))
+    return entries
+
+def list_items(metadata, metadata_path, source, dest, start_index=0, max_images=None):
+    """(output path, image path, landmarks) of the selected metadata entries, in index order."""
+    entries = select_entries(metadata, metadata_path, ('file_path', 'face_landmarks'), start_index, max_images)
+    return [(os.path.join(dest, f'{index:05d}.png'), os.path.join(source, wild['file_path']), wild['face_landmarks'])
+            for index, wild in entries]
 
 def align_item(item):
     """Align one image; returns None or a one-line error."""

@@ -25,7 +25,7 @@ from tqdm import tqdm
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, '..'))
-from align_ffhq import METADATA_FILE, align_dataset  # noqa: E402
+from align_ffhq import METADATA_FILE, align_dataset, select_entries  # noqa: E402
 from mirror_dataset import fail, gdown_download, read_json  # noqa: E402
 
 # The FFHQ metadata as published by NVlabs/ffhq-dataset (version 2).
@@ -148,17 +148,7 @@ def ensure_metadata(path):
 
 def wild_specs(metadata, metadata_path, start_index=0, max_images=None):
     """The `in_the_wild` file specs of the selected entries, in index order."""
-    if not isinstance(metadata, dict) or not all(key.isdigit() for key in metadata):
-        fail(f'{metadata_path}: expected a JSON object keyed by image index')
-    keys = sorted(metadata, key=int)
-    keys = keys[start_index:] if max_images is None else keys[start_index:start_index + max_images]
-    specs = []
-    for key in keys:
-        spec = metadata[key].get('in_the_wild') if isinstance(metadata[key], dict) else None
-        if not isinstance(spec, dict) or not all(k in spec for k in SPEC_KEYS):
-            fail(f'{metadata_path}: entry {key} lacks in_the_wild.{"/".join(SPEC_KEYS)}')
-        specs.append(spec)
-    return specs
+    return [spec for _, spec in select_entries(metadata, metadata_path, SPEC_KEYS, start_index, max_images)]
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description='Download (and re-align) the FFHQ in-the-wild images for EG3D.')

@@ -17,7 +17,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from face_tools import list_images, require_deep3d  # noqa: E402
-from mirror_dataset import fail, run_step as run  # noqa: E402
+from mirror_dataset import fail  # noqa: E402
+from mirror_dataset import run_step as run
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CROPPING_PARAMS_ID = '1KdVf2lIepGECRaANGhfuR7mDpJ5nfb9K'
