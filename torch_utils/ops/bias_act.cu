@@ -25,12 +25,9 @@ void bias_act_launch(const at::Tensor& x, const at::Tensor& b, const at::Tensor&
 {
     if (p.numel == 0)
         return;
-    const int threads = 256;
-    int64_t blocks = (p.numel + threads - 1) / threads;
-    blocks = blocks < 65536 ? blocks : 65536;  // The grid-stride loop covers the rest.
     cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "bias_act_cuda", [&] {
-        bias_act_kernel<scalar_t><<<(unsigned int)blocks, threads, 0, stream>>>(
+        bias_act_kernel<scalar_t><<<eg3d_num_blocks(p.numel), EG3D_THREADS, 0, stream>>>(
             x.data_ptr<scalar_t>(),
             p.bias_size ? b.data_ptr<scalar_t>() : nullptr,
             ref.numel() ? ref.data_ptr<scalar_t>() : nullptr,

@@ -5,13 +5,9 @@
 
 #pragma once
 #include <cstdint>
-#include <math.h>
 
-#ifdef __CUDACC__
-#define EG3D_HD __host__ __device__ __forceinline__
-#else
-#define EG3D_HD inline
-#endif
+#include "eg3d_kernel_common.h"
+#include <math.h>
 
 // Activation ids; must match `cuda_idx` in bias_act.py.
 enum BiasActFunc : int {

@@ -41,7 +41,7 @@ activation_funcs = {
 }
 
 _plugin = custom_ops.OptionalPlugin('eg3d_bias_act_plugin', sources=['bias_act.cpp', 'bias_act.cu'],
-    headers=['bias_act.h'], source_dir=os.path.dirname(__file__))
+    headers=['bias_act.h', 'eg3d_kernel_common.h'], source_dir=os.path.dirname(__file__))
 
 _Config = collections.namedtuple('_Config', ['dim', 'spec', 'alpha', 'gain', 'clamp'])
 

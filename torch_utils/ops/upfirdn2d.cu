@@ -35,13 +35,10 @@ void upfirdn2d_launch(const at::Tensor& x, const at::Tensor& w, at::Tensor& y, c
 {
     if (p.numel == 0)
         return;
-    const int threads = 256;
-    int64_t blocks = (p.numel + threads - 1) / threads;
-    blocks = blocks < 65536 ? blocks : 65536;  // The grid-stride loop covers the rest.
     cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "upfirdn2d_cuda", [&] {
         using acc_t = at::opmath_type<scalar_t>;
-        upfirdn2d_kernel<scalar_t><<<(unsigned int)blocks, threads, 0, stream>>>(
+        upfirdn2d_kernel<scalar_t><<<eg3d_num_blocks(p.numel), EG3D_THREADS, 0, stream>>>(
             x.data_ptr<scalar_t>(), w.data_ptr<acc_t>(), y.data_ptr<scalar_t>(), p);
         C10_CUDA_KERNEL_LAUNCH_CHECK();
     });

@@ -6,11 +6,7 @@
 #pragma once
 #include <cstdint>
 
-#ifdef __CUDACC__
-#define EG3D_HD __host__ __device__ __forceinline__
-#else
-#define EG3D_HD inline
-#endif
+#include "eg3d_kernel_common.h"
 
 struct Upfirdn2dParams {
     int64_t numel;          // Output elements.

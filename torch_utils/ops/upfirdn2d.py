@@ -18,7 +18,7 @@ from .. import custom_ops
 from . import conv2d_gradfix
 
 _plugin = custom_ops.OptionalPlugin('eg3d_upfirdn2d_plugin', sources=['upfirdn2d.cpp', 'upfirdn2d.cu'],
-    headers=['upfirdn2d.h'], source_dir=os.path.dirname(__file__))
+    headers=['upfirdn2d.h', 'eg3d_kernel_common.h'], source_dir=os.path.dirname(__file__))
 
 
 def _as_ints(values, name):
