@@ -9,9 +9,9 @@ import click
 import torch
 
 import dnnlib
-import legacy
 from metrics import metric_main, metric_utils
 from torch_utils import misc, training_stats
+from training import network_pickle
 
 #----------------------------------------------------------------------------
 
@@ -118,8 +118,8 @@ def _calc_metrics(ctx, network_pkl, metrics, data, mirror, gpus, verbose):
     if args.verbose:
         print(f'Loading network from "{network_pkl}"...')
     try:
-        network_dict = legacy.open_network_pkl(network_pkl)
-    except legacy.NetworkPickleError as err:
+        network_dict = network_pickle.open_network_pkl(network_pkl)
+    except network_pickle.NetworkPickleError as err:
         raise click.ClickException(str(err))
     args.G = network_dict['G_ema']
 

@@ -23,10 +23,10 @@ import numpy as np
 import PIL.Image
 import torch
 
-import legacy
+import dnnlib
 from camera_utils import FOV_to_intrinsics, LookAtPoseSampler
 from torch_utils import misc
-from training import shape_extraction
+from training import network_pickle, shape_extraction
 
 # ----------------------------------------------------------------------------
 # Helpers shared with gen_videos.py.
@@ -87,8 +87,8 @@ def load_generator(network_pkl, device, reload_modules=False):
     """G_ema of a snapshot (path or URL) on `device`, optionally rebuilt with the current code."""
     print(f'Loading networks from "{network_pkl}"...')
     try:
-        G = legacy.open_network_pkl(network_pkl)['G_ema']
-    except legacy.NetworkPickleError as err:
+        G = network_pickle.open_network_pkl(network_pkl)['G_ema']
+    except network_pickle.NetworkPickleError as err:
         raise click.ClickException(str(err))
     G = G.to(device).eval().requires_grad_(False)
     if reload_modules:
@@ -119,7 +119,7 @@ def to_uint8(img):
 
 
 def save_png(path, array):
-    with shape_extraction.atomic_output(path) as tmp_path:
+    with dnnlib.util.atomic_output(path) as tmp_path:
         PIL.Image.fromarray(array, 'RGB').save(tmp_path, format='png')
 
 # ----------------------------------------------------------------------------

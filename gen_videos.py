@@ -20,9 +20,10 @@ import scipy.interpolate
 import torch
 from tqdm import tqdm
 
+import dnnlib
 from camera_utils import LookAtPoseSampler
 from gen_samples import PAIR, SEED_RANGE, camera_label, camera_orbit, load_generator, pick_device, to_uint8
-from training import shape_extraction
+from training import presets, shape_extraction
 
 # ----------------------------------------------------------------------------
 
@@ -37,7 +38,7 @@ def layout_grid(img, grid_w, grid_h):
 
 
 def focal_length(cfg):
-    return 1.7074 if cfg == 'Shapenet' else 4.2647  # ShapeNet cars use a wider field of view
+    return presets.FOCAL_SHAPENET if cfg == 'Shapenet' else presets.FOCAL_FFHQ
 
 
 def orbit_camera(frame_idx, num_frames, pivot, radius, device):
@@ -113,7 +114,7 @@ def gen_interp_video(G, mp4, seeds, shuffle_seed=None, w_frames=60 * 4, kind='cu
 
     num_frames = num_keyframes * w_frames
     all_poses = []
-    with shape_extraction.atomic_output(mp4) as tmp_path:
+    with dnnlib.util.atomic_output(mp4) as tmp_path:
         video_out = imageio.get_writer(tmp_path, mode='I', fps=60, codec='libx264', **video_kwargs)
         try:
             for frame_idx in tqdm(range(num_frames), desc='frames'):
@@ -140,7 +141,7 @@ def gen_interp_video(G, mp4, seeds, shuffle_seed=None, w_frames=60 * 4, kind='cu
             video_out.close()
 
     if gen_shapes:
-        with shape_extraction.atomic_output(mp4.replace('.mp4', '_trajectory.npy')) as tmp_path:
+        with dnnlib.util.atomic_output(mp4.replace('.mp4', '_trajectory.npy')) as tmp_path:
             with open(tmp_path, 'wb') as fp:
                 np.save(fp, np.stack(all_poses))
 

@@ -37,27 +37,10 @@ import torch
 import dnnlib
 from metrics import metric_main
 from torch_utils import training_stats
-from training import snapshot, training_loop
+from training import presets, snapshot, training_loop
 
 #----------------------------------------------------------------------------
 # Presets.
-
-# Per-cfg rendering options, appended to the common rendering_kwargs in this key order.
-_CFG_RENDERING = {
-    'ffhq': dict(depth_resolution=48, depth_resolution_importance=48, ray_start=2.25, ray_end=3.3, box_warp=1,
-                 avg_camera_radius=2.7, avg_camera_pivot=[0, 0, 0.2]),
-    'afhq': dict(depth_resolution=48, depth_resolution_importance=48, ray_start=2.25, ray_end=3.3, box_warp=1,
-                 avg_camera_radius=2.7, avg_camera_pivot=[0, 0, -0.06]),
-    'shapenet': dict(depth_resolution=64, depth_resolution_importance=64, ray_start=0.1, ray_end=2.6, box_warp=1.6,
-                     white_back=True, avg_camera_radius=1.7, avg_camera_pivot=[0, 0, 0]),
-}
-
-# Super-resolution module by dataset resolution.
-_SR_MODULES = {
-    512: 'training.superresolution.SuperresolutionHybrid8XDC',
-    256: 'training.superresolution.SuperresolutionHybrid4X',
-    128: 'training.superresolution.SuperresolutionHybrid2X',
-}
 
 # Default of an addition; the matching key enters training_options.json only when changed.
 _NAN_LIMIT_DEFAULT = inspect.signature(training_loop.training_loop).parameters['nan_limit'].default
@@ -270,7 +253,7 @@ def build_config(opts):
             # The original accepts these and crashes at the first snapshot.
             raise click.ClickException(f'--metrics: {metric} cannot be computed for an EG3D generator')
     resolution = c.training_set_kwargs.resolution
-    if resolution not in _SR_MODULES:
+    if resolution not in presets.SR_MODULES:
         raise click.ClickException(f'--data: dataset resolution {resolution} is not supported; the super-resolution '
                                    f'modules need 128, 256 or 512 (add a new module for other resolutions)')
     if opts.gen_pose_cond and opts.gpc_reg_prob > 1:
@@ -278,7 +261,7 @@ def build_config(opts):
     if opts.disc_c_noise > 0 and c.batch_gpu < 2:
         raise click.ClickException('--disc_c_noise needs --batch-gpu >= 2 (the noise is scaled by the label std '
                                    'over each batch, undefined for one sample)')
-    sr_module = opts.sr_module if opts.sr_module is not None else _SR_MODULES[resolution]
+    sr_module = opts.sr_module if opts.sr_module is not None else presets.SR_MODULES[resolution]
     try:
         dnnlib.util.get_obj_by_name(sr_module)
     except (ImportError, AttributeError, ValueError) as err:
@@ -309,7 +292,7 @@ def build_config(opts):
         'decoder_lr_mul': opts.decoder_lr_mul,
         'sr_antialias': True,
     }
-    rendering_options.update(json.loads(json.dumps(_CFG_RENDERING[opts.cfg]))) # Deep copy.
+    rendering_options.update(presets.rendering_preset(opts.cfg))
     if opts.depth_resolution is not None:
         rendering_options['depth_resolution'] = opts.depth_resolution
     if opts.depth_resolution_importance is not None:

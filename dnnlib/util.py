@@ -1,5 +1,6 @@
 """Small general-purpose utilities: attribute dicts, class lookup by name, URL caching, logging."""
 
+import contextlib
 import hashlib
 import importlib
 import io
@@ -11,6 +12,7 @@ import types
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
 from typing import Any, Optional
 
 # ----------------------------------------------------------------------------
@@ -33,6 +35,49 @@ class EasyDict(dict):
 
     def __delattr__(self, name: str) -> None:
         del self[name]
+
+
+# ----------------------------------------------------------------------------
+# Crash-safe output files.
+
+TEMP_PREFIX = '.tmp-'  # Temporary files of unfinished writes start with this; see remove_stale_temp_files().
+
+
+@contextlib.contextmanager
+def atomic_output(path: str):
+    """Yield a temporary path beside `path`; it replaces `path` only if the block finishes without error.
+
+    The temporary name keeps the final name as its suffix, so writers that pick a format by extension work.
+    """
+    directory, name = os.path.split(os.path.abspath(path))
+    tmp_path = os.path.join(directory, f'{TEMP_PREFIX}{uuid.uuid4().hex[:12]}-{name}')
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if os.path.exists(tmp_path):
+            os.remove(tmp_path)
+
+
+def write_atomic(path: str, write_fn, binary: bool = True) -> None:
+    """Call write_fn(file) on a fresh temporary file, flush it to disk, then rename it to `path`."""
+    with atomic_output(path) as tmp_path:
+        # Mode 'x' creates the file with the umask's permissions (mkstemp would make it private).
+        with open(tmp_path, 'xb' if binary else 'x') as f:
+            write_fn(f)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def remove_stale_temp_files(directory: str) -> list:
+    """Delete the temporary files that killed writes left in `directory`; returns their paths."""
+    removed = []
+    for name in sorted(os.listdir(directory)):
+        path = os.path.join(directory, name)
+        if name.startswith(TEMP_PREFIX) and os.path.isfile(path):
+            os.remove(path)
+            removed.append(path)
+    return removed
 
 
 # ----------------------------------------------------------------------------

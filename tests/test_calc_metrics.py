@@ -10,8 +10,8 @@ from click.testing import CliRunner
 from test_metrics import ReplayGenerator, dataset_kwargs, make_dataset, small_fid_metric, write_detectors
 
 import calc_metrics
-import legacy
 from metrics import frechet_inception_distance, metric_main, metric_utils
+from training import network_pickle
 
 pytestmark = [pytest.mark.filterwarnings('ignore:This DataLoader will create'), pytest.mark.filterwarnings('ignore:`torch.jit')]
 
@@ -38,8 +38,8 @@ def setup(tmp_path, monkeypatch):
         if os.path.basename(network_pkl) == 'broken.pkl':
             return real_open_network_pkl(network_pkl, **kwargs)
         return dict(loaded)
-    real_open_network_pkl = legacy.open_network_pkl
-    monkeypatch.setattr(legacy, 'open_network_pkl', open_network_pkl)
+    real_open_network_pkl = network_pickle.open_network_pkl
+    monkeypatch.setattr(network_pickle, 'open_network_pkl', open_network_pkl)
     # fid50k_full's settings with 120 generated images (test_metrics checks the registered metrics' settings).
     monkeypatch.setitem(metric_main._metric_dict, 'fid120_full', small_fid_metric)
     return tmp_path, run_dir, snapshot, loaded

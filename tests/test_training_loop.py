@@ -207,7 +207,7 @@ def test_atomic_write_failure_leaves_target(tmp_path):
         f.write(b'partial')
         raise KeyboardInterrupt
     with pytest.raises(KeyboardInterrupt):
-        snapshot.atomic_write(path, broken)
+        dnnlib.util.write_atomic(path, broken)
     assert pickle.load(open(path, 'rb')) == dict(a=1) and os.listdir(tmp_path) == ['file.pkl']
 
 #----------------------------------------------------------------------------

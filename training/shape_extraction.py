@@ -6,13 +6,13 @@ y from j and z from k; the volume written out is that (N, N, N) array flipped al
 meshes are extracted from its (2, 1, 0) transpose with vertex coordinates in voxel units.
 """
 
-import contextlib
 import os
-import uuid
 
 import numpy as np
 import torch
 from tqdm import tqdm
+
+import dnnlib
 
 # ----------------------------------------------------------------------------
 # Density grid.
@@ -117,20 +117,6 @@ def vertex_colors(sample_fn, verts, resolution, cube_length, chunk_size=1_000_00
     return colors
 
 
-@contextlib.contextmanager
-def atomic_output(path):
-    """Yield a temporary path next to `path`; rename it into place only if the block succeeds."""
-    # The writer creates the file itself (normal permissions); the extension is kept for format detection.
-    directory, name = os.path.split(os.path.abspath(path))
-    tmp_path = os.path.join(directory, f'.{uuid.uuid4().hex[:12]}.tmp-{name}')
-    try:
-        yield tmp_path
-        os.replace(tmp_path, path)
-    finally:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
-
-
 def write_ply(path, verts, faces, colors=None):
     """Binary little-endian PLY with float32 x, y, z (+ uchar red, green, blue) and int32 triangle lists,
     laid out like plyfile's default output."""
@@ -150,7 +136,7 @@ def write_ply(path, verts, faces, colors=None):
     header = ['ply', 'format binary_little_endian 1.0', f'element vertex {len(verts)}']
     header += [f'property {"float" if dtype == "<f4" else "uchar"} {name}' for name, dtype in vertex_fields]
     header += [f'element face {len(faces)}', 'property list uchar int vertex_indices', 'end_header']
-    with atomic_output(path) as tmp_path:
+    with dnnlib.util.atomic_output(path) as tmp_path:
         with open(tmp_path, 'wb') as f:
             f.write(('\n'.join(header) + '\n').encode('ascii'))
             f.write(vertex_data.tobytes())
@@ -164,7 +150,7 @@ def write_obj(path, verts, faces, colors=None):
     if colors is not None:
         vertex_rows = np.concatenate([vertex_rows, np.asarray(colors, dtype=np.float64) / 255], axis=1)
         vertex_format += ' %.4f %.4f %.4f'
-    with atomic_output(path) as tmp_path:
+    with dnnlib.util.atomic_output(path) as tmp_path:
         with open(tmp_path, 'w') as f:
             np.savetxt(f, vertex_rows, fmt=vertex_format)
             np.savetxt(f, np.asarray(faces, dtype=np.int64) + 1, fmt='f %d %d %d')  # OBJ indices are 1-based
@@ -185,7 +171,7 @@ def write_mrc(path, volume):
     """Float32 volume (MRC mode 2), stored in the array's own axis order."""
     import mrcfile
     volume = np.asarray(volume, dtype=np.float32)
-    with atomic_output(path) as tmp_path:
+    with dnnlib.util.atomic_output(path) as tmp_path:
         with mrcfile.new_mmap(tmp_path, shape=volume.shape, mrc_mode=2, overwrite=True) as mrc:
             mrc.data[:] = volume
 

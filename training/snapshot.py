@@ -12,10 +12,11 @@ import os
 import pickle
 import random
 import re
-import uuid
 
 import numpy as np
 import torch
+
+import dnnlib
 
 STATE_FORMAT = 'eg3d-training-state'
 STATE_VERSION = 1
@@ -26,33 +27,14 @@ _RUN_DIR_RE = re.compile(r'(\d+)-(.*)')
 #----------------------------------------------------------------------------
 # Atomic writes.
 
-def atomic_write(path, write_fn, binary=True):
-    """Call write_fn(file) on a temporary file next to `path`, then rename it to `path`.
-
-    On any exception (including KeyboardInterrupt) the temporary file is removed and `path` is untouched.
-    """
-    directory, name = os.path.split(os.path.abspath(path))
-    tmp_path = os.path.join(directory, f'.{name}.{uuid.uuid4().hex[:12]}.tmp')
-    try:
-        # 'x' respects the umask (unlike mkstemp's 0600), so the final file gets normal permissions.
-        with open(tmp_path, 'xb' if binary else 'x') as f:
-            write_fn(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_path, path)
-    except BaseException:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
-        raise
-
 def save_pickle(path, obj):
-    atomic_write(path, lambda f: pickle.dump(obj, f))
+    dnnlib.util.write_atomic(path, lambda f: pickle.dump(obj, f))
 
 def save_json(path, obj, indent=2):
-    atomic_write(path, lambda f: json.dump(obj, f, indent=indent), binary=False)
+    dnnlib.util.write_atomic(path, lambda f: json.dump(obj, f, indent=indent), binary=False)
 
 def save_png(path, pil_image):
-    atomic_write(path, lambda f: pil_image.save(f, format='PNG'))
+    dnnlib.util.write_atomic(path, lambda f: pil_image.save(f, format='PNG'))
 
 #----------------------------------------------------------------------------
 # Snapshot naming and lookup.
@@ -101,7 +83,7 @@ def find_latest_snapshot(outdir, desc):
 
 def save_training_state(path, state):
     state = dict(format=STATE_FORMAT, version=STATE_VERSION, **state)
-    atomic_write(path, lambda f: torch.save(state, f))
+    dnnlib.util.write_atomic(path, lambda f: torch.save(state, f))
 
 def load_training_state(path):
     """Load a training-state .pt (tensors and plain Python values only; no code is executed)."""

@@ -18,11 +18,10 @@ import psutil
 import torch
 
 import dnnlib
-import legacy
 from metrics import metric_main
 from torch_utils import misc, training_stats
 from torch_utils.ops import conv2d_gradfix, grid_sample_gradfix
-from training import snapshot
+from training import network_pickle, snapshot
 
 # Buffers that legitimately differ between ranks (the mapping's running w average): excluded from the
 # consistency check, and saved per rank in the training state.
@@ -392,7 +391,7 @@ def training_loop(
     if (resume_pkl is not None) and (rank == 0):
         print(f'Resuming from "{resume_pkl}"')
         with dnnlib.util.open_url(resume_pkl) as f:
-            resume_data = legacy.load_network_pkl(f)
+            resume_data = network_pickle.load_network_pkl(f)
         for name, module in [('G', G), ('D', D), ('G_ema', G_ema)]:
             misc.copy_params_and_buffers(resume_data[name], module, require_all=False)
         del resume_data

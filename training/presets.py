@@ -1,0 +1,50 @@
+"""Per-dataset presets shared by training, generation and the benchmarks.
+
+A preset holds the rendering options that the training guide asks for when a new dataset is set up
+(depth samples, ray range, box size, background, and the average camera that the scripts orbit), and
+the camera constants of the released datasets.
+"""
+
+import copy
+
+# Rendering options of each --cfg, in the key order that training_options.json shows after the common options.
+RENDERING_PRESETS = {
+    'ffhq': dict(depth_resolution=48, depth_resolution_importance=48, ray_start=2.25, ray_end=3.3, box_warp=1,
+                 avg_camera_radius=2.7, avg_camera_pivot=[0, 0, 0.2]),
+    'afhq': dict(depth_resolution=48, depth_resolution_importance=48, ray_start=2.25, ray_end=3.3, box_warp=1,
+                 avg_camera_radius=2.7, avg_camera_pivot=[0, 0, -0.06]),
+    'shapenet': dict(depth_resolution=64, depth_resolution_importance=64, ray_start=0.1, ray_end=2.6, box_warp=1.6,
+                     white_back=True, avg_camera_radius=1.7, avg_camera_pivot=[0, 0, 0]),
+}
+
+# Super-resolution module by dataset resolution.
+SR_MODULES = {
+    512: 'training.superresolution.SuperresolutionHybrid8XDC',
+    256: 'training.superresolution.SuperresolutionHybrid4X',
+    128: 'training.superresolution.SuperresolutionHybrid2X',
+}
+
+# Focal lengths in units of the image size: FFHQ/AFHQ (2985.29 / 700) and the ShapeNet cars' wider view.
+FOCAL_FFHQ = 4.2647
+FOCAL_SHAPENET = 1.7074
+
+# Camera sphere of the generation scripts when a generator's rendering options do not name one.
+DEFAULT_CAMERA_RADIUS = 2.7
+DEFAULT_CAMERA_PIVOT = (0.0, 0.0, 0.0)
+
+# Neural rendering resolution of a new generator, before any fade.
+NEURAL_RENDERING_RESOLUTION = 64
+
+
+def rendering_preset(cfg: str) -> dict:
+    """A private copy of the rendering options of preset `cfg`."""
+    if cfg not in RENDERING_PRESETS:
+        raise KeyError(f'unknown preset "{cfg}" (known: {", ".join(RENDERING_PRESETS)})')
+    return copy.deepcopy(RENDERING_PRESETS[cfg])
+
+
+def camera_orbit(rendering_kwargs: dict) -> tuple:
+    """(pivot as a list of 3 floats, radius) of the camera sphere a generator was trained around."""
+    pivot = [float(v) for v in rendering_kwargs.get('avg_camera_pivot', DEFAULT_CAMERA_PIVOT)]
+    radius = float(rendering_kwargs.get('avg_camera_radius', DEFAULT_CAMERA_RADIUS))
+    return pivot, radius
