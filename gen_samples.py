@@ -16,7 +16,6 @@ python gen_samples.py --outdir=out --seeds=0 --shapes=true --shape-format=.ply -
 """
 
 import os
-import re
 
 import click
 import numpy as np
@@ -27,51 +26,10 @@ import dnnlib
 from camera_utils import FOV_to_intrinsics, LookAtPoseSampler
 from torch_utils import misc
 from training import network_pickle, shape_extraction
+from training.cli_utils import SEED_RANGE
 
 # ----------------------------------------------------------------------------
 # Helpers shared with gen_videos.py.
-
-
-def parse_range(value):
-    """'0,1,4-6' -> [0, 1, 4, 5, 6] (click callback-style errors via ValueError)."""
-    if isinstance(value, list):
-        return value
-    result = []
-    for item in str(value).split(','):
-        item = item.strip()
-        match = re.fullmatch(r'(\d+)-(\d+)', item)
-        if match:
-            result.extend(range(int(match.group(1)), int(match.group(2)) + 1))
-        elif re.fullmatch(r'\d+', item):
-            result.append(int(item))
-        else:
-            raise ValueError(f'"{item}" is neither an integer nor a range A-B of non-negative integers')
-    return result
-
-
-def parse_tuple(value):
-    """'4x2' or '4,2' -> (4, 2)."""
-    if isinstance(value, tuple):
-        return value
-    match = re.fullmatch(r'\s*(\d+)\s*[x,]\s*(\d+)\s*', str(value))
-    if not match:
-        raise ValueError(f'"{value}" is not a pair MxN or M,N of non-negative integers')
-    return int(match.group(1)), int(match.group(2))
-
-
-def _click_type(parser, name):
-    class _Type(click.ParamType):
-        def convert(self, value, param, ctx):
-            try:
-                return parser(value)
-            except ValueError as err:
-                self.fail(str(err), param, ctx)
-    _Type.name = name
-    return _Type()
-
-
-SEED_RANGE = _click_type(parse_range, 'range')
-PAIR = _click_type(parse_tuple, 'pair')
 
 
 def pick_device(device):

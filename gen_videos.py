@@ -22,8 +22,9 @@ from tqdm import tqdm
 
 import dnnlib
 from camera_utils import LookAtPoseSampler
-from gen_samples import PAIR, SEED_RANGE, camera_label, camera_orbit, load_generator, pick_device, to_uint8
+from gen_samples import camera_label, camera_orbit, load_generator, pick_device, to_uint8
 from training import presets, shape_extraction
+from training.cli_utils import PAIR, SEED_RANGE
 
 # ----------------------------------------------------------------------------
 

@@ -193,12 +193,3 @@ def test_bad_arguments(snapshot, tmp_path):
     not_a_pickle.write_bytes(b'junk')
     result = run(['--network', str(not_a_pickle), '--seeds=1', '--outdir', str(tmp_path)])
     assert result.exit_code == 1 and 'junk.pkl' in result.output
-
-
-def test_parse_helpers():
-    assert gen_samples.parse_range('0,1,4-6') == [0, 1, 4, 5, 6]
-    assert gen_samples.parse_tuple('4x2') == (4, 2) and gen_samples.parse_tuple('4,2') == (4, 2)
-    with pytest.raises(ValueError):
-        gen_samples.parse_range('-1')
-    with pytest.raises(ValueError):
-        gen_samples.parse_tuple('4x')
