@@ -85,3 +85,10 @@ def one_line_errors(fn):
             raise click.ClickException(f'{message} ({type(err).__name__}; set {DEBUG_ENV}=1 for the traceback)') \
                 from err
     return wrapper
+
+
+def trust_embedded_code_option(fn):
+    """The `--trust-embedded-code` flag of every tool that loads a network pickle."""
+    return click.option('--trust-embedded-code', is_flag=True, default=False,
+                        help='Execute the Python source embedded in the network pickle (only for files you trust, '
+                             'e.g. a fork whose classes this repository does not have)')(fn)
