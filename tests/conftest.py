@@ -15,9 +15,10 @@ STATE_DICTS_DIR = os.path.join(DATA_DIR, 'state_dicts')
 
 @pytest.fixture(autouse=True, scope='session')
 def _torch_threads():
-    # The golden files were produced with two threads; matching it keeps results closest to bit-exact.
+    # One thread per test process unless OMP_NUM_THREADS says otherwise: pytest-xdist runs one process per
+    # core, and oversubscribed cores slow the suite several-fold.
     import torch
-    torch.set_num_threads(2)
+    torch.set_num_threads(max(1, int(os.environ.get('OMP_NUM_THREADS') or 1)))
     yield
 
 

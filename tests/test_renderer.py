@@ -81,14 +81,21 @@ def test_forward_returns_render_outputs_and_draws_in_order(golden, decoder):
 #----------------------------------------------------------------------------
 # Ray chunking.
 
-@pytest.mark.parametrize('variant, extra', [('shapenet', {}), ('no_importance', {}), ('shapenet', {'density_noise': 1.0})])
-def test_chunking_is_exact(golden, decoder, variant, extra):
-    inputs = _inputs(golden, variant)
-    full = _render(decoder, *inputs, dict(VARIANTS[variant], **extra))
-    chunked = _render(decoder, *inputs, dict(VARIANTS[variant], ray_chunk_size=32, **extra))
-    assert full.keys() == chunked.keys()
+def _assert_same_render(decoder, planes, origins, directions, opts, change, extra=None):
+    """Render with and without `change` to the options: the same draws, and results within rounding."""
+    full = _render(decoder, planes, origins, directions, dict(opts, **(extra or {})))
+    changed = _render(decoder, planes, origins, directions, dict(opts, **change, **(extra or {})))
+    assert full.keys() == changed.keys()
+    assert torch.equal(full['depths_coarse'], changed['depths_coarse'])
     for name in full:
-        assert torch.equal(full[name], chunked[name]), name
+        # float32 sums over 64 hidden features and over the samples of a ray: a few ulps of values of order 1.
+        torch.testing.assert_close(changed[name], full[name], rtol=1e-5, atol=1e-5, msg=name)
+    return full
+
+@pytest.mark.parametrize('variant, extra', [('shapenet', {}), ('no_importance', {}), ('shapenet', {'density_noise': 1.0})])
+def test_chunking_keeps_draws_and_results(golden, decoder, variant, extra):
+    inputs = _inputs(golden, variant)
+    full = _assert_same_render(decoder, *inputs, VARIANTS[variant], dict(ray_chunk_size=32), extra)
     if extra:
         noiseless = _render(decoder, *inputs, VARIANTS[variant])
         assert torch.equal(full['depths_coarse'], noiseless['depths_coarse'])  # noise is drawn after the jitter
@@ -102,15 +109,11 @@ def test_gradients_reach_planes(golden, decoder):
     assert planes.grad is not None and planes.grad.abs().sum() > 0
 
 def test_uneven_chunks_draw_the_same_samples(golden, decoder):
-    # A remainder chunk changes no random draw or sample; only softplus's vectorised CPU kernel may
-    # round tail elements differently (1 ulp) inside the marcher.
-    inputs = _inputs(golden, 'ffhq_like')
-    full = _render(decoder, *inputs, VARIANTS['ffhq_like'])
-    chunked = _render(decoder, *inputs, dict(VARIANTS['ffhq_like'], ray_chunk_size=5))
-    for name in ['depths_coarse', 'depths_fine', 'coarse_rgb', 'coarse_sigma', 'fine_rgb', 'fine_sigma']:
-        assert torch.equal(full[name], chunked[name]), name
-    for name in ['rgb', 'depth', 'weights_sum']:
-        assert torch.allclose(full[name], chunked[name], rtol=0, atol=1e-6), name
+    # A remainder chunk changes no random draw, so the coarse depths are identical. Everything computed from
+    # decoder outputs may differ by rounding: the decoder's matmuls and the vectorised softplus/exp kernels
+    # pick different code paths for different row counts. Importance depths invert a CDF built from those
+    # weights, so they move by a few float32 ulps of the depth range (2.25..3.3).
+    _assert_same_render(decoder, *_inputs(golden, 'ffhq_like'), VARIANTS['ffhq_like'], dict(ray_chunk_size=5))
 
 #----------------------------------------------------------------------------
 # Tri-plane layout.
