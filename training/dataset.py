@@ -15,8 +15,15 @@ import PIL.Image
 import torch
 
 import dnnlib
-from training.camera_validation import (DatasetError, file_ext, is_image_name, is_number_list,  # noqa: F401 (re-exported)
-                                        listing, parse_dataset_json, read_image_header)
+from training.camera_validation import (  # noqa: F401 (re-exported)
+    DatasetError,
+    file_ext,
+    is_image_name,
+    is_number_list,
+    listing,
+    parse_dataset_json,
+    read_image_header,
+)
 
 try:
     import pyspng
