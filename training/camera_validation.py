@@ -12,8 +12,10 @@ does not import torch, so dataset_tool.py starts quickly.
 
 import contextlib
 import dataclasses
+import io
 import json
 import os
+import struct
 import zipfile
 
 import numpy as np
@@ -266,8 +268,22 @@ def open_container(path):
     else:
         raise DatasetError(f'{path}: path must point to a directory or a zip file')
 
+PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+PNG_MODES = {0: 'L', 2: 'RGB', 3: 'P', 4: 'LA', 6: 'RGBA'}  # 8-bit PNG colour types, named as Pillow names them.
+
 def read_image_header(f):
-    """(width, height, mode) of an open image file, from its header only (the pixels are not decoded)."""
+    """(width, height, mode) of an open image file, from its header only (the pixels are not decoded).
+
+    8-bit PNGs are read straight from their IHDR chunk (several times faster than Pillow's parser, which
+    walks every chunk before the pixel data); other files go through Pillow."""
+    head = f.read(26)
+    if head[:8] == PNG_SIGNATURE and head[12:16] == b'IHDR' and head[24] == 8 and head[25] in PNG_MODES:
+        width, height = struct.unpack('>II', head[16:24])
+        return width, height, PNG_MODES[head[25]]
+    if f.seekable():
+        f.seek(0)
+    else:
+        f = io.BytesIO(head + f.read())
     with PIL.Image.open(f) as img:
         return img.size[0], img.size[1], img.mode
 
