@@ -299,32 +299,49 @@ def check_dest(dest):
         error(f'{dest}: cannot create it ({parent} is not a writable folder)')
 
 @contextlib.contextmanager
+def parent_folders(path):
+    """Create the missing parent folders of `path`; remove them again if the block fails."""
+    created, parent = [], os.path.dirname(os.path.abspath(path))
+    while not os.path.isdir(parent):
+        created.append(parent)
+        parent = os.path.dirname(parent)
+    for folder in reversed(created):
+        os.mkdir(folder)
+    try:
+        yield
+    except BaseException:
+        for folder in created:
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)
+        raise
+
+@contextlib.contextmanager
 def open_dest(dest):
     """Yields write(name, bytes). Output goes to a temporary name, renamed to dest only on success."""
-    if os.path.dirname(dest):
-        os.makedirs(os.path.dirname(dest), exist_ok=True)
-    if is_zip_name(dest):
-        with dnnlib.util.atomic_output(dest) as tmp:
-            with zipfile.ZipFile(tmp, mode='w', compression=zipfile.ZIP_STORED) as zf:
-                yield zf.writestr
-        return
+    with parent_folders(dest):
+        if is_zip_name(dest):
+            with dnnlib.util.atomic_output(dest) as tmp:
+                with zipfile.ZipFile(tmp, mode='w', compression=zipfile.ZIP_STORED) as zf:
+                    yield zf.writestr
+            return
 
-    tmp = os.path.join(os.path.dirname(os.path.abspath(dest)), f'{dnnlib.util.TEMP_PREFIX}{os.getpid()}-{os.path.basename(dest.rstrip("/"))}')
+        base = os.path.basename(os.path.abspath(dest))
+        tmp = os.path.join(os.path.dirname(os.path.abspath(dest)), f'{dnnlib.util.TEMP_PREFIX}{os.getpid()}-{base}')
 
-    def write(name, data):
-        path = os.path.join(tmp, name)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, 'wb') as f:
-            f.write(data)
-    os.makedirs(tmp)
-    try:
-        yield write
-        if os.path.isdir(dest):
-            os.rmdir(dest)
-        os.rename(tmp, dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        def write(name, data):
+            path = os.path.join(tmp, name)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, 'wb') as f:
+                f.write(data)
+        os.makedirs(tmp)
+        try:
+            yield write
+            if os.path.isdir(dest):
+                os.rmdir(dest)
+            os.rename(tmp, dest)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
 
 #----------------------------------------------------------------------------
 

@@ -295,6 +295,14 @@ def test_bad_destinations_are_not_overwritten(tmp_path):
     assert result.output == f'Error: {tmp_path}/file/sub/o.zip: cannot create it ({tmp_path}/file is not a writable folder)\n'
     assert result.exit_code == 1 and (tmp_path / 'file').read_text() == 'keep'
 
+def test_failed_conversion_removes_the_folders_it_made(tmp_path):
+    src = bad_source(str(tmp_path / 'src'), 'truncated')  # Found only while converting.
+    (tmp_path / 'out').mkdir()
+    for dest in [tmp_path / 'out' / 'a' / 'b' / 'o.zip', tmp_path / 'out' / 'a' / 'b' / 'dir']:
+        result = run_tool('--source', src, '--dest', str(dest))
+        assert result.exit_code == 1 and 'src/b.png: cannot read image' in result.output
+        assert os.listdir(tmp_path / 'out') == []
+
 def test_destination_is_checked_before_the_source(tmp_path):
     (tmp_path / 'old.zip').write_bytes(b'old')
     result = run_tool('--source', str(tmp_path / 'missing'), '--dest', str(tmp_path / 'old.zip'))
