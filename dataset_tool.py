@@ -11,12 +11,17 @@ Examples:
 
 The output holds PNG images named <idx8[:5]>/img<idx8>.png (idx = position in the input) and a
 dataset.json whose labels are carried over from the source's dataset.json under the new names.
+Labels must be EG3D cameras (25 finite numbers) unless --any-labels is given. The destination, the
+options, the labels and every image header are checked before anything is written; the output is
+written under a temporary name and renamed into place once complete.
 """
 
 import contextlib
+import dataclasses
 import gzip
 import io
 import json
+import math
 import os
 import pickle
 import re
@@ -28,9 +33,20 @@ from pathlib import Path
 import click
 import numpy as np
 import PIL.Image
+import PIL.ImageMode
 from tqdm import tqdm
 
-from training.camera_validation import DatasetError, check_camera_labels, check_dataset, parse_dataset_json
+import dnnlib
+from training.camera_validation import (
+    LABEL_DIM,
+    DatasetError,
+    check_camera_labels,
+    check_dataset,
+    is_number_list,
+    parse_dataset_json,
+    read_image_header,
+)
+from training.cli_utils import one_line_errors
 
 #----------------------------------------------------------------------------
 
@@ -38,12 +54,12 @@ def error(msg):
     raise click.ClickException(msg)
 
 def has_image_ext(path):
-    # The original takes the text after the last '.' of the whole path (so a file named '.png' counts).
+    # The extension is the text after the last '.' of the whole path, so a file named '.png' counts.
     PIL.Image.init()
     return '.' + str(path).split('.')[-1].lower() in PIL.Image.EXTENSION
 
 def is_zip_name(path):
-    return str(path).split('.')[-1] == 'zip'  # Case-sensitive, as in the original.
+    return str(path).split('.')[-1] == 'zip'  # Case-sensitive: --dest=OUT.ZIP is a folder.
 
 def parse_pair(ctx, param, value):
     if value is None:
@@ -54,14 +70,21 @@ def parse_pair(ctx, param, value):
     return int(match.group(1)), int(match.group(2))
 
 #----------------------------------------------------------------------------
-# Sources. Each returns (number of images, labels as [[name, label], ...] or None, the input's image names
-# or None, an iterator of dict(img=HW or HWC uint8 array, label=JSON value or None, name=for messages)).
+# Sources.
+
+@dataclasses.dataclass
+class Source:
+    count: int              # Images to read (after --max-images).
+    labels: list            # dataset.json pairs [[name, label], ...], or None.
+    names: list             # The input's image names (relative, '/'-separated), or None.
+    items: object           # Iterator of dict(img=HW or HWC uint8 array, label=JSON value or None, name=for messages).
+    headers: object = None  # Iterator of (name for messages, (width, height, mode)) without decoding, or None.
 
 def decode_image(data, where):
     try:
         with PIL.Image.open(io.BytesIO(data)) as img:
             if img.mode == 'P':
-                img = img.convert('RGB')  # Fix: keep colours rather than palette indices.
+                img = img.convert('RGB')  # Colours, not palette indices.
             arr = np.array(img)
     except Exception as exc:
         error(f'{where}: cannot read image ({exc})')
@@ -77,6 +100,15 @@ def read_labels(data, where):
     except DatasetError as exc:
         error(str(exc))
 
+def iterate_headers(names, opener, describe):
+    for name in names:
+        try:
+            with opener(name) as f:
+                header = read_image_header(f)
+        except Exception as exc:
+            error(f'{describe(name)}: cannot read image ({exc})')
+        yield describe(name), header
+
 def open_image_folder(source_dir, max_images):
     paths = [p for p in sorted(Path(source_dir).rglob('*')) if has_image_ext(p) and p.is_file()]
     names = [p.relative_to(source_dir).as_posix() for p in paths]
@@ -88,7 +120,8 @@ def open_image_folder(source_dir, max_images):
     def iterate():
         for path, name in zip(paths[:count], names):
             yield dict(img=decode_image(path.read_bytes(), str(path)), label=label_of.get(name), name=str(path))
-    return count, labels, names, iterate()
+    headers = iterate_headers(paths[:count], lambda path: open(path, 'rb'), str)
+    return Source(count=count, labels=labels, names=names, items=iterate(), headers=headers)
 
 def open_image_zip(source, max_images):
     try:
@@ -107,7 +140,8 @@ def open_image_zip(source, max_images):
             for name in names[:count]:
                 yield dict(img=decode_image(zf.read(name), f'{source}/{name}'), label=label_of.get(name),
                            name=f'{source}/{name}')
-    return count, labels, names, iterate()
+    headers = iterate_headers(names[:count], zf.open, lambda name: f'{source}/{name}')
+    return Source(count=count, labels=labels, names=names, items=iterate(), headers=headers)
 
 def open_lmdb(lmdb_dir, max_images):
     try:
@@ -137,11 +171,11 @@ def open_lmdb(lmdb_dir, max_images):
                         with PIL.Image.open(io.BytesIO(value)) as pil_img:
                             img = np.array(pil_img)
                     except Exception as exc:
-                        # LSUN holds a few broken entries; the original skips them too.
+                        # LSUN holds a few broken entries; skipping them keeps the usual LSUN counts.
                         click.echo(f'Warning: {where}: cannot decode image ({exc}); skipped', err=True)
                         continue
                 yield dict(img=img, label=None, name=where)
-    return count, None, None, iterate()
+    return Source(count=count, labels=None, names=None, items=iterate())
 
 def open_cifar10(tarball, max_images):
     images, classes = [], []
@@ -156,7 +190,7 @@ def open_cifar10(tarball, max_images):
     classes = np.concatenate(classes)
     count = len(images) if max_images is None else min(len(images), max_images)
     items = (dict(img=images[i], label=int(classes[i]), name=f'{tarball}[{i}]') for i in range(count))
-    return count, None, None, items
+    return Source(count=count, labels=None, names=None, items=items)
 
 def open_mnist(images_gz, max_images):
     labels_gz = images_gz.replace('-images-idx3-ubyte.gz', '-labels-idx1-ubyte.gz')
@@ -169,7 +203,7 @@ def open_mnist(images_gz, max_images):
     images = np.pad(images, [(0, 0), (2, 2), (2, 2)], 'constant', constant_values=0)  # 28x28 => 32x32
     count = len(images) if max_images is None else min(len(images), max_images)
     items = (dict(img=images[i], label=int(classes[i]), name=f'{images_gz}[{i}]') for i in range(count))
-    return count, None, None, items
+    return Source(count=count, labels=None, names=None, items=items)
 
 def open_source(source, max_images):
     if os.path.isdir(source):
@@ -181,7 +215,7 @@ def open_source(source, max_images):
             return open_cifar10(source, max_images)
         if os.path.basename(source) == 'train-images-idx3-ubyte.gz':
             return open_mnist(source, max_images)
-        if source.lower().endswith('.zip'):  # The original only knew lower-case '.zip' (others crashed).
+        if source.lower().endswith('.zip'):
             return open_image_zip(source, max_images)
         error(f'{source}: unknown input type (expected an image folder, a .zip, an _lmdb folder, '
               'cifar-10-python.tar.gz or train-images-idx3-ubyte.gz)')
@@ -194,14 +228,26 @@ def resize(img, width, height):
         return img
     return np.array(PIL.Image.fromarray(img).resize((width, height), PIL.Image.LANCZOS))
 
+def check_resolution(transform, width, height):
+    """Checks on --resolution/--transform that need no image."""
+    if transform is not None and width is None:
+        error(f'--transform={transform} needs --resolution=WxH')
+    if width is None:
+        return
+    if transform == 'center-crop-wide':
+        if height > width:  # The WxH band is letterboxed into a WxW square.
+            error(f'--resolution={width}x{height}: with --transform=center-crop-wide the height must not exceed the width')
+    elif width != height:
+        error(f'--resolution={width}x{height}: images must be square')
+    if width & (width - 1):
+        error(f'--resolution={width}x{height}: {width} is not a power of two')
+
 def make_transform(transform, width, height):
     """Returns img -> img (or None to drop the image)."""
-    if transform is None:
-        if width is None:
-            return lambda img: img
-        return lambda img: resize(img, width, height)
     if width is None:
-        error(f'--transform={transform} needs --resolution=WxH')
+        return lambda img: img
+    if transform is None:
+        return lambda img: resize(img, width, height)
 
     def center_crop(img):
         crop = min(img.shape[0], img.shape[1])
@@ -221,85 +267,148 @@ def make_transform(transform, width, height):
 
     return {'center-crop': center_crop, 'center-crop-wide': center_crop_wide}[transform]
 
+def converted_shape(header, where, transform, width, height):
+    """(width, height, channels) that an image with this header converts to, or None if the transform drops it."""
+    w, h, mode = header
+    if PIL.ImageMode.getmode(mode).typestr != '|u1':
+        error(f'{where}: mode {mode} is not 8 bits per channel; 8-bit images are required')
+    channels = 3 if mode == 'P' else PIL.Image.getmodebands(mode)
+    if width is None:
+        return w, h, channels
+    if transform == 'center-crop-wide':
+        if w < width or int(np.round(width * h / w)) < height:
+            return None
+        return width, width, channels
+    return width, height, channels
+
 #----------------------------------------------------------------------------
+
+def check_dest(dest):
+    """Refuse a destination that would be overwritten or cannot be created."""
+    if is_zip_name(dest):
+        if os.path.exists(dest):
+            error(f'{dest}: destination already exists; remove it or choose another name')
+    elif os.path.exists(dest) and not os.path.isdir(dest):
+        error(f'{dest}: destination exists and is not a folder')
+    elif os.path.isdir(dest) and os.listdir(dest):
+        error(f'{dest}: destination folder must be empty')
+    parent = os.path.dirname(os.path.abspath(dest))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
+        error(f'{dest}: cannot create it ({parent} is not a writable folder)')
+
+@contextlib.contextmanager
+def parent_folders(path):
+    """Create the missing parent folders of `path`; remove them again if the block fails."""
+    created, parent = [], os.path.dirname(os.path.abspath(path))
+    while not os.path.isdir(parent):
+        created.append(parent)
+        parent = os.path.dirname(parent)
+    for folder in reversed(created):
+        os.mkdir(folder)
+    try:
+        yield
+    except BaseException:
+        for folder in created:
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)
+        raise
 
 @contextlib.contextmanager
 def open_dest(dest):
     """Yields write(name, bytes). Output goes to a temporary name, renamed to dest only on success."""
-    tmp = f'{dest.rstrip("/")}.incomplete-{os.getpid()}'
-    if is_zip_name(dest):
-        if os.path.exists(dest):
-            error(f'{dest}: destination already exists; remove it or choose another name')
-        if os.path.dirname(dest):
-            os.makedirs(os.path.dirname(dest), exist_ok=True)
-        zf = zipfile.ZipFile(tmp, mode='w', compression=zipfile.ZIP_STORED)
+    with parent_folders(dest):
+        if is_zip_name(dest):
+            with dnnlib.util.atomic_output(dest) as tmp:
+                with zipfile.ZipFile(tmp, mode='w', compression=zipfile.ZIP_STORED) as zf:
+                    yield zf.writestr
+            return
+
+        base = os.path.basename(os.path.abspath(dest))
+        tmp = os.path.join(os.path.dirname(os.path.abspath(dest)), f'{dnnlib.util.TEMP_PREFIX}{os.getpid()}-{base}')
+
+        def write(name, data):
+            path = os.path.join(tmp, name)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, 'wb') as f:
+                f.write(data)
+        os.makedirs(tmp)
         try:
-            yield zf.writestr
-            zf.close()
-            os.replace(tmp, dest)
+            yield write
+            if os.path.isdir(dest):
+                os.rmdir(dest)
+            os.rename(tmp, dest)
         except BaseException:
-            zf.close()
-            os.remove(tmp)
+            shutil.rmtree(tmp, ignore_errors=True)
             raise
-        return
-
-    if os.path.exists(dest) and not os.path.isdir(dest):
-        error(f'{dest}: destination exists and is not a folder')
-    if os.path.isdir(dest) and os.listdir(dest):
-        error(f'{dest}: destination folder must be empty')
-
-    def write(name, data):
-        path = os.path.join(tmp, name)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, 'wb') as f:
-            f.write(data)
-    os.makedirs(tmp)
-    try:
-        yield write
-        if os.path.isdir(dest):
-            os.rmdir(dest)
-        os.rename(tmp, dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 #----------------------------------------------------------------------------
 
-def validate_cameras(labels, names, where, strict):
-    """Check source labels before converting: print problems and the camera summary; with `strict`, stop on errors.
+def has_non_finite(value):
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, (list, dict)):
+        return any(has_non_finite(v) for v in (value.values() if isinstance(value, dict) else value))
+    return False
 
-    Not strict (the default), labels are carried over unchanged whatever they hold, as in the original.
-    """
-    if all(isinstance(label, int) for _name, label in labels):
-        return  # Class indices (StyleGAN-style datasets): nothing to check.
+def check_label_kinds(labels, names, where, any_labels):
+    """Refuse non-finite labels, and (unless any_labels) labels that are not 25 numbers, of the source's images.
+
+    Returns True when every such label is a 25-number list (an EG3D camera label)."""
+    label_of = dict(labels)
+    present = [name for name in names if name in label_of]
+    for name in present:
+        if has_non_finite(label_of[name]):
+            error(f'{where}: label of {name} contains NaN or infinity')
+    cameras = True
+    for name in present:
+        value = label_of[name]
+        if is_number_list(value) and len(value) == LABEL_DIM:
+            continue
+        cameras = False
+        if not any_labels:
+            kind = f'has {len(value)} numbers' if is_number_list(value) else f'is {json.dumps(value)[:40]}'
+            error(f'{where}: label of {name} {kind}; EG3D camera labels are lists of {LABEL_DIM} numbers '
+                  '(pass --any-labels to copy other labels unchanged)')
+    return cameras
+
+def validate_cameras(labels, names, where, strict):
+    """Print camera problems and the camera summary; with `strict`, stop at the first problem."""
     report = check_camera_labels(labels, names, where=where)
     if strict and not report.ok:
-        error('\n'.join(report.errors + ['(without --check-cameras=1, such labels are converted unchanged)']))
+        more = f' (and {len(report.errors) - 1} more; see --check-only)' if len(report.errors) > 1 else ''
+        error(f'{report.errors[0]}{more}')
     for line in report.errors + report.warnings:
         click.echo(f'Warning: {line}', err=True)
     for line in report.summary:
         click.echo(line)
 
-def describe(attrs):
-    return f'{attrs["width"]}x{attrs["height"]} with {attrs["channels"]} channel(s)'
+def describe(shape):
+    width, height, channels = shape
+    return f'{width}x{height} with {channels} channel(s)'
 
-def check_image(img, attrs, where, archive_name):
-    """Checks against the first kept image; returns the attributes of the first image."""
-    cur = dict(width=img.shape[1], height=img.shape[0], channels=img.shape[2] if img.ndim == 3 else 1)
-    if attrs is None:
-        w, h = cur['width'], cur['height']
-        if w != h:
-            error(f'{where}: image is {w}x{h}; images must be square (use --transform=center-crop or --resolution=NxN)')
-        if cur['channels'] not in (1, 3, 4):
-            error(f'{where}: {cur["channels"]} channels; RGB or grayscale images are required')
-        if w & (w - 1):
-            error(f'{where}: size {w}x{h} is not a power of two (use --resolution=NxN with N a power of two)')
-        return cur
-    if cur != attrs:
-        details = [f'  dataset {key}/cur image {key}: {attrs[key]}/{cur[key]}' for key in attrs]
-        error('\n'.join([f'{where}: image is {describe(cur)}, the dataset\'s first image is {describe(attrs)}; '
-                          f'all images must match (output {archive_name})'] + details))
-    return attrs
+def check_image(shape, first, where, resized):
+    """Check (width, height, channels) of an image against the first kept one, given as (shape, where) or None.
+
+    Returns (shape, where) of the first image."""
+    width, height, channels = shape
+    if first is None:
+        if width != height:
+            error(f'{where}: image is {width}x{height}; images must be square (use --transform=center-crop or --resolution=NxN)')
+        if channels not in (1, 3, 4):
+            error(f'{where}: {channels} channels; RGB or grayscale images are required')
+        if width & (width - 1):
+            error(f'{where}: size {width}x{height} is not a power of two (use --resolution=NxN with N a power of two)')
+        return shape, where
+    if shape != first[0]:
+        verb = 'converts to' if resized else 'is'
+        error(f'{where}: image {verb} {describe(shape)}, but {first[1]} {verb} {describe(first[0])}; '
+              'all images must match')
+    return first
+
+def array_shape(img):
+    return img.shape[1], img.shape[0], img.shape[2] if img.ndim == 3 else 1
 
 def encode_png(img):
     if img.ndim == 3 and img.shape[2] == 4:
@@ -309,6 +418,29 @@ def encode_png(img):
     buf = io.BytesIO()
     PIL.Image.fromarray(img, 'L' if img.ndim == 2 else 'RGB').save(buf, format='png', compress_level=0, optimize=False)
     return buf.getvalue()
+
+def convert(src, dest, transform_image, resized):
+    """Write the source's images and labels to dest; returns the number of images written."""
+    out_labels, unlabeled, first = [], 0, None
+    with open_dest(dest) as write:
+        for idx, item in enumerate(tqdm(src.items, total=src.count, desc='Converting', unit='img')):
+            img = transform_image(item['img'])
+            if img is None:
+                continue  # Dropped by center-crop-wide.
+            idx_str = f'{idx:08d}'
+            archive_name = f'{idx_str[:5]}/img{idx_str}.png'
+            first = check_image(array_shape(img), first, item['name'], resized)
+            write(archive_name, encode_png(img))
+            if item['label'] is None:
+                unlabeled += 1
+            out_labels.append([archive_name, item['label']])
+        if first is None:
+            error('no images to convert')
+        if unlabeled and src.labels is not None:
+            click.echo(f'Warning: {unlabeled} image(s) have no label in the source, so the output has no labels '
+                       '(dataset.json "labels": null)', err=True)
+        write('dataset.json', json.dumps({'labels': None if unlabeled else out_labels}).encode())
+    return len(out_labels)
 
 #----------------------------------------------------------------------------
 
@@ -320,9 +452,11 @@ def encode_png(img):
 @click.option('--transform', help='Crop mode (needs --resolution)', type=click.Choice(['center-crop', 'center-crop-wide']))
 @click.option('--resolution', help='Output size, e.g. 512x512', metavar='WxH', type=str, callback=parse_pair)
 @click.option('--check-only', help='Only check the source\'s camera labels and images; write nothing', is_flag=True)
-@click.option('--check-cameras', help='Refuse to convert labels that are not valid EG3D cameras (problems are reported '
-              'either way)', metavar='BOOL', type=bool, default=False, show_default=True)
-def convert_dataset(ctx, source, dest, max_images, transform, resolution, check_only, check_cameras):
+@click.option('--check-cameras', help='Refuse camera labels with geometry problems (reported as warnings otherwise)',
+              metavar='BOOL', type=bool, default=False, show_default=True)
+@click.option('--any-labels', help='Copy labels that are not EG3D cameras (e.g. class indices) unchanged', is_flag=True)
+@one_line_errors
+def convert_dataset(ctx, source, dest, max_images, transform, resolution, check_only, check_cameras, any_labels):
     if check_only:
         try:
             report = check_dataset(source)
@@ -333,36 +467,32 @@ def convert_dataset(ctx, source, dest, max_images, transform, resolution, check_
             ctx.exit(1)
         return
 
+    # Everything that can be checked without writing, cheapest first.
     if dest is None:
         ctx.fail("Missing option '--dest'.")
     if dest == '':
         ctx.fail('--dest must not be an empty string')
+    if max_images is not None and max_images < 1:
+        error(f'--max-images={max_images}: must be at least 1')
+    check_dest(dest)
     width, height = resolution if resolution is not None else (None, None)
-    transform_image = make_transform(transform, width, height)
-    num_files, labels, names, images = open_source(source, max_images)
-    if labels is not None:
+    check_resolution(transform, width, height)
+    src = open_source(source, max_images)
+    if src.labels is not None:
         where = source.rstrip('/') + '/dataset.json'
-        validate_cameras(labels, names, where, strict=check_cameras)
-
-    out_labels, unlabeled, attrs = [], 0, None
-    with open_dest(dest) as write:
-        for idx, item in enumerate(tqdm(images, total=num_files, desc='Converting', unit='img')):
-            img = transform_image(item['img'])
-            if img is None:
-                continue  # Dropped by center-crop-wide.
-            idx_str = f'{idx:08d}'
-            archive_name = f'{idx_str[:5]}/img{idx_str}.png'
-            attrs = check_image(img, attrs, item['name'], archive_name)
-            write(archive_name, encode_png(img))
-            if item['label'] is None:
-                unlabeled += 1
-            out_labels.append([archive_name, item['label']])
-        if attrs is None:
+        if check_label_kinds(src.labels, src.names, where, any_labels):
+            validate_cameras(src.labels, src.names, where, strict=check_cameras)
+    if src.headers is not None:
+        first = None
+        for where, header in src.headers:
+            shape = converted_shape(header, where, transform, width, height)
+            if shape is not None:
+                first = check_image(shape, first, where, resized=width is not None)
+        if first is None:
             error(f'{source}: no images to convert')
-        if unlabeled and labels is not None:
-            click.echo(f'Warning: {unlabeled} image(s) have no label in the source, so the output has no labels '
-                       '(dataset.json "labels": null)', err=True)
-        write('dataset.json', json.dumps({'labels': None if unlabeled else out_labels}).encode())
+
+    count = convert(src, dest, make_transform(transform, width, height), resized=width is not None)
+    click.echo(f'{count} image(s) written to {dest}')
 
 #----------------------------------------------------------------------------
 

@@ -34,8 +34,8 @@ def flip_yaw(pose):
     return flip @ pose @ flip
 
 def flip_intrinsics(intrinsics):
-    """Normalised intrinsics of the mirrored image: principal point x -> 1 - x and the skew changes sign.
-    (Fix: the original keeps the intrinsics unchanged, which is the same for the usual cx = 0.5.)"""
+    """Normalised intrinsics of the mirrored image: principal point x -> 1 - x and the skew changes sign
+    (no change for the usual cx = 0.5 and zero skew)."""
     intrinsics = np.array(intrinsics, dtype=np.float64).reshape(3, 3)
     intrinsics[0, 1] = -intrinsics[0, 1]
     intrinsics[0, 2] = 1.0 - intrinsics[0, 2]
@@ -48,7 +48,7 @@ def mirror_label(label):
     return flip_yaw(label[:16]).flatten().tolist() + flip_intrinsics(label[16:]).flatten().tolist()
 
 def mirror_name(name):
-    """'a/b.png' -> 'a/b_mirror.png'. (Fix: the original splits at the first '.', so names with more dots broke.)"""
+    """'a/b.png' -> 'a/b_mirror.png'; only the last '.' starts the extension ('a.v2/b.c.png' -> 'a.v2/b.c_mirror.png')."""
     stem, ext = os.path.splitext(name)
     return f'{stem}_mirror{ext}'
 

@@ -1,5 +1,6 @@
 """Camera-label validation: conventions, findings on bad labels, summaries, whole-dataset checks."""
 
+import io
 import json
 import os
 import zipfile
@@ -8,7 +9,14 @@ import numpy as np
 import PIL.Image
 import pytest
 
-from training.camera_validation import DatasetError, check_camera_labels, check_dataset, lookat_cam2world, make_label
+from training.camera_validation import (
+    DatasetError,
+    check_camera_labels,
+    check_dataset,
+    lookat_cam2world,
+    make_label,
+    read_image_header,
+)
 
 #----------------------------------------------------------------------------
 
@@ -169,3 +177,18 @@ def test_check_dataset_mixed_sizes_and_missing_json(tmp_path):
         check_dataset(str(tmp_path / 'nope'))
 
 #----------------------------------------------------------------------------
+
+@pytest.mark.parametrize('mode,options', [('L', {}), ('RGB', {}), ('RGBA', {}), ('LA', {}), ('P', {}), ('I;16', {}),
+                                          ('1', {}), ('RGB', {'transparency': (0, 0, 0)}), ('RGB', {'format': 'JPEG'}),
+                                          ('P', {'bits': 4})])
+def test_read_image_header_agrees_with_pillow(mode, options):
+    buf = io.BytesIO()
+    PIL.Image.new(mode, (7, 5)).save(buf, **{'format': 'PNG', **options})
+    with PIL.Image.open(io.BytesIO(buf.getvalue())) as img:
+        expect = (img.size[0], img.size[1], img.mode)
+    assert read_image_header(io.BytesIO(buf.getvalue())) == expect
+
+    class Unseekable(io.BytesIO):
+        def seekable(self):
+            return False
+    assert read_image_header(Unseekable(buf.getvalue())) == expect

@@ -109,7 +109,7 @@ def test_labels_ignored_without_use_labels(tmp_path):
 
 def test_class_labels_one_hot_and_duplicates(tmp_path):
     names = ['0.png', '1.png', '2.png']
-    entries = [['0.png', 2], ['1.png', 0], ['2.png', 1], ['0.png', 3], ['missing.png', 9]]
+    entries = [['0.png', 2], ['1.png', 0], ['2.png', 1], ['0.png', 3]]
     path = make_dataset(str(tmp_path), names=names, meta=json.dumps({'labels': entries, 'other': 1}))
     ds = ImageFolderDataset(path=path, use_labels=True)
     assert ds.has_onehot_labels and ds.label_shape == [4]  # Last duplicate wins: labels 3, 0, 1.
@@ -123,15 +123,14 @@ def test_trailing_slash_name_and_resolution(tmp_path):
     with pytest.raises(DatasetError, match=r'images are 8x8 \(a.png\), requested resolution is 16x16'):
         ImageFolderDataset(path=path, resolution=16)
 
-def test_lazy_reading_and_pickle(tmp_path):
+def test_labels_read_at_open_and_pickle(tmp_path):
     path = make_dataset(str(tmp_path), as_zip=True)
     ds = ImageFolderDataset(path=path, use_labels=True)
-    assert ds._raw_labels is None  # Labels are read on demand.
-    ds.get_label(0)
-    assert ds._raw_labels is not None and ds._zipfile is not None
+    assert ds._raw_labels is not None and ds._zipfile is not None  # Read when opened, to check them.
     state = ds.__getstate__()
-    assert state['_zipfile'] is None and state['_raw_labels'] is None
+    assert state['_zipfile'] is None and state['_raw_labels'] is None  # Workers reload what they need.
     clone = pickle.loads(pickle.dumps(ds))
+    assert clone._raw_labels is None
     np.testing.assert_array_equal(clone[3][0], ds[3][0])
     np.testing.assert_array_equal(clone[3][1], ds[3][1])
     ds.close()
@@ -177,17 +176,29 @@ def test_bad_paths(tmp_path):
     ('[1, 2]', 'dataset.json: expected a JSON object with a "labels" member'),
     ('{"labels": {"b.png": 1}}', 'dataset.json: "labels" must be null or a list'),
     ('{"labels": [["b.png"]]}', r'dataset.json: labels\[0\] is not a \[file name, label\] pair'),
-    ('{"labels": [["b.png", [1, 2, 3]]]}', 'dataset.json: no label for 1 image\\(s\\), e.g. c.png'),
+    ('{"labels": [["b.png", [1, 2, 3]]]}', 'dataset.json: no label for 1 image\\(s\\): c.png'),
     ('{"labels": [["b.png", [1, 2, 3]], ["c.png", [1, 2]]]}', 'dataset.json: label of c.png has 2 numbers, the first label has 3'),
     ('{"labels": [["b.png", [1, 2, 3]], ["c.png", [1, NaN, 2]]]}', 'dataset.json: label of c.png contains NaN or infinity'),
     ('{"labels": [["b.png", [1, 2, 3]], ["c.png", "x"]]}', 'dataset.json: label of c.png is neither a list of numbers'),
+    ('{"labels": [["b.png", 1], ["c.png", -1]]}', 'dataset.json: negative class label for c.png'),
 ])
 @pytest.mark.parametrize('as_zip', [False, True])
 def test_bad_labels(tmp_path, meta, message, as_zip):
     path = make_dataset(str(tmp_path), names=['b.png', 'c.png'], meta=meta, as_zip=as_zip)
-    ds = ImageFolderDataset(path=path, use_labels=True)  # Labels are read lazily...
     with pytest.raises(DatasetError, match=message):
-        ds.has_labels  # ... when first needed.
+        ImageFolderDataset(path=path, use_labels=True)
+    ImageFolderDataset(path=path, use_labels=False)  # dataset.json is not read without use_labels.
+
+@pytest.mark.parametrize('as_zip', [False, True])
+def test_labels_of_absent_images(tmp_path, as_zip):
+    # A partial copy of a dataset: dataset.json names 6 images, 2 are present (and one non-image file).
+    names = [f'{i}.png' for i in range(6)]
+    meta = json.dumps({'labels': [[name, label(i)] for i, name in enumerate(names)] + [['notes.txt', label(9)]]})
+    path = make_dataset(str(tmp_path), names=names[:2], meta=meta, as_zip=as_zip)
+    with pytest.raises(DatasetError) as info:
+        ImageFolderDataset(path=path, use_labels=True)
+    assert str(info.value) == f'{path}: dataset.json lists 5 image(s) that are not in the dataset: 2.png, 3.png, 4.png, ... (2 more)'
+    assert len(ImageFolderDataset(path=path, use_labels=False)) == 2
 
 def test_bad_images(tmp_path):
     path = make_dataset(str(tmp_path), names=['a.png', 'b.png', 'c.png', 'd.png'], labels=False,
@@ -209,5 +220,58 @@ def test_non_square_resolution(tmp_path):
     assert ds.image_shape == [3, 4, 8]
     with pytest.raises(DatasetError, match='images are 8x4, not square'):
         ds.resolution
+
+#----------------------------------------------------------------------------
+# validate(): image headers only.
+
+@pytest.mark.parametrize('as_zip', [False, True])
+def test_validate_accepts_a_uniform_dataset(tmp_path, as_zip):
+    ImageFolderDataset(path=make_dataset(str(tmp_path), as_zip=as_zip)).validate()
+
+@pytest.mark.parametrize('as_zip', [False, True])
+def test_validate_names_the_odd_image(tmp_path, as_zip):
+    names = [f'img{i:05d}.png' for i in range(6)]
+    images = [pixels(i, size=16) for i in range(6)]
+    images[4] = pixels(4, size=16)[:12]  # 16 wide, 12 high.
+    path = make_dataset(str(tmp_path), names=names, images=images, labels=False, as_zip=as_zip)
+    ds = ImageFolderDataset(path=path)
+    with pytest.raises(DatasetError) as info:
+        ds.validate()
+    assert str(info.value) == f'{path}: img00004.png is 16x12 RGB, the other images are 16x16 RGB'
+
+def test_validate_channels_and_several_odd_images(tmp_path):
+    names = [f'{i}.png' for i in range(6)]
+    images = [pixels(i) for i in range(6)]
+    images[0] = pixels(0)[:, :, 0]                                  # Grayscale, and first: the others set the norm.
+    images[3] = np.dstack([pixels(3), pixels(4)[:, :, :1]])         # RGBA.
+    path = make_dataset(str(tmp_path), names=names, images=images, labels=False)
+    with pytest.raises(DatasetError) as info:
+        ImageFolderDataset(path=path).validate()
+    assert str(info.value) == f'{path}: 0.png is 8x8 L, the other images are 8x8 RGB (2 images differ: 0.png, 3.png)'
+
+def test_validate_unreadable_header(tmp_path):
+    path = make_dataset(str(tmp_path), names=['a.png', 'b.png'], labels=False)
+    with open(os.path.join(path, 'b.png'), 'wb') as f:
+        f.write(b'not a png')
+    ds = ImageFolderDataset(path=path)
+    with pytest.raises(DatasetError, match=r'data: b.png: cannot read the image header \(cannot identify image file'):
+        ds.validate()
+
+@pytest.mark.slow
+def test_validate_speed(tmp_path):
+    # Headers only: 3000 PNGs take a fraction of a second (decoding them would take seconds).
+    import time
+    count = 3000
+    png = encode(pixels(0, size=64), 'a.png')
+    path = str(tmp_path / 'many.zip')
+    with zipfile.ZipFile(path, 'w') as zf:
+        for i in range(count):
+            zf.writestr(f'{i // 1000:05d}/img{i:08d}.png', png)
+    ds = ImageFolderDataset(path=path)
+    start = time.perf_counter()
+    ds.validate()
+    elapsed = time.perf_counter() - start
+    print(f'validate(): {count} images in {elapsed:.3f} s')
+    assert elapsed < 10
 
 #----------------------------------------------------------------------------

@@ -125,7 +125,7 @@ def make_srn(root, scenes=('car1', 'car2'), frames=2):
     return expect
 
 def test_shapenet_cameras(tmp_path, call):
-    root = str(tmp_path / 'rgb_png' / 'cars_train')  # The root path contains 'rgb' and 'png' (original quirk).
+    root = str(tmp_path / 'rgb_png' / 'cars_train')  # A root whose name contains 'rgb' and 'png'.
     expect = make_srn(root)
     out = call('shapenet_cars/preprocess_shapenet_cameras.py', f'--source={root}')
     assert out.returncode == 0, out.stderr

@@ -16,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 import dataset_tool
+import dnnlib
 from training.camera_validation import lookat_cam2world, make_label
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -55,7 +56,7 @@ def read_zip(path):
 
 def assert_no_output(tmp_path, dest):
     assert not os.path.exists(dest)
-    assert not [p for p in os.listdir(tmp_path) if 'incomplete' in p]
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(dnnlib.util.TEMP_PREFIX)]
 
 #----------------------------------------------------------------------------
 
@@ -209,35 +210,70 @@ def bad_source(root, kind):
         make_source(root, names, images=[pixels(0)[:4], pixels(1)[:4]])
     elif kind == 'non-power-of-two':
         make_source(root, names, images=[pixels(0, size=6), pixels(1, size=6)])
+    elif kind == 'class-index':
+        make_source(root, names, labels=[['a.png', camera(0)], ['b.png', 3]])
+    elif kind == '16-bit':
+        make_source(root, names)
+        PIL.Image.fromarray(np.full((8, 8), 1000, dtype=np.uint16)).save(os.path.join(root, 'b.png'))
     elif kind == 'two-channels':
         make_source(root, ['a.png'], images=[np.dstack([pixels(0, channels=1)] * 2)], labels=None)
     return root
 
 @pytest.mark.parametrize('kind,message', [
     ('malformed-json', 'src/dataset.json: malformed JSON'),
-    ('wrong-length', 'src/dataset.json: 1 label(s) do not have 25 numbers (e.g. b.png has 16)'),
-    ('non-finite', 'src/dataset.json: 1 label(s) contain NaN or infinity: b.png'),
+    ('wrong-length', 'src/dataset.json: label of b.png has 16 numbers; EG3D camera labels are lists of 25 numbers '
+                     '(pass --any-labels to copy other labels unchanged)'),
+    ('class-index', 'src/dataset.json: label of b.png is 3; EG3D camera labels are lists of 25 numbers'),
+    ('non-finite', 'src/dataset.json: label of b.png contains NaN or infinity'),
     ('truncated', 'src/b.png: cannot read image'),
     ('not-an-image', 'src/b.png: cannot read image'),
-    ('mixed-sizes', 'src/b.png: image is 16x16 with 3 channel(s), the dataset\'s first image is 8x8 with 3 channel(s)'),
-    ('mixed-channels', 'src/b.png: image is 8x8 with 1 channel(s)'),
+    ('16-bit', 'src/b.png: mode I;16 is not 8 bits per channel; 8-bit images are required'),
+    ('mixed-sizes', 'src/b.png: image is 16x16 with 3 channel(s), but {src}/a.png is 8x8 with 3 channel(s); '
+                    'all images must match'),
+    ('mixed-channels', 'src/b.png: image is 8x8 with 1 channel(s), but {src}/a.png is 8x8 with 3 channel(s)'),
     ('non-square', 'src/a.png: image is 8x4; images must be square'),
     ('non-power-of-two', 'src/a.png: size 6x6 is not a power of two'),
     ('two-channels', 'src/a.png: 2 channels; RGB or grayscale images are required'),
 ])
 @pytest.mark.parametrize('dest_name', ['out.zip', 'outdir'])
-def test_bad_input(tmp_path, kind, message, dest_name):
+def test_bad_input(tmp_path, monkeypatch, kind, message, dest_name):
     src = bad_source(str(tmp_path / 'src'), kind)
     dest = str(tmp_path / dest_name)
-    strict = ['--check-cameras=1'] if kind in ('wrong-length', 'non-finite') else []  # Camera errors stop only on request.
-    result = run_tool('--source', src, '--dest', dest, *strict)
+    if kind != 'truncated':  # Only undecodable pixel data is found while converting (and the output discarded).
+        monkeypatch.setattr(dataset_tool, 'open_dest', lambda dest: pytest.fail('checks must come before the output'))
+    result = run_tool('--source', src, '--dest', dest)
     assert result.exit_code == 1
     error_lines = [line for line in result.output.splitlines() if line.startswith('Error: ')]
-    assert len(error_lines) == 1 and message in error_lines[0], result.output
-    if kind == 'mixed-sizes':  # As in the original: the output name, then one line per attribute (dataset/current).
-        assert '(output 00000/img00000001.png)' in error_lines[0]
-        assert '  dataset width/cur image width: 8/16\n  dataset height/cur image height: 8/16\n' in result.output
+    assert len(error_lines) == 1 and message.format(src=src) in error_lines[0], result.output
     assert_no_output(tmp_path, dest)
+
+def test_bad_images_in_a_zip_source(tmp_path, monkeypatch):
+    src = bad_source(str(tmp_path / 'src'), 'mixed-channels')
+    assert run_tool('--source', src, '--dest', str(tmp_path / 'src.zip'), '--any-labels').exit_code == 1
+    with zipfile.ZipFile(tmp_path / 'src.zip', 'w') as zf:
+        for name in ['a.png', 'b.png', 'dataset.json']:
+            zf.write(os.path.join(src, name), name)
+    monkeypatch.setattr(dataset_tool, 'open_dest', lambda dest: pytest.fail('checks must come before the output'))
+    result = run_tool('--source', str(tmp_path / 'src.zip'), '--dest', str(tmp_path / 'out.zip'), '--resolution=4x4')
+    assert result.exit_code == 1
+    assert (f'Error: {tmp_path}/src.zip/b.png: image converts to 4x4 with 1 channel(s), but {tmp_path}/src.zip/a.png '
+            'converts to 4x4 with 3 channel(s); all images must match') in result.output.splitlines()
+    assert_no_output(tmp_path, str(tmp_path / 'out.zip'))
+
+@pytest.mark.parametrize('args,message', [
+    (['--resolution=6x6'], '--resolution=6x6: 6 is not a power of two'),
+    (['--resolution=8x4'], '--resolution=8x4: images must be square'),
+    (['--resolution=8x16', '--transform=center-crop-wide'], '--resolution=8x16: with --transform=center-crop-wide the '
+                                                            'height must not exceed the width'),
+    (['--transform=center-crop'], '--transform=center-crop needs --resolution=WxH'),
+    (['--max-images=0'], '--max-images=0: must be at least 1'),
+])
+def test_bad_options(tmp_path, monkeypatch, args, message):
+    src = make_source(str(tmp_path / 'src'), ['a.png'])
+    monkeypatch.setattr(dataset_tool, 'open_source', lambda *a: pytest.fail('options must be checked first'))
+    result = run_tool('--source', src, '--dest', str(tmp_path / 'o.zip'), *args)
+    assert result.exit_code == 1 and result.output == f'Error: {message}\n'
+    assert_no_output(tmp_path, str(tmp_path / 'o.zip'))
 
 def test_bad_destinations_are_not_overwritten(tmp_path):
     src = make_source(str(tmp_path / 'src'), ['a.png'])
@@ -251,6 +287,27 @@ def test_bad_destinations_are_not_overwritten(tmp_path):
     result = run_tool('--source', src, '--dest', str(tmp_path / 'old.zip'))
     assert result.exit_code == 1 and 'old.zip: destination already exists' in result.output
     assert (tmp_path / 'old.zip').read_bytes() == b'old'
+
+    (tmp_path / 'file').write_text('keep')
+    result = run_tool('--source', src, '--dest', str(tmp_path / 'file'))
+    assert result.output == f'Error: {tmp_path}/file: destination exists and is not a folder\n'
+    result = run_tool('--source', src, '--dest', str(tmp_path / 'file' / 'sub' / 'o.zip'))
+    assert result.output == f'Error: {tmp_path}/file/sub/o.zip: cannot create it ({tmp_path}/file is not a writable folder)\n'
+    assert result.exit_code == 1 and (tmp_path / 'file').read_text() == 'keep'
+
+def test_failed_conversion_removes_the_folders_it_made(tmp_path):
+    src = bad_source(str(tmp_path / 'src'), 'truncated')  # Found only while converting.
+    (tmp_path / 'out').mkdir()
+    for dest in [tmp_path / 'out' / 'a' / 'b' / 'o.zip', tmp_path / 'out' / 'a' / 'b' / 'dir']:
+        result = run_tool('--source', src, '--dest', str(dest))
+        assert result.exit_code == 1 and 'src/b.png: cannot read image' in result.output
+        assert os.listdir(tmp_path / 'out') == []
+
+def test_destination_is_checked_before_the_source(tmp_path):
+    (tmp_path / 'old.zip').write_bytes(b'old')
+    result = run_tool('--source', str(tmp_path / 'missing'), '--dest', str(tmp_path / 'old.zip'))
+    assert result.exit_code == 1 and result.output == f'Error: {tmp_path}/old.zip: destination already exists; ' \
+        'remove it or choose another name\n'
 
 def test_usage_errors(tmp_path):
     src = make_source(str(tmp_path / 'src'), ['a.png'])
@@ -267,20 +324,47 @@ def test_usage_errors(tmp_path):
     assert result.exit_code == 1 and 'data.tar: unknown input type' in result.output
     assert_no_output(tmp_path, str(tmp_path / 'o.zip'))
 
-def test_other_labels_are_copied_unless_check_cameras(tmp_path):
-    # The original copies any JSON label unchanged; ours reports what is wrong and refuses only with --check-cameras=1.
-    random_label = np.random.RandomState(0).randn(25).tolist()
-    src = make_source(str(tmp_path / 'src'), ['a.png', 'b.png'], labels=[['a.png', random_label], ['b.png', [2.0, 3.0]]])
+def test_any_labels_copies_other_labels_unchanged(tmp_path):
+    labels = [['a.png', [2.0, 3.0]], ['b.png', 7], ['c.png', {'class': 'cat'}]]
+    src = make_source(str(tmp_path / 'src'), ['a.png', 'b.png', 'c.png'], labels=labels)
+    result = run_tool('--source', src, '--dest', str(tmp_path / 'x.zip'))
+    assert result.exit_code == 1 and 'label of a.png has 2 numbers' in result.output
+    assert_no_output(tmp_path, str(tmp_path / 'x.zip'))
+    result = run_tool('--source', src, '--dest', str(tmp_path / 'y.zip'), '--any-labels')
+    assert result.exit_code == 0, result.output
+    assert 'Cameras:' not in result.output
+    out_names = [f'00000/img{i:08d}.png' for i in range(3)]
+    assert read_zip(tmp_path / 'y.zip')[1] == json.dumps({'labels': [[n, v] for n, (_, v) in zip(out_names, labels)]})
+
+def test_any_labels_still_refuses_non_finite(tmp_path):
+    src = make_source(str(tmp_path / 'src'), ['a.png'], labels=[['a.png', {'pose': [1.0, float('nan')]}]])
+    result = run_tool('--source', src, '--dest', str(tmp_path / 'y.zip'), '--any-labels')
+    assert result.exit_code == 1 and result.output.splitlines()[-1].endswith('dataset.json: label of a.png contains NaN or infinity')
+    assert_no_output(tmp_path, str(tmp_path / 'y.zip'))
+
+def test_camera_geometry_warns_unless_check_cameras(tmp_path):
+    random_label = np.random.RandomState(0).randn(25).tolist()  # 25 numbers, but not a camera.
+    src = make_source(str(tmp_path / 'src'), ['a.png', 'b.png'], labels=[['a.png', random_label], ['b.png', camera(1)]])
     result = run_tool('--source', src, '--dest', str(tmp_path / 'y.zip'))
     assert result.exit_code == 0, result.output
-    assert 'Warning: ' in result.output and 'do not have 25 numbers' in result.output
-    assert read_zip(tmp_path / 'y.zip')[1] == json.dumps({'labels': [['00000/img00000000.png', random_label],
-                                                                      ['00000/img00000001.png', [2.0, 3.0]]]})
+    assert 'Warning: ' in result.output and 'have a rotation that is not orthonormal' in result.output
+    assert json.loads(read_zip(tmp_path / 'y.zip')[1])['labels'][0][1] == random_label
     result = run_tool('--source', src, '--dest', str(tmp_path / 'x.zip'), '--check-cameras=1')
-    assert result.exit_code == 1 and 'do not have 25 numbers' in result.output
+    assert result.exit_code == 1
+    error_lines = [line for line in result.output.splitlines() if line.startswith('Error: ')]
+    assert len(error_lines) == 1 and 'dataset.json: 1 label(s) have a cam2world bottom row other than 0 0 0 1: a.png' \
+        in error_lines[0] and error_lines[0].endswith('more; see --check-only)')
     assert_no_output(tmp_path, str(tmp_path / 'x.zip'))
 
-def test_names_follow_the_original_extension_rules(tmp_path):
+def test_unexpected_errors_are_one_line(tmp_path, monkeypatch):
+    src = make_source(str(tmp_path / 'src'), ['a.png'])
+    monkeypatch.setattr(dataset_tool, 'encode_png', lambda img: 1 / 0)
+    result = run_tool('--source', src, '--dest', str(tmp_path / 'o.zip'))
+    assert result.exit_code == 1
+    assert result.output.splitlines()[-1] == 'Error: division by zero (ZeroDivisionError; set EG3D_DEBUG=1 for the traceback)'
+    assert_no_output(tmp_path, str(tmp_path / 'o.zip'))
+
+def test_extension_rules_for_images_and_zip_destinations(tmp_path):
     # Image files: the text after the last '.' of the path ('.png' is an image, 'png' is not); a dest is a zip only
     # when it ends in lower-case '.zip'.
     src = str(tmp_path / 'src')

@@ -151,14 +151,20 @@ def png_bytes(img):
 @pytest.fixture
 def fake_ffhq(tmp_path, monkeypatch):
     """A two-image FFHQ in tmp_path: fake metadata JSON and a fake fetch that serves `server` and logs calls."""
-    server, entries = {}, {}
+    server, extra, entries = {}, {}, {}
     for i in range(2):
         img, lm, _ = synthetic_face((240, 220), centre=(120, 100), eye_dist=24, mouth_drop=28, angle_deg=12 - 20 * i)
         url = f'https://example.invalid/wild/{i}.png'
         server[url] = png_bytes(img)
         entries[str(i)] = {'in_the_wild': {'file_url': url, 'file_path': f'in-the-wild-images/00000/{i:05d}.png',
                                            'file_size': len(server[url]), 'file_md5': md5(server[url]),
-                                           'face_landmarks': lm.tolist()}}
+                                           'face_landmarks': lm.tolist()},
+                           'category': ['training', 'validation'][i], 'metadata': {'license': 'CC BY 2.0'}}
+        for kind, folder, size in [('image', 'images1024x1024', 32), ('thumbnail', 'thumbnails128x128', 8)]:
+            url = f'https://example.invalid/{kind}/{i}.png'
+            extra[url] = png_bytes(img.resize((size, size)))
+            entries[str(i)][kind] = {'file_url': url, 'file_path': f'{folder}/00000/{i:05d}.png',
+                                     'file_size': len(extra[url]), 'file_md5': md5(extra[url])}
     meta = json.dumps(entries).encode()
     monkeypatch.setattr(download, 'METADATA', dict(download.METADATA, file_size=len(meta), file_md5=md5(meta)))
     monkeypatch.setattr(download, 'RETRY_DELAY', 0)
@@ -174,12 +180,12 @@ def fake_ffhq(tmp_path, monkeypatch):
         assert suffix == str(os.getpid())
         calls.append(('fetch', url, os.path.exists(final)))
         with open(path, 'wb') as f:
-            f.write(server[url])
+            f.write(server[url] if url in server else extra[url])
 
     monkeypatch.setattr(download, 'gdown_download', fake_gdown)
     monkeypatch.setattr(download, 'fetch', fake_fetch)
     monkeypatch.chdir(tmp_path)
-    return types.SimpleNamespace(server=server, entries=entries, calls=calls, meta=meta)
+    return types.SimpleNamespace(server=server, extra=extra, entries=entries, calls=calls, meta=meta)
 
 def wild_path(fake, i):
     return fake.entries[str(i)]['in_the_wild']['file_path']
@@ -229,7 +235,7 @@ def test_download_reports_corrupt_downloads(fake_ffhq, call):
 
 def test_download_flags(fake_ffhq, call, tmp_path):
     out = call(download)
-    assert out.returncode == 1 and 'Error: nothing to do: pass --json, --wilds and/or --align' in out.stderr
+    assert out.returncode == 1 and 'Error: nothing to do: pass --json, --stats, --images, --thumbs, --wilds and/or --align' in out.stderr
     out = call(download, '--json')
     assert out.returncode == 0 and [c[0] for c in fake_ffhq.calls] == ['gdown']
     (tmp_path / 'other.json').write_text('{}')
@@ -254,6 +260,64 @@ def test_download_and_align(fake_ffhq, call):
     assert f'Error: ./{wild_path(fake_ffhq, 1)}: no such file (download it with download_ffhq.py --wilds)' in out.stderr
     assert 'Error: 1 of 1 image(s) could not be aligned' in out.stderr
     assert os.path.getmtime('realign1500/00000.png') == mtime and os.listdir('realign1500') == ['00000.png']
+
+#----------------------------------------------------------------------------
+# The official script's other flags.
+
+def test_download_stats(fake_ffhq, call):
+    out = call(download, '-s')
+    assert out.returncode == 0, out.stderr
+    sizes = {kind: sum(e[kind]['file_size'] for e in fake_ffhq.entries.values()) for kind in ('image', 'thumbnail', 'in_the_wild')}
+    assert out.stdout.splitlines() == [
+        'ffhq-dataset-v2.json: 2 entries (1 training, 1 validation)',
+        f'  image             2 file(s) {download.human_size(sizes["image"]):>12}',
+        f'  thumbnail         2 file(s) {download.human_size(sizes["thumbnail"]):>12}',
+        f'  in_the_wild       2 file(s) {download.human_size(sizes["in_the_wild"]):>12}',
+        '  license: CC BY 2.0: 2']
+    assert [c[0] for c in fake_ffhq.calls] == ['gdown']  # Only the metadata.
+    assert download.human_size(999) == '999.00 B' and download.human_size(1_234_567_890_123) == '1.23 TB'
+
+@pytest.mark.parametrize('flags,folder', [(['-i'], 'images1024x1024'), (['--images'], 'images1024x1024'),
+                                          (['-t'], 'thumbnails128x128'), (['--thumbs'], 'thumbnails128x128')])
+def test_download_images_and_thumbs(fake_ffhq, call, flags, folder):
+    out = call(download, *flags, '--status_delay=0.5', '--timing_window=10', '--num_threads=1')
+    assert out.returncode == 0, out.stderr
+    assert sorted(os.listdir(f'{folder}/00000')) == ['00000.png', '00001.png']
+    kind = 'image' if folder.startswith('images') else 'thumbnail'
+    for i in range(2):
+        spec = fake_ffhq.entries[str(i)][kind]
+        assert download.file_problem(spec['file_path'], spec) is None
+    assert not os.path.exists('in-the-wild-images')
+
+def test_download_short_flags(fake_ffhq, call):
+    out = call(download, '-j', '-w', '--num_threads=1')
+    assert out.returncode == 0, out.stderr
+    assert sorted(os.listdir('in-the-wild-images/00000')) == ['00000.png', '00001.png']
+
+@pytest.mark.parametrize('args,message', [
+    (['-r'], '--tfrecords: the FFHQ TFRecords are not listed in ffhq-dataset-v2.json, so this script cannot fetch or '
+             "check them (EG3D does not use them); download them with NVlabs/ffhq-dataset's download_ffhq.py -r"),
+    (['--tfrecords', '--wilds'], '--tfrecords: the FFHQ TFRecords are not listed'),
+    (['-w', '--timing_window=0'], '--timing_window=0: must be at least 1'),
+    (['-w', '--status_delay=-1'], '--status_delay=-1.0: must be a number of seconds >= 0'),
+    (['-w', '--num_threads=0'], '--num_threads=0: must be at least 1'),
+    (['-w', '--max_images=0'], '--max_images=0: must be at least 1'),
+])
+def test_download_bad_flags(fake_ffhq, call, tmp_path, args, message):
+    out = call(download, *args)
+    assert out.returncode == 1
+    assert out.stderr.splitlines()[-1].startswith(f'Error: {message}') and len(out.stderr.splitlines()) == 1
+    assert fake_ffhq.calls == [] and os.listdir(tmp_path) == []  # Nothing fetched, nothing written.
+
+def test_align_multiprocess_is_align_ffhq(fake_ffhq, call):
+    # The name EG3D's recipe runs: `align_multiprocess.py --source=. --dest=realign1500 --threads=16`.
+    assert call(download, '--json').returncode == 0
+    out = call(load('align_multiprocess'), '--source=.', '--dest=realign1500', '--threads=16')
+    assert out.returncode == 1 and 'Aligning 2 image(s) into realign1500 (0 already there)' in out.stdout
+    assert f'Error: ./{wild_path(fake_ffhq, 0)}: no such file (download it with download_ffhq.py --wilds)' in out.stderr
+    assert 'Error: 2 of 2 image(s) could not be aligned' in out.stderr
+    assert os.listdir('realign1500') == []
+
 
 def test_runme_checks_tools_before_downloading(tmp_path):
     env = dict(os.environ, DEEP3DFACERECON_DIR=str(tmp_path / 'nowhere'))

@@ -12,8 +12,10 @@ does not import torch, so dataset_tool.py starts quickly.
 
 import contextlib
 import dataclasses
+import io
 import json
 import os
+import struct
 import zipfile
 
 import numpy as np
@@ -76,7 +78,8 @@ class CameraReport:
 
 #----------------------------------------------------------------------------
 
-def _listing(names, max_listed):
+def listing(names, max_listed):
+    """'a, b, c, ... (N more)': the first max_listed names of a list, for one-line messages."""
     shown = ', '.join(str(name) for name in names[:max_listed])
     return shown + (f', ... ({len(names) - max_listed} more)' if len(names) > max_listed else '')
 
@@ -138,15 +141,15 @@ def check_camera_labels(labels, image_names=None, where='dataset.json', max_list
         seen.add(name)
     dups = list(dups)
     if dups:
-        warnings.append(f'{where}: {len(dups)} file name(s) listed more than once (the last label wins): {_listing(dups, max_listed)}')
+        warnings.append(f'{where}: {len(dups)} file name(s) listed more than once (the last label wins): {listing(dups, max_listed)}')
     if image_names is not None:
         image_set = set(image_names)
         unlabeled = [name for name in image_names if name not in seen]
         orphans = [name for name in dict.fromkeys(names) if name not in image_set]
         if unlabeled:
-            warnings.append(f'{where}: {len(unlabeled)} of {len(image_names)} image(s) have no label: {_listing(unlabeled, max_listed)}')
+            warnings.append(f'{where}: {len(unlabeled)} of {len(image_names)} image(s) have no label: {listing(unlabeled, max_listed)}')
         if orphans:
-            warnings.append(f'{where}: {len(orphans)} label(s) name no existing image: {_listing(orphans, max_listed)}')
+            warnings.append(f'{where}: {len(orphans)} label(s) name no existing image: {listing(orphans, max_listed)}')
     stats['num_labels'] = len(labels)
 
     # Structure: 25 finite numbers.
@@ -154,14 +157,14 @@ def check_camera_labels(labels, image_names=None, where='dataset.json', max_list
     names = list(label_of)
     bad_type = [name for name in names if not is_number_list(label_of[name])]
     if bad_type:
-        errors.append(f'{where}: {len(bad_type)} label(s) are not lists of numbers (class indices?): {_listing(bad_type, max_listed)}')
+        errors.append(f'{where}: {len(bad_type)} label(s) are not lists of numbers (class indices?): {listing(bad_type, max_listed)}')
     bad_set = set(bad_type)
     listed = [name for name in names if name not in bad_set]
     bad_len = [name for name in listed if len(label_of[name]) != LABEL_DIM]
     if bad_len:
         first = bad_len[0]
         errors.append(f'{where}: {len(bad_len)} label(s) do not have {LABEL_DIM} numbers (e.g. {first} has '
-                      f'{len(label_of[first])}): {_listing(bad_len, max_listed)}')
+                      f'{len(label_of[first])}): {listing(bad_len, max_listed)}')
     names = [name for name in listed if len(label_of[name]) == LABEL_DIM]
     if not names:
         return report
@@ -169,7 +172,7 @@ def check_camera_labels(labels, image_names=None, where='dataset.json', max_list
     finite = np.isfinite(arr).all(axis=1)
     if not finite.all():
         bad = [name for name, ok in zip(names, finite) if not ok]
-        errors.append(f'{where}: {len(bad)} label(s) contain NaN or infinity: {_listing(bad, max_listed)}')
+        errors.append(f'{where}: {len(bad)} label(s) contain NaN or infinity: {listing(bad, max_listed)}')
         names = [name for name, ok in zip(names, finite) if ok]
         arr = arr[finite]
         if not names:
@@ -182,7 +185,7 @@ def check_camera_labels(labels, image_names=None, where='dataset.json', max_list
     def flag(mask, message, into=errors):
         if mask.any():
             bad = [name for name, m in zip(names, mask) if m]
-            into.append(f'{where}: {len(bad)} label(s) {message}: {_listing(bad, max_listed)}')
+            into.append(f'{where}: {len(bad)} label(s) {message}: {listing(bad, max_listed)}')
 
     # cam2world geometry.
     flag(np.abs(pose[:, 3] - [0, 0, 0, 1]).max(axis=1) > 1e-4, 'have a cam2world bottom row other than 0 0 0 1')
@@ -265,23 +268,43 @@ def open_container(path):
     else:
         raise DatasetError(f'{path}: path must point to a directory or a zip file')
 
+PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+PNG_MODES = {0: 'L', 2: 'RGB', 3: 'P', 4: 'LA', 6: 'RGBA'}  # 8-bit PNG colour types, named as Pillow names them.
+
+def read_image_header(f):
+    """(width, height, mode) of an open image file, from its header only (the pixels are not decoded).
+
+    8-bit PNGs are read straight from their IHDR chunk (several times faster than Pillow's parser, which
+    walks every chunk before the pixel data); other files go through Pillow."""
+    head = f.read(26)
+    if head[:8] == PNG_SIGNATURE and head[12:16] == b'IHDR' and head[24] == 8 and head[25] in PNG_MODES:
+        width, height = struct.unpack('>II', head[16:24])
+        return width, height, PNG_MODES[head[25]]
+    if f.seekable():
+        f.seek(0)
+    else:
+        f = io.BytesIO(head + f.read())
+    with PIL.Image.open(f) as img:
+        return img.size[0], img.size[1], img.mode
+
 def scan_images(names, opener, where, max_listed=5):
     """Read image headers: report unreadable files and sizes or modes that differ from the first image."""
     errors, formats = [], {}
     unreadable = []
     for name in names:
         try:
-            with opener(name) as f, PIL.Image.open(f) as img:
-                formats.setdefault((img.size, img.mode), []).append(name)
+            with opener(name) as f:
+                width, height, mode = read_image_header(f)
+            formats.setdefault(((width, height), mode), []).append(name)
         except Exception:
             unreadable.append(name)
     if unreadable:
-        errors.append(f'{where}: {len(unreadable)} image(s) cannot be read: {_listing(unreadable, max_listed)}')
+        errors.append(f'{where}: {len(unreadable)} image(s) cannot be read: {listing(unreadable, max_listed)}')
     if len(formats) > 1:
         (size, mode), _first = next(iter(formats.items()))
         others = [name for key, group in formats.items() if key != (size, mode) for name in group]
         errors.append(f'{where}: {len(others)} image(s) differ in size or mode from the first one '
-                      f'({size[0]}x{size[1]} {mode}): {_listing(others, max_listed)}')
+                      f'({size[0]}x{size[1]} {mode}): {listing(others, max_listed)}')
     return errors, formats
 
 def check_dataset(path, scan=True, **kwargs):

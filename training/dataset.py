@@ -2,9 +2,10 @@
 
 An EG3D label is 25 floats: the 4x4 cam2world matrix (OpenCV axes) followed by the 3x3 intrinsics
 normalised by the image size, both row-major. Item order, max_size subsetting and x-flip doubling
-reproduce the official loader so that metric caches and training runs line up.
+follow the official loader so that metric caches and training runs line up.
 """
 
+import collections
 import io
 import os
 import zipfile
@@ -14,99 +15,117 @@ import PIL.Image
 import torch
 
 import dnnlib
-from training.camera_validation import DatasetError, file_ext, is_image_name, is_number_list, parse_dataset_json  # noqa: F401 (re-exported)
+from training.camera_validation import (  # noqa: F401 (re-exported)
+    DatasetError,
+    file_ext,
+    is_image_name,
+    is_number_list,
+    listing,
+    parse_dataset_json,
+    read_image_header,
+)
 
 try:
     import pyspng
 except ImportError:
     pyspng = None
 
+MAX_LISTED = 3  # File names quoted in one error line.
+
 #----------------------------------------------------------------------------
 
+def select_items(num_images, max_size, xflip, random_seed):
+    """Raw image index and mirror flag of every dataset item, as two equally long arrays.
+
+    A max_size subset is a seeded shuffle of all raw indices cut to max_size and put back in ascending
+    order; x-flip doubling appends a mirrored copy of the whole list.
+    """
+    chosen = np.arange(num_images, dtype=np.int64)
+    if max_size is not None and num_images > max_size:
+        np.random.RandomState(random_seed).shuffle(chosen)
+        chosen = np.sort(chosen[:max_size])
+    mirrored = np.zeros(len(chosen), dtype=np.uint8)
+    if not xflip:
+        return chosen, mirrored
+    return np.concatenate([chosen, chosen]), np.concatenate([mirrored, mirrored + 1])
+
 def labels_to_array(names, label_of, where):
-    """Stack the labels of `names` (looked up in dict `label_of`) the way the official loader does:
-    lists of numbers -> float32 [N, D]; single integers -> int64 class indices [N]."""
-    missing = [name for name in names if name not in label_of]
-    if missing:
-        raise DatasetError(f'{where}: no label for {len(missing)} image(s), e.g. {missing[0]}')
+    """Labels of `names` (looked up in the dict `label_of`) as one array: lists of numbers give
+    float32 [N, D], plain integers give int64 class indices [N]."""
+    unlabelled = [name for name in names if name not in label_of]
+    if unlabelled:
+        raise DatasetError(f'{where}: no label for {len(unlabelled)} image(s): {listing(unlabelled, MAX_LISTED)}')
     values = [label_of[name] for name in names]
-    if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-        labels = np.array(values, dtype=np.int64)
-        if labels.size and labels.min() < 0:
-            bad = names[int(np.argmin(labels))]
-            raise DatasetError(f'{where}: negative class label for {bad}')
-        return labels
-    width = None
-    for name, v in zip(names, values):
-        if not is_number_list(v):
+    if all(type(value) is int for value in values):
+        classes = np.array(values, dtype=np.int64)
+        negative = np.flatnonzero(classes < 0)
+        if negative.size:
+            raise DatasetError(f'{where}: negative class label for {names[negative[0]]}')
+        return classes
+    width = len(values[0]) if is_number_list(values[0]) else None
+    for name, value in zip(names, values):
+        if not is_number_list(value):
             raise DatasetError(f'{where}: label of {name} is neither a list of numbers nor a class index')
-        if width is None:
-            width = len(v)
-        elif len(v) != width:
-            raise DatasetError(f'{where}: label of {name} has {len(v)} numbers, the first label has {width}')
-    labels = np.array(values, dtype=np.float64).astype(np.float32).reshape(len(values), width or 0)
-    finite = np.isfinite(labels).all(axis=1)
-    if not finite.all():
-        raise DatasetError(f'{where}: label of {names[int(np.argmin(finite))]} contains NaN or infinity')
-    return labels
+        if len(value) != width:
+            raise DatasetError(f'{where}: label of {name} has {len(value)} numbers, the first label has {width}')
+    array = np.array(values, dtype=np.float64).astype(np.float32).reshape(len(values), width)
+    bad_rows = np.flatnonzero(~np.isfinite(array).all(axis=1))
+    if bad_rows.size:
+        raise DatasetError(f'{where}: label of {names[bad_rows[0]]} contains NaN or infinity')
+    return array
+
+def describe_header(header):
+    width, height, mode = header
+    return f'{width}x{height} {mode}'
 
 #----------------------------------------------------------------------------
 
 class Dataset(torch.utils.data.Dataset):
-    """Indexing, labels, max_size subsetting and x-flip doubling on top of raw image/label access."""
+    """Items, labels, max_size subsetting and x-flip doubling on top of a subclass's raw image and label access."""
 
-    def __init__(self,
-        name,                   # Dataset name.
-        raw_shape,              # [num_images, channels, height, width].
-        max_size    = None,     # Keep at most this many raw images (random subset, see random_seed).
-        use_labels  = False,    # False: zero-width labels.
-        xflip       = False,    # Append a mirrored copy of every image (labels unchanged).
-        random_seed = 0,        # Seed of the max_size subset.
-    ):
-        self._name = name
+    def __init__(self, name, raw_shape, max_size=None, use_labels=False, xflip=False, random_seed=0):
+        """raw_shape: [num_images, channels, height, width]. max_size keeps a random subset of at most that many
+        raw images (seeded by random_seed); use_labels=False gives zero-width labels; xflip appends a mirrored
+        copy of every image, with its label unchanged."""
+        self._items, self._mirrored = select_items(raw_shape[0], max_size, xflip, random_seed)
         self._raw_shape = list(raw_shape)
+        self._name = name
         self._use_labels = use_labels
-        self._raw_labels = None
-        self._raw_labels_std = None
-        self._label_shape = None
+        self._forget_labels()
 
-        # The subset is a seeded shuffle of all raw indices, first max_size kept, back in ascending order.
-        self._raw_idx = np.arange(self._raw_shape[0], dtype=np.int64)
-        if (max_size is not None) and (self._raw_idx.size > max_size):
-            np.random.RandomState(random_seed).shuffle(self._raw_idx)
-            self._raw_idx = np.sort(self._raw_idx[:max_size])
-
-        # Mirrored copies form the second half of the index list.
-        self._xflip = np.zeros(self._raw_idx.size, dtype=np.uint8)
-        if xflip:
-            self._raw_idx = np.tile(self._raw_idx, 2)
-            self._xflip = np.concatenate([self._xflip, np.ones_like(self._xflip)])
-
-    def _get_raw_labels(self):
-        if self._raw_labels is None:
-            labels = self._load_raw_labels() if self._use_labels else None
-            if labels is None:
-                labels = np.zeros([self._raw_shape[0], 0], dtype=np.float32)
-            assert isinstance(labels, np.ndarray) and labels.shape[0] == self._raw_shape[0]
-            assert labels.dtype in (np.float32, np.int64)
-            if labels.dtype == np.int64:
-                assert labels.ndim == 1 and np.all(labels >= 0)
-            self._raw_labels = labels
-            self._raw_labels_std = labels.std(0)
-        return self._raw_labels
-
-    def close(self):
-        pass
-
+    # Subclass hooks: a uint8 CHW array for a raw index; float32 [N, D] or int64 [N] labels, or None.
     def _load_raw_image(self, raw_idx):
         raise NotImplementedError
 
     def _load_raw_labels(self):
         raise NotImplementedError
 
+    def close(self):
+        pass
+
+    def _forget_labels(self):
+        self._raw_labels = None
+        self._label_info = None  # (label_shape, per-dimension std over all raw images)
+
+    def _labels(self):
+        if self._raw_labels is None:
+            loaded = self._load_raw_labels() if self._use_labels else None
+            if loaded is None:
+                loaded = np.zeros([self._raw_shape[0], 0], dtype=np.float32)
+            assert isinstance(loaded, np.ndarray) and len(loaded) == self._raw_shape[0]
+            if loaded.dtype == np.int64:
+                assert loaded.ndim == 1 and (loaded >= 0).all()
+                shape = [int(loaded.max()) + 1]
+            else:
+                assert loaded.dtype == np.float32
+                shape = list(loaded.shape[1:])
+            self._raw_labels = loaded
+            self._label_info = (shape, loaded.std(0))
+        return self._raw_labels
+
     def __getstate__(self):
-        # Labels are reloaded on demand; subclasses also drop open file handles.
-        return dict(self.__dict__, _raw_labels=None)
+        # Labels are reloaded on demand in the receiving process; subclasses also drop file handles.
+        return dict(self.__dict__, _raw_labels=None, _label_info=None)
 
     def __del__(self):
         try:
@@ -115,138 +134,136 @@ class Dataset(torch.utils.data.Dataset):
             pass
 
     def __len__(self):
-        return self._raw_idx.size
+        return len(self._items)
 
     def __getitem__(self, idx):
-        image = self._load_raw_image(self._raw_idx[idx])
-        assert isinstance(image, np.ndarray) and image.dtype == np.uint8
-        assert list(image.shape) == self.image_shape
-        if self._xflip[idx]:
-            assert image.ndim == 3
-            image = image[:, :, ::-1]
-        return image.copy(), self.get_label(idx)
+        pixels = self._load_raw_image(self._items[idx])
+        assert isinstance(pixels, np.ndarray) and pixels.dtype == np.uint8
+        assert list(pixels.shape) == self.image_shape, (pixels.shape, self.image_shape)
+        if self._mirrored[idx]:
+            pixels = pixels[:, :, ::-1]
+        return pixels.copy(), self.get_label(idx)
 
     def get_label(self, idx):
-        label = self._get_raw_labels()[self._raw_idx[idx]]
-        if label.dtype == np.int64:
-            onehot = np.zeros(self.label_shape, dtype=np.float32)
-            onehot[label] = 1
-            label = onehot
-        return label.copy()
+        value = self._labels()[self._items[idx]]
+        if value.dtype != np.int64:
+            return value.copy()
+        onehot = np.zeros(self.label_shape, dtype=np.float32)
+        onehot[value] = 1
+        return onehot
 
     def get_details(self, idx):
-        return dnnlib.EasyDict(
-            raw_idx = int(self._raw_idx[idx]),
-            xflip   = (int(self._xflip[idx]) != 0),
-            raw_label = self._get_raw_labels()[self._raw_idx[idx]].copy(),
-        )
+        raw_idx = int(self._items[idx])
+        return dnnlib.EasyDict(raw_idx=raw_idx, xflip=bool(self._mirrored[idx]), raw_label=self._labels()[raw_idx].copy())
 
     def get_label_std(self):
-        # Standard deviation of the labels of all raw images (not only the max_size subset).
-        self._get_raw_labels()
-        return self._raw_labels_std
+        # Over the labels of all raw images, not only the max_size subset.
+        self._labels()
+        return self._label_info[1]
 
     @property
     def name(self):
         return self._name
 
     @property
-    def image_shape(self):
-        return list(self._raw_shape[1:])
-
-    @property
-    def num_channels(self):
-        assert len(self.image_shape) == 3  # CHW
-        return self.image_shape[0]
-
-    @property
-    def resolution(self):
-        assert len(self.image_shape) == 3  # CHW
-        if self.image_shape[1] != self.image_shape[2]:
-            raise DatasetError(f'{self._name}: images are {self.image_shape[2]}x{self.image_shape[1]}, not square')
-        return self.image_shape[1]
-
-    @property
     def label_shape(self):
-        if self._label_shape is None:
-            raw_labels = self._get_raw_labels()
-            if raw_labels.dtype == np.int64:
-                self._label_shape = [int(np.max(raw_labels)) + 1]
-            else:
-                self._label_shape = list(raw_labels.shape[1:])
-        return list(self._label_shape)
+        self._labels()
+        return list(self._label_info[0])
 
     @property
     def label_dim(self):
-        assert len(self.label_shape) == 1
-        return self.label_shape[0]
+        shape = self.label_shape
+        assert len(shape) == 1
+        return shape[0]
 
     @property
     def has_labels(self):
-        return any(x != 0 for x in self.label_shape)
+        return any(dim != 0 for dim in self.label_shape)
 
     @property
     def has_onehot_labels(self):
-        return self._get_raw_labels().dtype == np.int64
+        return self._labels().dtype == np.int64
+
+    @property
+    def image_shape(self):
+        return self._raw_shape[1:]
+
+    @property
+    def num_channels(self):
+        shape = self.image_shape
+        assert len(shape) == 3  # CHW
+        return shape[0]
+
+    @property
+    def resolution(self):
+        _channels, height, width = self.image_shape
+        if height != width:
+            raise DatasetError(f'{self._name}: images are {width}x{height}, not square')
+        return height
 
 #----------------------------------------------------------------------------
 
 class ImageFolderDataset(Dataset):
-    """Images in a folder (searched recursively) or a zip, sorted by relative path; labels from dataset.json."""
+    """Images in a folder (searched recursively) or a zip, sorted by relative path; labels from dataset.json.
 
-    def __init__(self,
-        path,                   # Folder or .zip file.
-        resolution  = None,     # Expected square resolution; None = whatever the images are.
-        **super_kwargs,         # Passed on to Dataset.
-    ):
+    With use_labels, dataset.json is read when the dataset is opened: it must label every image, and name
+    only images that are present (a partly copied dataset would otherwise train on fewer images unnoticed).
+    """
+
+    def __init__(self, path, resolution=None, **super_kwargs):
+        """path: a folder or .zip file; resolution: the expected square size (None: whatever the images are);
+        the other keyword arguments go to Dataset."""
+        self._zipfile = self._zipfile_pid = None
         self._path = path
-        self._zipfile = None
-        self._zipfile_pid = None
-        self._raw_shape = None  # Unknown until the first image is decoded.
-
-        if os.path.isdir(self._path):
-            self._type = 'dir'
-            self._all_fnames = {
-                os.path.relpath(os.path.join(root, fname), start=self._path)
-                for root, _dirs, files in os.walk(self._path) for fname in files
-            }
-        elif file_ext(self._path) == '.zip':
-            self._type = 'zip'
-            self._all_fnames = set(self._get_zipfile().namelist())
-        elif not os.path.exists(self._path):
-            raise DatasetError(f'{self._path}: no such file or directory')
-        else:
-            raise DatasetError(f'{self._path}: path must point to a directory or a zip file')
-
-        self._image_fnames = sorted(fname for fname in self._all_fnames if is_image_name(fname))
-        if len(self._image_fnames) == 0:
+        self._is_zip = self._check_container()
+        self._all_fnames = set(self._list_files())
+        self._image_fnames = sorted(filter(is_image_name, self._all_fnames))
+        if not self._image_fnames:
             raise DatasetError(f'{self._path}: no image files found')
 
-        name = os.path.splitext(os.path.basename(self._path))[0]
+        self._raw_shape = None  # Unknown until the first image is decoded.
         first = self._load_raw_image(0)
-        raw_shape = [len(self._image_fnames)] + list(first.shape)
-        if resolution is not None and (raw_shape[2] != resolution or raw_shape[3] != resolution):
-            raise DatasetError(f'{self._path}: images are {raw_shape[3]}x{raw_shape[2]} '
+        if resolution is not None and first.shape[1:] != (resolution, resolution):
+            raise DatasetError(f'{self._path}: images are {first.shape[2]}x{first.shape[1]} '
                                f'({self._image_fnames[0]}), requested resolution is {resolution}x{resolution}')
-        super().__init__(name=name, raw_shape=raw_shape, **super_kwargs)
+        name = os.path.splitext(os.path.basename(self._path))[0]
+        super().__init__(name=name, raw_shape=[len(self._image_fnames), *first.shape], **super_kwargs)
+        self._labels()  # Label problems surface now rather than mid-training.
+
+    def _check_container(self):
+        """True for a zip, False for a folder; anything else is a DatasetError."""
+        if os.path.isdir(self._path):
+            return False
+        if file_ext(self._path) == '.zip':
+            self._get_zipfile()
+            return True
+        if os.path.exists(self._path):
+            raise DatasetError(f'{self._path}: path must point to a directory or a zip file')
+        raise DatasetError(f'{self._path}: no such file or directory')
+
+    def _list_files(self):
+        if self._is_zip:
+            return self._get_zipfile().namelist()
+        return [os.path.relpath(os.path.join(folder, fname), self._path)
+                for folder, _subdirs, fnames in os.walk(self._path) for fname in fnames]
 
     def _get_zipfile(self):
-        assert self._type == 'zip'
-        # A handle inherited through fork shares its file offset with the parent: reopen per process.
-        if self._zipfile is None or self._zipfile_pid != os.getpid():
-            try:
-                self._zipfile = zipfile.ZipFile(self._path)
-            except FileNotFoundError:
-                raise DatasetError(f'{self._path}: no such file or directory') from None
-            except (zipfile.BadZipFile, OSError) as exc:
-                raise DatasetError(f'{self._path}: cannot read zip file ({exc})') from None
-            self._zipfile_pid = os.getpid()
+        # A handle inherited through fork shares its file offset with the parent, so each process opens its own.
+        if self._zipfile is not None and self._zipfile_pid == os.getpid():
+            return self._zipfile
+        try:
+            self._zipfile = zipfile.ZipFile(self._path)
+        except FileNotFoundError:
+            raise DatasetError(f'{self._path}: no such file or directory') from None
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise DatasetError(f'{self._path}: cannot read zip file ({exc})') from None
+        self._zipfile_pid = os.getpid()
         return self._zipfile
 
     def _open_file(self, fname):
-        if self._type == 'dir':
-            return open(os.path.join(self._path, fname), 'rb')
-        return self._get_zipfile().open(fname, 'r')
+        if self._is_zip:
+            return self._get_zipfile().open(fname, 'r')
+        return open(os.path.join(self._path, fname), 'rb')
 
     def _read_file(self, fname):
         try:
@@ -259,45 +276,72 @@ class ImageFolderDataset(Dataset):
         return os.path.join(self._path, fname)
 
     def close(self):
-        try:
-            if self._zipfile is not None and self._zipfile_pid == os.getpid():
-                self._zipfile.close()
-        finally:
-            self._zipfile = None
-            self._zipfile_pid = None
+        handle, owner = self._zipfile, self._zipfile_pid
+        self._zipfile = self._zipfile_pid = None
+        if handle is not None and owner == os.getpid():
+            handle.close()
 
     def __getstate__(self):
         return dict(super().__getstate__(), _zipfile=None, _zipfile_pid=None)
 
+    def _decode(self, fname, data):
+        if pyspng is not None and file_ext(fname) == '.png':
+            return pyspng.load(data)
+        with PIL.Image.open(io.BytesIO(data)) as img:
+            return np.array(img)
+
     def _load_raw_image(self, raw_idx):
         fname = self._image_fnames[raw_idx]
-        data = self._read_file(fname)
         try:
-            if pyspng is not None and file_ext(fname) == '.png':
-                image = pyspng.load(data)
-            else:
-                with PIL.Image.open(io.BytesIO(data)) as img:
-                    image = np.array(img)
+            pixels = self._decode(fname, self._read_file(fname))
+        except DatasetError:
+            raise
         except Exception as exc:
             raise DatasetError(f'{self._describe(fname)}: cannot decode image ({exc})') from None
-        if image.dtype != np.uint8:
-            raise DatasetError(f'{self._describe(fname)}: {image.dtype} pixels; 8-bit images are required')
-        if image.ndim == 2:
-            image = image[:, :, np.newaxis]  # HW => HWC
-        image = image.transpose(2, 0, 1)  # HWC => CHW
-        if self._raw_shape is not None and list(image.shape) != self._raw_shape[1:]:
-            raise DatasetError(f'{self._describe(fname)}: image shape {list(image.shape)} (CHW) differs from '
+        if pixels.dtype != np.uint8:
+            raise DatasetError(f'{self._describe(fname)}: {pixels.dtype} pixels; 8-bit images are required')
+        chw = np.moveaxis(pixels.reshape(*pixels.shape[:2], -1), 2, 0)
+        if self._raw_shape is not None and list(chw.shape) != self._raw_shape[1:]:
+            raise DatasetError(f'{self._describe(fname)}: image shape {list(chw.shape)} (CHW) differs from '
                                f'the dataset\'s {self._raw_shape[1:]} ({self._image_fnames[0]})')
-        return image
+        return chw
 
     def _load_raw_labels(self):
         if 'dataset.json' not in self._all_fnames:
             return None
         where = self._describe('dataset.json')
-        labels = parse_dataset_json(self._read_file('dataset.json'), where)
-        if labels is None:
+        pairs = parse_dataset_json(self._read_file('dataset.json'), where)
+        if pairs is None:
             return None
-        label_of = dict(labels)  # The last of duplicate entries wins.
-        return labels_to_array([fname.replace('\\', '/') for fname in self._image_fnames], label_of, where)
+        label_of = dict(pairs)  # A name listed twice keeps its last label.
+        names = [fname.replace('\\', '/') for fname in self._image_fnames]
+        present = set(names)
+        absent = [name for name in label_of if name not in present]
+        if absent:
+            raise DatasetError(f'{self._path}: dataset.json lists {len(absent)} image(s) that are not in the dataset: '
+                               f'{listing(absent, MAX_LISTED)}')
+        return labels_to_array(names, label_of, where)
+
+    def validate(self):
+        """Check that every image has the first image's size and mode, reading file headers only (no decoding).
+
+        Raises DatasetError naming the first odd image and both sizes, e.g.
+        `data.zip: img00017.png is 64x48 RGB, the other images are 128x128 RGB`.
+        """
+        headers = {}
+        for fname in self._image_fnames:
+            try:
+                with self._open_file(fname) as f:
+                    headers[fname] = read_image_header(f)
+            except Exception as exc:
+                raise DatasetError(f'{self._path}: {fname}: cannot read the image header ({exc})') from None
+        counts = collections.Counter(headers.values())
+        if len(counts) == 1:
+            return
+        usual = counts.most_common(1)[0][0]
+        odd = [fname for fname in self._image_fnames if headers[fname] != usual]
+        more = f' ({len(odd)} images differ: {listing(odd, MAX_LISTED)})' if len(odd) > 1 else ''
+        raise DatasetError(f'{self._path}: {odd[0]} is {describe_header(headers[odd[0]])}, the other images are '
+                           f'{describe_header(usual)}{more}')
 
 #----------------------------------------------------------------------------

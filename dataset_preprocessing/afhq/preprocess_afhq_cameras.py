@@ -50,7 +50,7 @@ def main(argv=None):
             fail(f'{cameras_path}: camera of {stem} is not a 3x3 matrix of numbers')
         name = f'{stem}.png'
         label = afhq_label(rotation)
-        copy_with_mirror(args.source, dest, name)  # Fix: the original wrote only the mirrors into --dest.
+        copy_with_mirror(args.source, dest, name)  # Originals too, so that --dest is a complete dataset.
         labels += [[name, label], [mirror_name(name), mirror_label(label)]]
     write_json({'labels': labels}, os.path.join(dest, 'dataset.json'))
     print(f'Wrote {len(labels)} label(s) to {os.path.join(dest, "dataset.json")}')

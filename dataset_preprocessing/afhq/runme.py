@@ -36,7 +36,6 @@ def fetch_labels(dest_path, labels):
         gdown_download(LABELS_GDRIVE_ID, dest_path, what='the AFHQ dataset.json', manual_option='--labels=PATH')
 
 def main(argv=None):
-    # Fix: the original gave a positional argument `required=`, which argparse rejects.
     parser = argparse.ArgumentParser(description='Build the EG3D AFHQ cats dataset from the StarGAN-v2 AFHQ zip.')
     parser.add_argument('inzip', type=str, help='StarGAN-v2 afhq.zip')
     parser.add_argument('outzip', type=str, nargs='?', default='processed_afhq.zip', help='output (default: processed_afhq.zip)')

@@ -130,8 +130,10 @@ def align_face(img, landmarks, q_scale=Q_SCALE, output_size=OUTPUT_SIZE, transfo
 
 #----------------------------------------------------------------------------
 
-def select_entries(metadata, metadata_path, required_keys, start_index=0, max_images=None):
-    """(index, in_the_wild spec) of the selected metadata entries, in index order; each spec has required_keys."""
+def select_entries(metadata, metadata_path, required_keys, start_index=0, max_images=None, kind='in_the_wild'):
+    """(index, metadata[index][kind]) of the selected entries, in index order; each has required_keys.
+
+    kind: 'in_the_wild', 'image' (1024x1024 crops) or 'thumbnail' (128x128)."""
     if not isinstance(metadata, dict):
         fail(f'{metadata_path}: expected a JSON object keyed by image index')
     bad = [key for key in metadata if not key.isdigit()]
@@ -141,10 +143,10 @@ def select_entries(metadata, metadata_path, required_keys, start_index=0, max_im
     keys = keys[start_index:] if max_images is None else keys[start_index:start_index + max_images]
     entries = []
     for key in keys:
-        wild = metadata[key].get('in_the_wild') if isinstance(metadata[key], dict) else None
-        if not isinstance(wild, dict) or not set(required_keys) <= wild.keys():
-            fail(f'{metadata_path}: entry {key} lacks in_the_wild.{" / in_the_wild.".join(required_keys)}')
-        entries.append((int(key), wild))
+        spec = metadata[key].get(kind) if isinstance(metadata[key], dict) else None
+        if not isinstance(spec, dict) or not set(required_keys) <= spec.keys():
+            fail(f'{metadata_path}: entry {key} lacks {kind}.{f" / {kind}.".join(required_keys)}')
+        entries.append((int(key), spec))
     return entries
 
 def list_items(metadata, metadata_path, source, dest, start_index=0, max_images=None):

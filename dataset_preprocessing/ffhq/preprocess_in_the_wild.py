@@ -5,8 +5,7 @@
 Steps: MTCNN landmarks (batch_mtcnn.py) -> Deep3DFaceRecon pose estimation (its test.py, pretrained
 epoch 20, GPU) -> crops (crop_images_in_the_wild.py) -> cameras.json (3dface2idr_mat.py) ->
 <basename(indir)>/ with crops, mirrors and dataset.json (preprocess_face_cameras.py --mode=orig).
-All external requirements are checked before anything runs, and a failing step stops the pipeline
-(the original ran the steps with os.system and ignored failures).
+All external requirements are checked before anything runs, and a failing step stops the pipeline.
 """
 
 import argparse

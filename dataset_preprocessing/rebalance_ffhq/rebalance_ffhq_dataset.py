@@ -63,7 +63,6 @@ def rebalance(inzip, outzip, replicas):
     print(f'Wrote {len(out_labels)} image(s) to {outzip}; md5 of its dataset.json: {md5} (published: {OUTPUT_JSON_MD5})')
 
 def main(argv=None):
-    # Fix: the original printed md5 instructions and then crashed with a NameError before writing anything.
     parser = argparse.ArgumentParser(description='Rebalance FFHQ_512.zip by camera yaw.')
     parser.add_argument('inzip', type=str, help='FFHQ_512.zip')
     parser.add_argument('outzip', type=str, help='output zip')

@@ -54,8 +54,7 @@ def collect_cameras(source, max_images=None):
         for frame in sorted(f for f in os.listdir(os.path.join(scene_dir, 'rgb')) if f.lower().endswith('.png')):
             if max_images is not None and len(cameras) >= max_images:
                 return cameras
-            # Fix: the pose path is built from the folder layout (the original substituted 'rgb' and 'png'
-            # anywhere in the path, which broke roots containing those strings).
+            # Built from the folder layout, so roots whose names contain 'rgb' or 'png' work too.
             pose_path = os.path.join(scene_dir, 'pose', os.path.splitext(frame)[0] + '.txt')
             pose = np.array(read_numbers(pose_path, 16)).reshape(4, 4)
             cameras[f'{scene}/rgb/{frame}'] = {'pose': pose.tolist(), 'intrinsics': intrinsics.tolist(), 'scene-name': scene}

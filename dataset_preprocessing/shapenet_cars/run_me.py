@@ -3,7 +3,7 @@
     python run_me.py [--source=cars_train.zip|cars_train/] [--dest=cars_128.zip]
 
 Without --source, cars_train.zip is downloaded from Google Drive (needs `pip install gdown`).
-Every step must succeed before the next one runs (the original ignored failures).
+Every step must succeed before the next one runs.
 """
 
 import argparse
