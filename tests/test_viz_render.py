@@ -29,7 +29,7 @@ def test_image_of_the_generator_size(renderer, snapshot):
     assert image.std() > 0
     assert result['network']['neural_rendering_resolution'] == 16
     assert result['settings'] == dict(fov=18.0, neural_rendering_resolution=16, depth_resolution=6,
-                                      depth_resolution_importance=6)
+                                      depth_resolution_importance=6, super_resolution=True)
     assert set(result['timing']) == {'load_ms', 'planes_ms', 'render_ms', 'total_ms'}
     assert all(t >= 0 for t in result['timing'].values())
 
@@ -82,11 +82,16 @@ def test_output_kinds_and_sizes(renderer, snapshot):
 
 
 def test_preview_renders_fewer_rays_and_samples(renderer, snapshot):
-    result = renderer.render(dict(network=snapshot, seed=1, output='image_raw', neural_rendering_resolution=64,
-                                  depth_resolution=12, depth_resolution_importance=12, quality='preview'))
+    request = dict(network=snapshot, seed=1, neural_rendering_resolution=64, depth_resolution=12,
+                   depth_resolution_importance=12, quality='preview')
+    result = renderer.render(dict(request, output='image_raw'))
     assert result['image'].shape == (32, 32, 3)
     assert result['settings'] == dict(fov=18.0, neural_rendering_resolution=32, depth_resolution=6,
-                                      depth_resolution_importance=6)
+                                      depth_resolution_importance=6, super_resolution=False)
+    # A preview of the final image is the neural rendering, without super-resolution.
+    preview = renderer.render(request)
+    assert preview['image'].shape == (32, 32, 3) and not preview['settings']['super_resolution']
+    assert np.array_equal(preview['image'], result['image'])
     # The network keeps its own settings.
     G, _info = renderer.network(snapshot)
     assert G.neural_rendering_resolution == 16

@@ -2,7 +2,8 @@
 
 The tri-planes depend on the latent and on the conditioning pose only, so they are cached by (network, seeds, mix,
 psi, cutoff, conditioning pose); a camera-only change reuses them and pays for volume rendering and
-super-resolution alone. `stats` counts computed and reused planes for the tests and the page.
+super-resolution alone. `stats` counts computed and reused planes for the tests and the page. Previews render fewer
+rays and depth samples and skip super-resolution, so they stay interactive on a CPU.
 """
 
 import collections
@@ -170,17 +171,12 @@ class Renderer:
         self._sync()
         mapped = time.perf_counter()
 
-        default_resolution = G.neural_rendering_resolution
-        G._last_planes = planes  # synthesis(use_cached_backbone=True) renders from these instead of ws
-        try:
-            with self._depth_samples(G, settings['depth_resolution'], settings['depth_resolution_importance']), \
-                    self._fixed_jitter():
-                out = G.synthesis(ws, camera, neural_rendering_resolution=settings['neural_rendering_resolution'],
-                                  use_cached_backbone=True, noise_mode='const')
-        finally:
-            G._last_planes = None
-            G.neural_rendering_resolution = default_resolution
+        super_resolve = request.output == 'image' and request.quality == 'full'
+        with self._depth_samples(G, settings['depth_resolution'], settings['depth_resolution_importance']), \
+                self._fixed_jitter():
+            out = self._synthesize(G, ws, planes, camera, settings['neural_rendering_resolution'], super_resolve)
         image = self._to_rgb(out, request.output)
+        settings['super_resolution'] = super_resolve
         self._sync()
         done = time.perf_counter()
         self.stats['frames'] += 1
@@ -190,10 +186,29 @@ class Renderer:
                                 render_ms=1000 * (done - mapped), total_ms=1000 * (done - start)))
 
     @staticmethod
+    def _synthesize(G, ws, planes, camera, resolution: int, super_resolve: bool) -> dict:
+        """TriPlaneGenerator.synthesis() from given planes, at any resolution, optionally without super-resolution.
+
+        Previews skip super-resolution: its cost does not shrink with the neural rendering resolution (its input
+        is resized to a fixed size), and on the CPU it is a large part of a frame.
+        """
+        assert camera.shape == (1, 25), f'expected a [1, 25] camera label, got {tuple(camera.shape)}'
+        origins, directions = G.ray_sampler(camera[:, :16].reshape(-1, 4, 4), camera[:, 16:].reshape(-1, 3, 3),
+                                            resolution)
+        planes = planes.view(len(planes), 3, 32, planes.shape[-2], planes.shape[-1])
+        features, depths, _weights = G.renderer(planes, G.decoder, origins, directions, G.rendering_kwargs)
+        features = features.permute(0, 2, 1).reshape(1, features.shape[-1], resolution, resolution).contiguous()
+        out = dict(image_raw=features[:, :3], image_depth=depths.permute(0, 2, 1).reshape(1, 1, resolution, resolution))
+        if super_resolve:
+            out['image'] = G.superresolution(features[:, :3], features, ws,
+                                             noise_mode=G.rendering_kwargs['superresolution_noise_mode'])
+        return out
+
+    @staticmethod
     def _to_rgb(out: dict, output: str) -> np.ndarray:
         if output == 'depth':
             return colorize_depth(out['image_depth'][0, 0].float().cpu().numpy())
-        image = out[output]
+        image = out[output] if output in out else out['image_raw']
         assert image.ndim == 4 and image.shape[1] == 3, f'{output}: unexpected shape {tuple(image.shape)}'
         return to_uint8(image)[0].cpu().numpy()
 
