@@ -24,7 +24,7 @@ import torch
 from training import network_pickle
 from training.cli_utils import one_line_errors, trust_embedded_code_option
 from viz.render import Renderer
-from viz.server import ViewerServer, load_first_network
+from viz.server import ViewerServer
 
 
 def _browse(browse_dir):
@@ -62,7 +62,7 @@ def main(pkls, network_pkl, host, port, device, browse_dir, capture_dir, verbose
     if networks:
         print(f'Loading networks from "{networks[0]}"...')
         try:
-            load_first_network(renderer, networks[0])
+            renderer.load(networks[0])
         except network_pickle.NetworkPickleError as err:
             raise click.ClickException(str(err))
     try:

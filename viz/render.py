@@ -58,18 +58,22 @@ class Renderer:
     # ------------------------------------------------------------------------
     # Networks.
 
-    def network(self, name: str):
-        """(G, info) for a pickle path or URL, loading it if it is not the current one."""
+    def load(self, name: str):
+        """(G, info) for a pickle path or URL, loading it unless it is the current one; NetworkPickleError if bad."""
         if self._network is None or self._network[0] != name:
-            try:
-                G = network_pickle.open_network_pkl(name, trust_embedded_code=self.trust_embedded_code)['G_ema']
-            except network_pickle.NetworkPickleError as err:
-                raise RequestError(f'"network": {err}') from err
+            G = network_pickle.open_network_pkl(name, trust_embedded_code=self.trust_embedded_code)['G_ema']
             G = G.to(self.device).eval().requires_grad_(False)
             self._network = (name, G, self._describe(G))
             self._planes.clear()
             self.stats['networks_loaded'] += 1
         return self._network[1], self._network[2]
+
+    def network(self, name: str):
+        """load() for a request: a bad network is a RequestError naming the field."""
+        try:
+            return self.load(name)
+        except network_pickle.NetworkPickleError as err:
+            raise RequestError(f'"network": {err}') from err
 
     @staticmethod
     def _describe(G) -> dict:

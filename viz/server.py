@@ -14,7 +14,6 @@ import urllib.parse
 
 import PIL.Image
 
-from training import network_pickle
 from viz.view_request import RequestError, parse_view_request
 
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'static')
@@ -207,10 +206,3 @@ class ViewerServer(http.server.ThreadingHTTPServer):
         self.box.close()
         super().server_close()
 
-
-def load_first_network(renderer, network: str):
-    """Load the network given on the command line now, so a bad path fails before the server starts."""
-    try:
-        renderer.network(network)
-    except RequestError as err:
-        raise network_pickle.NetworkPickleError(str(err).removeprefix('"network": ')) from err

@@ -61,19 +61,19 @@ function recentNetworks() {
   try { return JSON.parse(localStorage.getItem(RECENT_KEY)) || []; } catch (err) { return []; }
 }
 
+let serverNetworks = [];  // From --network, PKL arguments and --browse-dir.
+
 function rememberNetwork(name) {
   const list = [name, ...recentNetworks().filter((n) => n !== name)].slice(0, RECENT_MAX);
   try { localStorage.setItem(RECENT_KEY, JSON.stringify(list)); } catch (err) { /* storage disabled */ }
-  fillNetworkList([]);
+  fillNetworkList();
 }
 
-function fillNetworkList(serverNetworks) {
-  const list = document.getElementById('recent-networks');
-  const names = [...new Set([...recentNetworks(), ...serverNetworks, ...fillNetworkList.known])];
-  fillNetworkList.known = names;
-  list.replaceChildren(...names.map((name) => Object.assign(document.createElement('option'), { value: name })));
+function fillNetworkList() {
+  const names = [...new Set([...recentNetworks(), ...serverNetworks])];
+  document.getElementById('recent-networks').replaceChildren(
+    ...names.map((name) => Object.assign(document.createElement('option'), { value: name })));
 }
-fillNetworkList.known = [];
 
 // ---------------------------------------------------------------------------
 // Frames.
@@ -218,7 +218,8 @@ async function saveMesh() {
 async function start() {
   let config = { networks: [], network: null };
   try { config = await (await fetch('api/config')).json(); } catch (err) { errorBox.textContent = String(err); }
-  fillNetworkList(config.networks);
+  serverNetworks = config.networks;
+  fillNetworkList();
   const query = new URLSearchParams(window.location.search);
   const network = query.get('network') || config.network || recentNetworks()[0] || '';
   setField('network', network);
