@@ -42,7 +42,8 @@ def _browse(browse_dir):
               'an SSH tunnel)', default='127.0.0.1', show_default=True)
 @click.option('--port', help='Port to listen on (0: any free port)', type=click.IntRange(0, 65535), default=8000,
               show_default=True)
-@click.option('--device', help='Torch device (default: cuda if available, else cpu)', type=click.Choice(['cuda', 'cpu']))
+@click.option('--device', help='Torch device (default: cuda if available, else cpu)',
+              type=click.Choice(['cuda', 'cpu']))
 @click.option('--browse-dir', help='Also offer every *.pkl under this directory', metavar='DIR')
 @click.option('--capture-dir', help='Keep a copy of every exported mesh here', metavar='DIR')
 @click.option('--verbose', help='Log every HTTP request', is_flag=True)

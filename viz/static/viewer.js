@@ -114,9 +114,10 @@ function showFrame(answer, request, roundTripMs) {
   const s = answer.settings;
   const t = answer.timing;
   frameTime.textContent = `${answer.quality} ${answer.width}x${answer.height}: ${t.total_ms.toFixed(0)} ms render `
-    + `(planes ${answer.planes_reused ? 'cached' : t.planes_ms.toFixed(0) + ' ms'}, rays ${t.render_ms.toFixed(0)} ms), `
-    + `${roundTripMs.toFixed(0)} ms round trip; ${s.neural_rendering_resolution} px, `
-    + `${s.depth_resolution}+${s.depth_resolution_importance} samples`;
+    + `(planes ${answer.planes_reused ? 'cached' : t.planes_ms.toFixed(0) + ' ms'}, `
+    + `rendering ${t.render_ms.toFixed(0)} ms), ${roundTripMs.toFixed(0)} ms round trip; `
+    + `${s.neural_rendering_resolution} px, ${s.depth_resolution}+${s.depth_resolution_importance} samples`
+    + (s.super_resolution ? '' : ', no super-resolution');
   applyNetworkDefaults(answer.network);
   const body = document.body.dataset;
   Object.assign(body, { seq: answer.seq, seed: request.seed ?? 0, quality: answer.quality, output: answer.output,
