@@ -139,3 +139,5 @@ def test_mesh_export(renderer, snapshot, tmp_path):
     assert len(verts) > 0 and len(faces) > 0 and colors is not None
     with pytest.raises(RequestError, match='"format"'):
         renderer.export_mesh(dict(network=snapshot), mesh_format='.stl')
+    with pytest.raises(RequestError, match=r'^mesh of seed 3: iso-level 1e\+06 lies outside the density range .*iso-level$'):
+        renderer.export_mesh(dict(network=snapshot, seed=3), shape_res=16, level=1e6)

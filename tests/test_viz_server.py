@@ -37,8 +37,8 @@ class FakeRenderer:
         image[..., 0] = request.seed
         return dict(image=image, width=6, height=4, seq=request.seq, quality=request.quality)
 
-    def export_mesh(self, request, shape_res, mesh_format, capture_dir):
-        return f'seed{request.seed:04d}{mesh_format}', b'ply ' + str(shape_res).encode()
+    def export_mesh(self, request, shape_res, mesh_format, level, capture_dir):
+        return f'seed{request.seed:04d}{mesh_format}', f'mesh {shape_res} {level:g}'.encode()
 
 
 @pytest.fixture
@@ -141,8 +141,8 @@ def test_static_page_and_config(server):
 
 
 def test_mesh_download(server):
-    status, headers, body = post(server, 'api/mesh', dict(seed=5, shape_res=64, format='.obj'))
-    assert status == 200 and body == b'ply 64'
+    status, headers, body = post(server, 'api/mesh', dict(seed=5, shape_res=64, format='.obj', level=2.5))
+    assert status == 200 and body == b'mesh 64 2.5'
     assert headers['Content-Disposition'] == 'attachment; filename="seed0005.obj"'
     status, _headers, body = post(server, 'api/mesh', dict(seed=5, shape_res='big'))
-    assert status == 400 and '"shape_res": expected an integer' in json.loads(body)['message']
+    assert status == 400 and '"shape_res": expected a number' in json.loads(body)['message']

@@ -231,6 +231,8 @@ class Renderer:
             raise RequestError(f'"format": {mesh_format!r} is not one of {", ".join(MESH_FORMATS)}')
         if not 8 <= shape_res <= 512:
             raise RequestError(f'"shape_res": {shape_res} is outside [8, 512]')
+        if not math.isfinite(level):
+            raise RequestError(f'"level": {level!r} is not a finite number')
         G, info = self.network(request.network)
         camera = self._camera(info, request.yaw, request.pitch, request.distance, request.fov or info['fov'])
         ws = self._latent(G, request, self._conditioning(request, info, camera))
@@ -239,6 +241,8 @@ class Renderer:
                 path = generate_shape(G, ws, request.seed, capture_dir or tmp_dir, shape_res, mesh_format, level,
                                       mesh_colors=True, device=self.device)
             except click.ClickException as err:
-                raise RequestError(f'mesh: {err.message}') from err
+                # The message starts with the temporary path and ends with gen_samples' flag name.
+                reason = err.message.split(': ', 1)[-1].replace('--level', 'iso-level')
+                raise RequestError(f'mesh of seed {request.seed}: {reason}') from err
             with open(path, 'rb') as f:
                 return os.path.basename(path), f.read()

@@ -166,10 +166,14 @@ class ViewerHandler(http.server.BaseHTTPRequestHandler):
             self._send_json(400, dict(status='error', message=payload, seq=request.seq))
 
     def _mesh(self, data):
+        if not isinstance(data, dict):
+            raise RequestError(f'a mesh request is a JSON object, got {type(data).__name__}')
         data = dict(data)
-        options = dict(shape_res=data.pop('shape_res', 128), mesh_format=data.pop('format', '.ply'))
-        if isinstance(options['shape_res'], bool) or not isinstance(options['shape_res'], int):
-            raise RequestError(f'"shape_res": expected an integer, got {options["shape_res"]!r}')
+        options = dict(shape_res=data.pop('shape_res', 128), mesh_format=data.pop('format', '.ply'),
+                       level=data.pop('level', 10.0))
+        for name, kinds in (('shape_res', int), ('level', (int, float))):
+            if isinstance(options[name], bool) or not isinstance(options[name], kinds):
+                raise RequestError(f'"{name}": expected a number, got {options[name]!r}')
         request = parse_view_request(data, default_network=self.server.default_network)
         with self.server.renderer.lock:
             name, body = self.server.renderer.export_mesh(request, capture_dir=self.server.capture_dir, **options)

@@ -198,7 +198,7 @@ async function saveMesh() {
   errorBox.textContent = '';
   try {
     const request = { ...settings(), shape_res: Number(form.elements.shape_res.value),
-                      format: form.elements.mesh_format.value };
+                      level: Number(form.elements.level.value), format: form.elements.mesh_format.value };
     const response = await fetch('api/mesh', { method: 'POST', body: JSON.stringify(request),
                                                headers: { 'Content-Type': 'application/json' } });
     if (!response.ok) throw new Error((await response.json()).message);
