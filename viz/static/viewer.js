@@ -119,6 +119,7 @@ function showFrame(answer, request, roundTripMs) {
     + `${s.neural_rendering_resolution} px, ${s.depth_resolution}+${s.depth_resolution_importance} samples`
     + (s.super_resolution ? '' : ', no super-resolution');
   applyNetworkDefaults(answer.network);
+  if (request.network !== recentNetworks()[0]) rememberNetwork(request.network);  // only networks that loaded
   const body = document.body.dataset;
   Object.assign(body, { seq: answer.seq, seed: request.seed ?? 0, quality: answer.quality, output: answer.output,
                         width: answer.width, height: answer.height, renderMs: t.total_ms.toFixed(1) });
@@ -228,7 +229,6 @@ async function start() {
     if (name !== 'network' && query.has(name)) setField(name, query.get(name));
   }
   for (const input of form.querySelectorAll('input[type=range]')) showRangeValue(input);
-  if (network) rememberNetwork(network);
 
   form.addEventListener('input', (event) => {
     showRangeValue(event.target);
@@ -246,7 +246,6 @@ async function start() {
 function loadNetwork() {
   const name = form.elements.network.value.trim();
   if (!name) return;
-  rememberNetwork(name);
   for (const field of ['neural_rendering_resolution', 'depth_resolution', 'depth_resolution_importance', 'fov']) {
     setField(field, '');
   }
