@@ -135,8 +135,9 @@ def test_mesh_export(renderer, snapshot, tmp_path):
     name, data = renderer.export_mesh(dict(network=snapshot, seed=3), shape_res=32, capture_dir=str(tmp_path))
     assert name == 'seed0003.ply'
     assert (tmp_path / name).read_bytes() == data
-    verts, faces, colors = read_ply(str(tmp_path / name))
-    assert len(verts) > 0 and len(faces) > 0 and colors is not None
+    header, verts, faces = read_ply(str(tmp_path / name))
+    assert len(verts) > 0 and len(faces) > 0
+    assert 'property uchar red' in header and 'rgb' in verts.dtype.names  # coloured by the generator
     with pytest.raises(RequestError, match='"format"'):
         renderer.export_mesh(dict(network=snapshot), mesh_format='.stl')
     with pytest.raises(RequestError, match=r'^mesh of seed 3: iso-level 1e\+06 lies outside the density range .*iso-level$'):
