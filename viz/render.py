@@ -1,0 +1,248 @@
+"""Render one view of an EG3D generator for the viewer: a request in, an image and its timings out.
+
+The tri-planes depend on the latent and on the conditioning pose only, so they are cached by (network, seeds, mix,
+psi, cutoff, conditioning pose); a camera-only change reuses them and pays for volume rendering and
+super-resolution alone. `stats` counts computed and reused planes for the tests and the page. Previews render fewer
+rays and depth samples and skip super-resolution, so they stay interactive on a CPU.
+"""
+
+import collections
+import contextlib
+import math
+import os
+import tempfile
+import threading
+import time
+
+import click
+import numpy as np
+import torch
+
+from camera_utils import FOV_to_intrinsics, LookAtPoseSampler
+from gen_samples import camera_label, generate_shape, to_uint8
+from training import network_pickle, presets
+from viz.colormap import colorize_depth
+from viz.view_request import MESH_FORMATS, RequestError, ViewRequest, parse_view_request
+
+PREVIEW_MIN_RESOLUTION = 16     # A preview never renders fewer rays per side than this.
+PREVIEW_MIN_DEPTH = 4           # ... nor fewer coarse samples per ray.
+MAX_CACHED_PLANES = 4           # Tri-planes of FFHQ are 25 MB each.
+
+
+def default_fov(rendering_kwargs: dict) -> float:
+    """Vertical FOV (degrees) for a generator: gen_samples' default, or ShapeNet's wide lens for its preset."""
+    if not rendering_kwargs.get('white_back', False):
+        return 18.0
+    # Inverse of FOV_to_intrinsics(), with its constants, so the label matches the training cameras.
+    return round(math.atan(1 / (presets.FOCAL_SHAPENET * 1.414)) * 360 / 3.14159, 2)
+
+
+def preview_settings(resolution: int, depth: int, importance: int) -> tuple:
+    """(resolution, depth, importance) of a preview: half of each, within the minimums."""
+    return (max(min(resolution, PREVIEW_MIN_RESOLUTION), resolution // 2),
+            max(min(depth, PREVIEW_MIN_DEPTH), depth // 2), importance // 2)
+
+
+class Renderer:
+    """Loads networks on demand and renders ViewRequests; use from one thread at a time (see `lock`)."""
+
+    def __init__(self, device='cpu', trust_embedded_code=False, max_cached_planes=MAX_CACHED_PLANES):
+        self.device = torch.device(device)
+        self.trust_embedded_code = trust_embedded_code
+        self.max_cached_planes = max_cached_planes
+        self.lock = threading.Lock()    # The server's render thread and mesh export share the network.
+        self.stats = collections.Counter(planes_computed=0, planes_reused=0, frames=0, networks_loaded=0)
+        self._network = None            # (name, G, info) of the network in use; one at a time.
+        self._planes = collections.OrderedDict()
+
+    # ------------------------------------------------------------------------
+    # Networks.
+
+    def load(self, name: str):
+        """(G, info) for a pickle path or URL, loading it unless it is the current one; NetworkPickleError if bad."""
+        if self._network is None or self._network[0] != name:
+            G = network_pickle.open_network_pkl(name, trust_embedded_code=self.trust_embedded_code)['G_ema']
+            G = G.to(self.device).eval().requires_grad_(False)
+            self._network = (name, G, self._describe(G))
+            self._planes.clear()
+            self.stats['networks_loaded'] += 1
+        return self._network[1], self._network[2]
+
+    def network(self, name: str):
+        """load() for a request: a bad network is a RequestError naming the field."""
+        try:
+            return self.load(name)
+        except network_pickle.NetworkPickleError as err:
+            raise RequestError(f'"network": {err}') from err
+
+    @staticmethod
+    def _describe(G) -> dict:
+        pivot, radius = presets.camera_orbit(G.rendering_kwargs)
+        return dict(img_resolution=int(G.img_resolution), z_dim=int(G.z_dim), num_ws=int(G.backbone.num_ws),
+                    neural_rendering_resolution=int(G.neural_rendering_resolution),
+                    depth_resolution=int(G.rendering_kwargs['depth_resolution']),
+                    depth_resolution_importance=int(G.rendering_kwargs['depth_resolution_importance']),
+                    avg_camera_pivot=pivot, avg_camera_radius=radius, fov=default_fov(G.rendering_kwargs))
+
+    # ------------------------------------------------------------------------
+    # Cameras and latents.
+
+    def _camera(self, info, yaw, pitch, distance, fov):
+        pivot = torch.tensor(info['avg_camera_pivot'], dtype=torch.float32, device=self.device)
+        cam2world = LookAtPoseSampler.sample(math.pi / 2 + math.radians(yaw), math.pi / 2 - math.radians(pitch),
+                                             pivot, radius=info['avg_camera_radius'] * distance, device=self.device)
+        return camera_label(cam2world, FOV_to_intrinsics(fov, device=self.device))
+
+    def _conditioning(self, request: ViewRequest, info, camera):
+        if request.conditioning == 'camera':
+            return camera
+        return self._camera(info, yaw=0, pitch=0, distance=1, fov=info['fov'])
+
+    def _ws(self, G, seed, conditioning, request):
+        z = torch.from_numpy(np.random.RandomState(seed).randn(1, G.z_dim)).to(self.device)
+        return G.mapping(z, conditioning, truncation_psi=request.psi, truncation_cutoff=request.cutoff)
+
+    def _latent(self, G, request: ViewRequest, conditioning):
+        ws = self._ws(G, request.seed, conditioning, request)
+        if request.seed2 is not None and request.mix > 0:
+            ws = torch.lerp(ws, self._ws(G, request.seed2, conditioning, request), request.mix)
+        return ws
+
+    def _planes_for(self, G, request: ViewRequest, conditioning):
+        """(ws, planes, reused) with planes from the cache when the latent and the conditioning are unchanged."""
+        pose = tuple(round(v, 6) for v in conditioning.flatten().tolist())
+        mixed = request.seed2 is not None and request.mix > 0
+        key = (request.network, request.seed, request.seed2 if mixed else None, request.mix if mixed else 0.0,
+               request.psi, request.cutoff, pose)
+        if key in self._planes:
+            self._planes.move_to_end(key)
+            self.stats['planes_reused'] += 1
+            return (*self._planes[key], True)
+        ws = self._latent(G, request, conditioning)
+        planes = G.backbone.synthesis(ws, noise_mode='const')
+        self._planes[key] = (ws, planes)
+        while len(self._planes) > self.max_cached_planes:
+            self._planes.popitem(last=False)
+        self.stats['planes_computed'] += 1
+        return ws, planes, False
+
+    # ------------------------------------------------------------------------
+    # Rendering.
+
+    def _sync(self):
+        if self.device.type == 'cuda':
+            torch.cuda.synchronize(self.device)
+
+    @contextlib.contextmanager
+    def _depth_samples(self, G, depth, importance):
+        # rendering_kwargs is the generator's own dict; restore it so other callers see the trained values.
+        saved = {k: G.rendering_kwargs[k] for k in ('depth_resolution', 'depth_resolution_importance')}
+        G.rendering_kwargs.update(depth_resolution=depth, depth_resolution_importance=importance)
+        try:
+            yield
+        finally:
+            G.rendering_kwargs.update(saved)
+
+    @contextlib.contextmanager
+    def _fixed_jitter(self):
+        # The ray samples are jittered with the global RNG; a fixed draw keeps a still camera's frames identical
+        # (no flicker when a preview is refined) without disturbing the caller's RNG state.
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == 'cuda' else []):
+            torch.manual_seed(0)
+            yield
+
+    def resolve(self, request: ViewRequest, info: dict) -> dict:
+        """The concrete rendering settings of a request: the network's defaults filled in, preview applied."""
+        settings = dict(fov=info['fov'] if request.fov is None else request.fov)
+        for name in ('neural_rendering_resolution', 'depth_resolution', 'depth_resolution_importance'):
+            settings[name] = info[name] if getattr(request, name) is None else getattr(request, name)
+        if request.quality == 'preview':
+            names = ('neural_rendering_resolution', 'depth_resolution', 'depth_resolution_importance')
+            settings.update(zip(names, preview_settings(*(settings[n] for n in names))))
+        return settings
+
+    @torch.no_grad()
+    def render(self, request) -> dict:
+        """Render a ViewRequest (or a request dict) -> dict(image uint8 [H, W, 3], timing in ms, settings, ...)."""
+        if not isinstance(request, ViewRequest):
+            request = parse_view_request(request)
+        start = time.perf_counter()
+        G, info = self.network(request.network)
+        loaded = time.perf_counter()
+        settings = self.resolve(request, info)
+        camera = self._camera(info, request.yaw, request.pitch, request.distance, settings['fov'])
+        ws, planes, reused = self._planes_for(G, request, self._conditioning(request, info, camera))
+        self._sync()
+        mapped = time.perf_counter()
+
+        super_resolve = request.output == 'image' and request.quality == 'full'
+        with self._depth_samples(G, settings['depth_resolution'], settings['depth_resolution_importance']), \
+                self._fixed_jitter():
+            out = self._synthesize(G, ws, planes, camera, settings['neural_rendering_resolution'], super_resolve)
+        image = self._to_rgb(out, request.output)
+        settings['super_resolution'] = super_resolve
+        self._sync()
+        done = time.perf_counter()
+        self.stats['frames'] += 1
+        return dict(image=image, width=image.shape[1], height=image.shape[0], output=request.output,
+                    quality=request.quality, seq=request.seq, planes_reused=reused, settings=settings, network=info,
+                    timing=dict(load_ms=1000 * (loaded - start), planes_ms=1000 * (mapped - loaded),
+                                render_ms=1000 * (done - mapped), total_ms=1000 * (done - start)))
+
+    @staticmethod
+    def _synthesize(G, ws, planes, camera, resolution: int, super_resolve: bool) -> dict:
+        """TriPlaneGenerator.synthesis() from given planes, at any resolution, optionally without super-resolution.
+
+        Previews skip super-resolution: its cost does not shrink with the neural rendering resolution (its input
+        is resized to a fixed size), and on the CPU it is a large part of a frame.
+        """
+        assert camera.shape == (1, 25), f'expected a [1, 25] camera label, got {tuple(camera.shape)}'
+        origins, directions = G.ray_sampler(camera[:, :16].reshape(-1, 4, 4), camera[:, 16:].reshape(-1, 3, 3),
+                                            resolution)
+        planes = planes.view(len(planes), 3, 32, planes.shape[-2], planes.shape[-1])
+        features, depths, _weights = G.renderer(planes, G.decoder, origins, directions, G.rendering_kwargs)
+        features = features.permute(0, 2, 1).reshape(1, features.shape[-1], resolution, resolution).contiguous()
+        out = dict(image_raw=features[:, :3], image_depth=depths.permute(0, 2, 1).reshape(1, 1, resolution, resolution))
+        if super_resolve:
+            out['image'] = G.superresolution(features[:, :3], features, ws,
+                                             noise_mode=G.rendering_kwargs['superresolution_noise_mode'])
+        return out
+
+    @staticmethod
+    def _to_rgb(out: dict, output: str) -> np.ndarray:
+        if output == 'depth':
+            return colorize_depth(out['image_depth'][0, 0].float().cpu().numpy())
+        image = out[output] if output in out else out['image_raw']
+        assert image.ndim == 4 and image.shape[1] == 3, f'{output}: unexpected shape {tuple(image.shape)}'
+        return to_uint8(image)[0].cpu().numpy()
+
+    # ------------------------------------------------------------------------
+    # Shapes.
+
+    @torch.no_grad()
+    def export_mesh(self, request, shape_res=128, mesh_format='.ply', level=10.0, capture_dir=None) -> tuple:
+        """Iso-surface of the current latent through gen_samples' shape export -> (file name, file bytes).
+
+        The file is also kept in `capture_dir` when one is given.
+        """
+        if not isinstance(request, ViewRequest):
+            request = parse_view_request(request)
+        if mesh_format not in MESH_FORMATS:
+            raise RequestError(f'"format": {mesh_format!r} is not one of {", ".join(MESH_FORMATS)}')
+        if not 8 <= shape_res <= 512:
+            raise RequestError(f'"shape_res": {shape_res} is outside [8, 512]')
+        if not math.isfinite(level):
+            raise RequestError(f'"level": {level!r} is not a finite number')
+        G, info = self.network(request.network)
+        camera = self._camera(info, request.yaw, request.pitch, request.distance, request.fov or info['fov'])
+        ws = self._latent(G, request, self._conditioning(request, info, camera))
+        with tempfile.TemporaryDirectory() as tmp_dir:
+            try:
+                path = generate_shape(G, ws, request.seed, capture_dir or tmp_dir, shape_res, mesh_format, level,
+                                      mesh_colors=True, device=self.device)
+            except click.ClickException as err:
+                # The message starts with the temporary path and ends with gen_samples' flag name.
+                reason = err.message.split(': ', 1)[-1].replace('--level', 'iso-level')
+                raise RequestError(f'mesh of seed {request.seed}: {reason}') from err
+            with open(path, 'rb') as f:
+                return os.path.basename(path), f.read()
