@@ -127,12 +127,14 @@ def side_by_side(*images):
     return gen_samples.to_uint8(torch.cat(images, dim=3))[0].cpu().numpy()
 
 
-def render(G, ws, c):
+def render(G, ws, c, seed):
+    """Seeded: the renderer draws its depth jitter from torch's global generator."""
+    torch.manual_seed(seed)
     with torch.no_grad():
         return G.synthesis(ws, c, noise_mode='const')['image']
 
 
-def write_novel_views(G, ws, c, path, num_frames):
+def write_novel_views(G, ws, c, path, num_frames, seed):
     """An orbit around the subject on the generator's camera sphere, with the target camera's intrinsics."""
     pivot, radius = presets.camera_orbit(G.rendering_kwargs)
     pivot = torch.tensor(pivot, device=ws.device)
@@ -142,7 +144,7 @@ def write_novel_views(G, ws, c, path, num_frames):
             for frame_idx in tqdm(range(num_frames), desc='novel views'):
                 cam2world = gen_videos.orbit_camera(frame_idx, num_frames, pivot, radius, ws.device)
                 view = gen_samples.camera_label(cam2world, c[:, 16:])
-                writer.append_data(gen_samples.to_uint8(render(G, ws, view))[0].cpu().numpy())
+                writer.append_data(gen_samples.to_uint8(render(G, ws, view, seed + frame_idx))[0].cpu().numpy())
         finally:
             writer.close()
 
@@ -153,10 +155,13 @@ def write_latent(path, ws, c):
 
 def save_tuned_snapshot(path, data, G_tuned):
     """A snapshot of the usual layout (tuned weights as G and G_ema) that gen_samples.py and gen_videos.py load."""
-    snapshot = dict(training_set_kwargs=copy.deepcopy(data['training_set_kwargs']), G=G_tuned, D=data['D'],
-                    G_ema=G_tuned, augment_pipe=data['augment_pipe'])
-    network_pickle.save_network_pkl({key: value.cpu() if isinstance(value, torch.nn.Module) else value
-                                     for key, value in snapshot.items()}, path)
+    snapshot = copy.deepcopy(dict(training_set_kwargs=data['training_set_kwargs'], G=G_tuned, D=data['D'],
+                                  G_ema=G_tuned, augment_pipe=data['augment_pipe']))  # One copy of G_tuned.
+    for value in snapshot.values():
+        if isinstance(value, torch.nn.Module):
+            value.cpu()
+    network_pickle.save_network_pkl(snapshot, path)
+
 
 # ----------------------------------------------------------------------------
 
@@ -248,13 +253,13 @@ def run_projection(network_pkl, target_path, camera, outdir, latent_space, num_s
             video.close()
 
     G_final = G_proj if G_tuned is None else G_tuned
-    panels = [target, render(G_proj, ws, c)] + ([] if G_tuned is None else [render(G_tuned, ws, c)])
+    panels = [target, render(G_proj, ws, c, seed)] + ([] if G_tuned is None else [render(G_tuned, ws, c, seed)])
     print(f'PSNR of the fit: {float(projection.psnr(panels[-1], target)):.2f} dB')
     gen_samples.save_png(os.path.join(outdir, 'proj.png'), side_by_side(*panels))
     write_latent(os.path.join(outdir, 'projected_w.npz'), ws, c)
     if G_tuned is not None:
         save_tuned_snapshot(os.path.join(outdir, 'tuned.pkl'), data, G_tuned)
-    write_novel_views(G_final, ws, c, os.path.join(outdir, 'novel_views.mp4'), num_frames)
+    write_novel_views(G_final, ws, c, os.path.join(outdir, 'novel_views.mp4'), num_frames, seed)
     if shapes:
         gen_videos.extract_frame_shape(G_final, ws, os.path.join(outdir, 'shape.ply'), shape_res, device)
 

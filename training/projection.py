@@ -53,14 +53,14 @@ class ImageLoss:
     """
 
     def __init__(self, target, perceptual=None, mse_weight=1.0):
-        assert target.ndim == 4 and target.shape[:2] == (1, 3), f'expected a [1, 3, H, W] target, got {list(target.shape)}'
+        assert target.ndim == 4 and target.shape[:2] == (1, 3), f'expected [1, 3, H, W], got {list(target.shape)}'
         self.target = target
         self.perceptual = perceptual
         self.mse_weight = mse_weight
         self.target_features = None if perceptual is None else perceptual.features(target).detach()
 
     def __call__(self, images):
-        assert images.shape[1:] == self.target.shape[1:], f'image {list(images.shape)} vs target {list(self.target.shape)}'
+        assert images.shape[1:] == self.target.shape[1:], f'{list(images.shape)} vs {list(self.target.shape)}'
         loss = self.mse_weight * (images - self.target).square().mean(dim=[1, 2, 3])
         if self.perceptual is not None:
             loss = loss + self.perceptual(images, self.target_features.expand(len(images), -1))
@@ -209,7 +209,8 @@ def pivotal_tuning(G, w_pivot, c, loss_fn, opts, seed=0, callback=None):
             with torch.no_grad():
                 reference = G_frozen.synthesis(w_local, c, noise_mode='const')['image']
             moved = G_tuned.synthesis(w_local, c, noise_mode='const')['image']
-            loss = loss + opts.locality_weight * ImageLoss(reference, loss_fn.perceptual, loss_fn.mse_weight)(moved).sum()
+            locality_loss = ImageLoss(reference, perceptual=loss_fn.perceptual, mse_weight=loss_fn.mse_weight)
+            loss = loss + opts.locality_weight * locality_loss(moved).sum()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
