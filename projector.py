@@ -46,7 +46,7 @@ def read_target(path):
     """The photo as an [H, W, 3] uint8 array."""
     try:
         with PIL.Image.open(path) as img:
-            return np.asarray(img.convert('RGB'))
+            return np.array(img.convert('RGB'))
     except (OSError, ValueError, PIL.Image.DecompressionBombError) as err:
         raise click.ClickException(f'--target={path}: cannot read the image ({" ".join(str(err).split())})')
 
