@@ -192,7 +192,7 @@ def pivotal_tuning(G, w_pivot, c, loss_fn, opts, seed=0, callback=None):
     Returns the tuned copy (eval mode, gradients off).
     """
     assert w_pivot.ndim == 3 and w_pivot.shape[0] == 1, f'expected [1, num_ws, w_dim], got {list(w_pivot.shape)}'
-    G_tuned = copy.deepcopy(G).train().requires_grad_(True)
+    G_tuned = copy.deepcopy(G).train().requires_grad_(True)  # Training mode: the backbone's training-time convs.
     G_tuned.backbone.mapping.requires_grad_(False)  # The pivot is a w: the mapping network plays no part.
     G_frozen = copy.deepcopy(G).eval().requires_grad_(False)
     params = [p for p in G_tuned.parameters() if p.requires_grad]
