@@ -86,7 +86,7 @@ def test_data_and_mirror_flags(setup):
     assert 'Calculating' not in result.output and not os.path.exists(tmp_path / 'cache')
 
 @pytest.mark.parametrize('flags, message', [
-    (['--metrics=fid1k'], 'Error: --metrics can only contain the following values:\n' + '\n'.join(metric_main.list_valid_metrics())),
+    (['--metrics=fid1k'], 'Error: --metrics: unknown metric fid1k (valid: ' + ', '.join(metric_main.list_valid_metrics())),
     (['--metrics=fid50k_full,ppl2_wend'], 'Error: --metrics: ppl2_wend: perceptual path length is not supported for EG3D generators'),
     (['--metrics=eqr50k'], 'Error: --metrics: eqr50k: equivariance metrics are not supported for EG3D generators'),
     (['--gpus=0'], 'Error: --gpus must be at least 1'),
