@@ -5,6 +5,7 @@ import glob
 import json
 import math
 import os
+import pickle
 
 import numpy as np
 import PIL.Image
@@ -312,10 +313,86 @@ def test_two_process_training_run(data128, tmp_path):
     assert set(data) == {'training_set_kwargs', 'G', 'D', 'G_ema', 'augment_pipe'}
     assert data['G_ema'].neural_rendering_resolution == 24 # Fade of length 0: the final resolution at once.
     assert all(torch.isfinite(p).all() for p in data['G'].parameters())
-    state = snapshot.load_training_state(os.path.join(run_dir, 'training-state-000000.pt'))
+    # Snapshots at tick 0 (2 images) and at the end (4 images): the second name carries its image count.
+    state = snapshot.load_training_state(os.path.join(run_dir, 'training-state-000000.004.pt'))
     assert (state['cur_nimg'], state['cur_tick'], state['batch_idx'], state['num_gpus']) == (4, 2, 2, 2)
+    assert snapshot.pair_problem(os.path.join(run_dir, 'network-snapshot-000000.004.pkl')) is None
     assert len(state['per_rank']) == 2
     # Each rank has its own RNG stream (seed * W + rank).
     assert not torch.equal(state['per_rank'][0]['rng']['torch'], state['per_rank'][1]['rng']['torch'])
+
+#----------------------------------------------------------------------------
+#----------------------------------------------------------------------------
+# Inputs checked before anything is created (one line naming the file or flag, non-zero exit, no run folder).
+
+def _error_line(result):
+    lines = [line for line in result.output.splitlines() if line.startswith('Error:')]
+    assert len(lines) == 1, result.output
+    return lines[0]
+
+@pytest.mark.parametrize('content, problem', [(None, 'truncated file'), (b'just some text\n', 'cannot read')])
+def test_unreadable_resume_pickle_fails_at_start(data128, tmp_path, content, problem):
+    pkl = tmp_path / 'prev.pkl'
+    if content is None: # A real pickle, cut short.
+        payload = pickle.dumps(dict(G=list(range(10000))))
+        content = payload[:len(payload) // 2]
+    pkl.write_bytes(content)
+    result = invoke(tiny_args(tmp_path / 'runs', data128, f'--resume={pkl}'))
+    assert result.exit_code == 1
+    line = _error_line(result)
+    assert line.startswith(f'Error: --resume: {pkl}') and problem in line
+    assert not (tmp_path / 'runs').exists()
+
+def test_dry_run_with_missing_resume_file_warns(data128, tmp_path):
+    missing = tmp_path / 'gone' / 'network-snapshot-000100.pkl'
+    result = invoke(tiny_args(tmp_path / 'runs', data128, f'--resume={missing}', '--dry-run'))
+    assert result.exit_code == 0, result.output
+    assert f'Warning: --resume: {missing}: no such file' in result.output
+    assert f'"resume_pkl": "{missing}"' in result.output and 'Dry run; exiting.' in result.output
+    result = invoke(tiny_args(tmp_path / 'runs', data128, f'--resume={missing}'))
+    assert result.exit_code == 1 and _error_line(result) == f'Error: --resume: {missing}: no such file'
+    assert not (tmp_path / 'runs').exists()
+
+@pytest.mark.parametrize('flag', ['--gamma=nan', '--gamma=inf', '--dlr=nan', '--density_reg_every=inf', '--kimg=nan',
+                                  '--tick=-1'])
+def test_non_finite_numbers_are_refused(data128, tmp_path, flag):
+    result = invoke(tiny_args(tmp_path / 'runs', data128, flag))
+    assert result.exit_code == 2
+    assert flag.split('=')[0] in _error_line(result)
+    assert not (tmp_path / 'runs').exists()
+
+def test_trust_embedded_code_reaches_the_loader(data128, tmp_path, monkeypatch):
+    pkl = tmp_path / 'fork.pkl'
+    pkl.write_bytes(b'stand-in')
+    seen = []
+    monkeypatch.setattr(train.network_pickle, 'open_network_pkl', lambda path, **kwargs: seen.append(kwargs))
+    c, _ = parse_config(tiny_args(tmp_path, data128, f'--resume={pkl}', '--trust-embedded-code'))
+    assert c.trust_embedded_code is True and list(c)[-1] == 'trust_embedded_code'
+    train.check_resume_pickle(c)
+    assert seen == [dict(trust_embedded_code=True)]
+    c, _ = parse_config(tiny_args(tmp_path, data128, f'--resume={pkl}'))
+    assert 'trust_embedded_code' not in c # Default: training_options.json as the original's.
+    train.check_resume_pickle(c)
+    assert seen[-1] == dict(trust_embedded_code=False)
+
+# The two tests below need ImageFolderDataset's checks at open time and its validate() (datasets branch).
+
+def test_dataset_listing_a_missing_file_fails_at_start(tmp_path):
+    data = make_dataset(tmp_path / 'cars_128', num_images=3)
+    os.remove(os.path.join(data, 'img0001.png'))
+    result = invoke(tiny_args(tmp_path / 'runs', data, '--dry-run'))
+    assert result.exit_code == 1
+    line = _error_line(result)
+    assert line.startswith('Error: --data: ') and 'img0001.png' in line
+    assert not (tmp_path / 'runs').exists()
+
+def test_dataset_with_odd_image_fails_at_start(tmp_path):
+    data = make_dataset(tmp_path / 'cars_128', num_images=3)
+    PIL.Image.new('RGB', (64, 64)).save(os.path.join(data, 'img0002.png'))
+    result = invoke(tiny_args(tmp_path / 'runs', data))
+    assert result.exit_code == 1
+    line = _error_line(result)
+    assert line.startswith('Error: --data: ') and 'img0002.png' in line
+    assert not (tmp_path / 'runs').exists()
 
 #----------------------------------------------------------------------------
