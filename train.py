@@ -41,7 +41,7 @@ from torch_utils import distributed, training_stats
 from training import cli_utils, network_pickle, presets, snapshot, training_loop
 
 # Defaults of the command line that the libraries do not share.
-G_LR = 0.0025                       # The original's 0.002 applies only to its 'stylegan2' config.
+G_LR = 0.0025                       # Every EG3D preset trains G at this rate.
 NEURAL_RENDERING_FADE_KIMG = 1000   # Length of the rendering-resolution fade when a final resolution is given.
 AUGMENT_STRENGTHS = dict(xflip=1, rotate90=1, xint=1, scale=1, rotate=1, aniso=1, xfrac=1, brightness=1,
                          contrast=1, lumaflip=1, hue=1, saturation=1)
@@ -448,8 +448,8 @@ def launch_torchrun(opts, world):
 @click.option('--density_reg_p_dist', help='Perturbation std of the l1 density regularization', metavar='FLOAT', type=FiniteFloatRange(min=0), default=0.004, show_default=True)
 @click.option('--reg_type', help='Density regularization variant', type=click.Choice(['l1', 'l1-alt', 'monotonic-detach', 'monotonic-fixed', 'total-variation']), default='l1', show_default=True)
 @click.option('--decoder_lr_mul', help='Learning-rate multiplier of the tri-plane decoder', metavar='FLOAT', type=FiniteFloatRange(min=0), default=1, show_default=True)
-# Additions of this project (their defaults keep the original behaviour).
-@click.option('--resume-mode', help='auto: restore the full training state when the snapshot has one and the setup matches; full: always; networks: never (original behaviour)', type=click.Choice(['auto', 'full', 'networks']), default='auto', show_default=True)
+# Additions of this project; their defaults change nothing (docs/training.md).
+@click.option('--resume-mode', help='auto: restore the full training state when the snapshot has one and the setup matches; full: always; networks: never', type=click.Choice(['auto', 'full', 'networks']), default='auto', show_default=True)
 @click.option('--nan-limit', help='Stop after this many consecutive iterations with non-finite losses or gradients (0: never)', metavar='INT', type=click.IntRange(min=0), default=training_loop.DEFAULTS.nan_limit, show_default=True)
 @click.option('--depth-resolution', help='Coarse samples per ray  [default: from --cfg]', metavar='INT', type=click.IntRange(min=1))
 @click.option('--depth-resolution-importance', help='Importance samples per ray  [default: from --cfg]', metavar='INT', type=click.IntRange(min=0))

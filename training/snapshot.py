@@ -1,12 +1,12 @@
 """Snapshot files of a run and the choice of what a resumed run continues from.
 
-A snapshot is a pair: `network-snapshot-*.pkl` (the original format, readable by the original tools) and
+A snapshot is a pair: `network-snapshot-*.pkl` (the official format, readable by the official tools) and
 `training-state-*.pt` (this project's addition: optimizers, counters, ADA state, random streams), written
 in that order, each to a `.tmp-*` name first and renamed into place. The state records the identity of its
 pickle (file name, image count, tick, SHA-256 of the bytes), so a pair is consistent only when the state
 names the pickle beside it; a run killed between the two writes leaves a pickle that no state vouches for.
 
-Names: the first snapshot within a kimg is `network-snapshot-<kimg:06d>.pkl` as in the original; a later
+Names: the first snapshot within a kimg is `network-snapshot-<kimg:06d>.pkl`; a later
 one within the same kimg (only with ticks shorter than 1 kimg) appends its image count within that kimg,
 `network-snapshot-<kimg:06d>.<nimg mod 1000:03d>.pkl`, so that no snapshot of a run overwrites another.
 """
@@ -35,7 +35,7 @@ RESOURCE_KEYS = ('run_dir', 'data_loader_kwargs', 'num_gpus', 'batch_gpu', 'metr
                  'image_snapshot_ticks', 'network_snapshot_ticks', 'cudnn_benchmark', 'resume_pkl', 'resume_state',
                  'resume_kimg', 'nan_limit', 'image_grid_size')
 
-# Settings that a networks-only resume changes (as the original does); a full-state resume takes them from
+# Settings that a networks-only resume changes (schedules restart); a full-state resume takes them from
 # the state of the run it continues instead.
 RESUME_LOOP_KEYS = ('ada_kimg', 'ema_rampup')
 RESUME_LOSS_KEYS = ('blur_init_sigma', 'gpc_reg_fade_kimg')

@@ -1,6 +1,6 @@
 """The EG3D training loop: phases with lazy regularization, G_ema, ADA, ticks, snapshots, metrics and logs.
 
-Beyond the original: the full training state (optimizers, counters, ADA state, random streams, data position)
+In addition, the full training state (optimizers, counters, ADA state, random streams, data position)
 is saved next to every network snapshot and can be restored (`resume_state`), every file is written
 atomically, and runs that keep producing non-finite losses or gradients stop (`nan_limit`).
 """
