@@ -39,12 +39,10 @@ import dnnlib
 from metrics import metric_main
 from torch_utils import distributed, training_stats
 from training import cli_utils, network_pickle, presets, snapshot, training_loop
+from training import training_options as sections
 
-# Defaults of the command line that the libraries do not share.
-G_LR = 0.0025                       # Every EG3D preset trains G at this rate.
+# Default of the command line that no library shares.
 NEURAL_RENDERING_FADE_KIMG = 1000   # Length of the rendering-resolution fade when a final resolution is given.
-AUGMENT_STRENGTHS = dict(xflip=1, rotate90=1, xint=1, scale=1, rotate=1, aniso=1, xfrac=1, brightness=1,
-                         contrast=1, lumaflip=1, hue=1, saturation=1)
 
 #----------------------------------------------------------------------------
 # Click parameter types.
@@ -153,72 +151,6 @@ def check_resume_pickle(c):
     except network_pickle.NetworkPickleError as err:
         raise click.ClickException(f'--resume: {err}')
 
-#----------------------------------------------------------------------------
-# Configuration, section by section in the key order of training_options.json.
-
-def rendering_kwargs_for(opts, resolution, sr_module):
-    rendering_kwargs = dict(
-        image_resolution=resolution, disparity_space_sampling=False, clamp_mode='softplus',
-        superresolution_module=sr_module, c_gen_conditioning_zero=not opts.gen_pose_cond,
-        gpc_reg_prob=opts.gpc_reg_prob if opts.gen_pose_cond else None, c_scale=opts.c_scale,
-        superresolution_noise_mode=opts.sr_noise_mode, density_reg=opts.density_reg,
-        density_reg_p_dist=opts.density_reg_p_dist, reg_type=opts.reg_type, decoder_lr_mul=opts.decoder_lr_mul,
-        sr_antialias=True,
-    )
-    rendering_kwargs.update(presets.rendering_preset(opts.cfg))
-    for key in ('depth_resolution', 'depth_resolution_importance'):
-        if opts[key] is not None:
-            rendering_kwargs[key] = opts[key]
-    return rendering_kwargs
-
-def _conv_clamp(num_fp16_res):
-    return 256 if num_fp16_res > 0 else None # Clamp the activations of fp16 layers only.
-
-def generator_kwargs(opts, rendering_kwargs):
-    # Modulated convolutions stay unfused while training ('inference_only').
-    return dnnlib.EasyDict(
-        class_name='training.triplane.TriPlaneGenerator', z_dim=512, w_dim=512,
-        mapping_kwargs=dnnlib.EasyDict(num_layers=opts.map_depth), channel_base=opts.cbase, channel_max=opts.cmax,
-        fused_modconv_default='inference_only', rendering_kwargs=rendering_kwargs, num_fp16_res=opts.g_num_fp16_res,
-        sr_num_fp16_res=opts.sr_num_fp16_res,
-        sr_kwargs=dnnlib.EasyDict(channel_base=opts.cbase, channel_max=opts.cmax, fused_modconv_default='inference_only'),
-        conv_clamp=_conv_clamp(opts.g_num_fp16_res))
-
-def discriminator_kwargs(opts):
-    return dnnlib.EasyDict(
-        class_name='training.dual_discriminator.DualDiscriminator',
-        block_kwargs=dnnlib.EasyDict(freeze_layers=opts.freezed), mapping_kwargs=dnnlib.EasyDict(),
-        epilogue_kwargs=dnnlib.EasyDict(mbstd_group_size=opts.mbstd_group), channel_base=opts.cbase,
-        channel_max=opts.cmax, disc_c_noise=opts.disc_c_noise, num_fp16_res=opts.d_num_fp16_res,
-        conv_clamp=_conv_clamp(opts.d_num_fp16_res))
-
-def adam_kwargs(lr):
-    return dnnlib.EasyDict(class_name='torch.optim.Adam', betas=[0, 0.99], eps=1e-8, lr=lr)
-
-def loss_kwargs_for(opts):
-    return dnnlib.EasyDict(
-        class_name='training.loss.StyleGAN2Loss', r1_gamma=opts.gamma, filter_mode='antialiased', blur_init_sigma=10,
-        blur_fade_kimg=opts.batch * opts.blur_fade_kimg / 32,
-        gpc_reg_prob=opts.gpc_reg_prob if opts.gen_pose_cond else None, gpc_reg_fade_kimg=opts.gpc_reg_fade_kimg,
-        dual_discrimination=True, neural_rendering_resolution_initial=opts.neural_rendering_resolution_initial,
-        neural_rendering_resolution_final=opts.neural_rendering_resolution_final,
-        neural_rendering_resolution_fade_kimg=opts.neural_rendering_resolution_fade_kimg,
-        style_mixing_prob=opts.style_mixing_prob)
-
-def augment_options(aug, target, p):
-    if aug == 'noaug':
-        return dict()
-    options = dict(augment_kwargs=dnnlib.EasyDict(class_name='training.augment.AugmentPipe', **AUGMENT_STRENGTHS))
-    if aug == 'ada':
-        options['ada_target'] = target
-    else:
-        options['augment_p'] = p
-    return options
-
-def run_description(opts, dataset_name):
-    desc = f'{opts.cfg}-{dataset_name}-gpus{opts.gpus}-batch{opts.batch}-gamma{opts.gamma:g}'
-    return desc if opts.desc is None else f'{desc}-{opts.desc}'
-
 def apply_resume(c, opts, desc):
     """Record what --resume continues from, and the settings that a networks-only resume changes."""
     try:
@@ -260,11 +192,11 @@ def build_config(opts):
         check_process_count(opts.gpus) # A dry run may be prepared on a machine without the GPUs.
 
     c = dnnlib.EasyDict()
-    c.G_kwargs = generator_kwargs(opts, rendering_kwargs_for(opts, dataset.resolution, sr_module))
-    c.D_kwargs = discriminator_kwargs(opts)
-    c.G_opt_kwargs = adam_kwargs(opts.glr if opts.glr is not None else G_LR)
-    c.D_opt_kwargs = adam_kwargs(opts.dlr)
-    c.loss_kwargs = loss_kwargs_for(opts)
+    c.G_kwargs = sections.generator_kwargs(opts, sections.rendering_kwargs_for(opts, dataset.resolution, sr_module))
+    c.D_kwargs = sections.discriminator_kwargs(opts)
+    c.G_opt_kwargs = sections.adam_kwargs(opts.glr if opts.glr is not None else sections.G_LR)
+    c.D_opt_kwargs = sections.adam_kwargs(opts.dlr)
+    c.loss_kwargs = sections.loss_kwargs_for(opts)
     c.data_loader_kwargs = dnnlib.EasyDict(pin_memory=True, prefetch_factor=2, num_workers=opts.workers)
     c.training_set_kwargs = dnnlib.EasyDict(class_name='training.dataset.ImageFolderDataset', path=opts.data,
                                             use_labels=opts.cond, max_size=dataset.size, xflip=opts.mirror,
@@ -274,8 +206,8 @@ def build_config(opts):
              network_snapshot_ticks=opts.snap, random_seed=opts.seed, ema_kimg=opts.batch * 10 / 32)
     if opts.density_reg > 0:
         c.G_reg_interval = opts.density_reg_every # Absent otherwise: G then trains in a single 'Gboth' phase.
-    c.update(augment_options(opts.aug, target=opts.target, p=opts.p))
-    desc = run_description(opts, dataset.name)
+    c.update(sections.augment_options(opts.aug, target=opts.target, p=opts.p))
+    desc = sections.run_description(opts, dataset.name)
     if opts.resume is not None:
         apply_resume(c, opts, desc)
     if opts.nobench:
