@@ -38,16 +38,17 @@ def latest(outdir, warnings=None):
 def test_snapshot_names_never_collide():
     assert snapshot.snapshot_name(32) == 'network-snapshot-000000.pkl'
     assert snapshot.snapshot_name(4032, previous_nimg=32) == 'network-snapshot-000004.pkl' # Usual runs: as before.
-    assert snapshot.snapshot_name(3, previous_nimg=1) == 'network-snapshot-000000.003.pkl'
-    assert snapshot.snapshot_name(1005, previous_nimg=1003) == 'network-snapshot-000001.005.pkl'
+    assert snapshot.snapshot_name(3, previous_nimg=1) == 'network-snapshot-000000_003.pkl'
+    assert snapshot.snapshot_name(1005, previous_nimg=1003) == 'network-snapshot-000001_005.pkl'
     names = []
     previous = None
     for nimg in [1, 3, 5, 999, 1000, 1001, 2000, 25_000_032]:
         names.append(snapshot.snapshot_name(nimg, previous))
         previous = nimg
     assert len(set(names)) == len(names)
+    assert sorted(names) == names # Sorting the file names lists the snapshots of a run in order.
     assert names[-1] == 'network-snapshot-025000.pkl'
-    assert snapshot.state_path_for('/r/network-snapshot-000000.003.pkl') == '/r/training-state-000000.003.pt'
+    assert snapshot.state_path_for('/r/network-snapshot-000000_003.pkl') == '/r/training-state-000000_003.pt'
     assert snapshot.state_path_for('/r/network-snapshot-000012.pkl') == '/r/training-state-000012.pt'
     assert snapshot.state_path_for('/r/my.pkl') is None
 

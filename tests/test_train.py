@@ -314,9 +314,9 @@ def test_two_process_training_run(data128, tmp_path):
     assert data['G_ema'].neural_rendering_resolution == 24 # Fade of length 0: the final resolution at once.
     assert all(torch.isfinite(p).all() for p in data['G'].parameters())
     # Snapshots at tick 0 (2 images) and at the end (4 images): the second name carries its image count.
-    state = snapshot.load_training_state(os.path.join(run_dir, 'training-state-000000.004.pt'))
+    state = snapshot.load_training_state(os.path.join(run_dir, 'training-state-000000_004.pt'))
     assert (state['cur_nimg'], state['cur_tick'], state['batch_idx'], state['num_gpus']) == (4, 2, 2, 2)
-    assert snapshot.pair_problem(os.path.join(run_dir, 'network-snapshot-000000.004.pkl')) is None
+    assert snapshot.pair_problem(os.path.join(run_dir, 'network-snapshot-000000_004.pkl')) is None
     assert len(state['per_rank']) == 2
     # Each rank has its own RNG stream (seed * W + rank).
     assert not torch.equal(state['per_rank'][0]['rng']['torch'], state['per_rank'][1]['rng']['torch'])

@@ -144,7 +144,7 @@ def test_resume_continues_exactly_after_a_failed_snapshot(data128, tmp_path, mon
     run_b2 = run_loop(tmp_path / 'b2', c, total_kimg=0.003, resume_pkl=pkl, resume_state=snapshot.state_path_for(pkl))
     # Run a snapshots at tick 0 and at the end, both within kimg 0, so the second name carries its image count;
     # run b2 snapshots only at the end.
-    final_a = _load(os.path.join(run_a, 'network-snapshot-000000.003.pkl'))
+    final_a = _load(os.path.join(run_a, 'network-snapshot-000000_003.pkl'))
     final_b = _load(os.path.join(run_b2, 'network-snapshot-000000.pkl'))
     tensors_a, tensors_b = _tensors(final_a), _tensors(final_b)
     assert tensors_a.keys() == tensors_b.keys()
@@ -152,7 +152,7 @@ def test_resume_continues_exactly_after_a_failed_snapshot(data128, tmp_path, mon
     assert float(final_a['augment_pipe'].p) == float(final_b['augment_pipe'].p) > 0 # ADA moved p.
     assert final_b['G_ema'].neural_rendering_resolution == final_a['G_ema'].neural_rendering_resolution == 20
 
-    state_a = snapshot.load_training_state(os.path.join(run_a, 'training-state-000000.003.pt'))
+    state_a = snapshot.load_training_state(os.path.join(run_a, 'training-state-000000_003.pt'))
     state_b = snapshot.load_training_state(os.path.join(run_b2, 'training-state-000000.pt'))
     for key in ['cur_nimg', 'cur_tick', 'batch_idx', 'sampler_nimg', 'augment_p', 'ada_pending']:
         assert state_a[key] == state_b[key], key
@@ -181,13 +181,13 @@ def test_ada_moves_p(scripted_config, tmp_path):
     c = scripted_config
     c_up = dict(c, loss_kwargs=dict(c.loss_kwargs, sign=1.0))
     run_dir = run_loop(tmp_path / 'up', c_up, total_kimg=0.005, ada_interval=1, ada_kimg=0.01)
-    data = _load(os.path.join(run_dir, 'network-snapshot-000000.005.pkl')) # The last of the snapshots at 1, 3, 5.
+    data = _load(os.path.join(run_dir, 'network-snapshot-000000_005.pkl')) # The last of the snapshots at 1, 3, 5.
     assert float(data['augment_pipe'].p) == pytest.approx(0.5) # 5 steps of 1 * 1 / 10 upwards (sign > target).
     last = [json.loads(line) for line in open(os.path.join(run_dir, 'stats.jsonl'))][-1]
     assert last['Progress/augment']['mean'] == pytest.approx(0.5)
     c_down = dict(c, loss_kwargs=dict(c.loss_kwargs, sign=-1.0))
     run_dir = run_loop(tmp_path / 'down', c_down, total_kimg=0.003, ada_interval=1, ada_kimg=0.01)
-    assert float(_load(os.path.join(run_dir, 'network-snapshot-000000.003.pkl'))['augment_pipe'].p) == 0 # Clamped.
+    assert float(_load(os.path.join(run_dir, 'network-snapshot-000000_003.pkl'))['augment_pipe'].p) == 0 # Clamped.
 
 def test_random_streams_and_phase_schedule(scripted_config, data128, tmp_path):
     # Original order: torch draws the snapshot-grid z right after setup, then len(phases) * batch z per iteration
@@ -210,7 +210,11 @@ def test_random_streams_and_phase_schedule(scripted_config, data128, tmp_path):
 
 def test_transient_nonfinite_is_logged(scripted_config, tmp_path, capsys):
     c = dict(scripted_config, loss_kwargs=dict(scripted_config.loss_kwargs, nan_at=[2]))
+    stale = tmp_path / 'run' / '.tmp-0123456789ab-network-snapshot-000000.pkl' # Left by a killed write.
+    os.makedirs(stale.parent)
+    stale.write_bytes(b'partial')
     run_loop(tmp_path / 'run', c, total_kimg=0.005, kimg_per_tick=0.002, nan_limit=2)
+    assert not stale.exists() # Removed when the run starts.
     out = capsys.readouterr().out
     assert 'Warning: 1 iteration(s) of this tick had non-finite losses or gradients' in out
     assert 'Exiting...' in out
@@ -220,7 +224,7 @@ def test_persistent_nonfinite_stops(scripted_config, tmp_path):
     run_dir = tmp_path / 'run'
     with pytest.raises(training_loop.TrainingDiverged) as err:
         run_loop(run_dir, c, total_kimg=0.05, kimg_per_tick=0.002, network_snapshot_ticks=1, nan_limit=3)
-    pkl = str(run_dir / 'network-snapshot-000000.003.pkl') # The second snapshot within kimg 0.
+    pkl = str(run_dir / 'network-snapshot-000000_003.pkl') # The second snapshot within kimg 0.
     assert str(err.value).startswith('3 consecutive iterations with non-finite losses or gradients (limit 3)')
     assert str(err.value).endswith(f'Last good snapshot: {pkl}')
     assert snapshot.load_training_state(snapshot.state_path_for(pkl))['cur_nimg'] == 3 # Written at tick 1.

@@ -8,7 +8,8 @@ names the pickle beside it; a run killed between the two writes leaves a pickle 
 
 Names: the first snapshot within a kimg is `network-snapshot-<kimg:06d>.pkl`; a later
 one within the same kimg (only with ticks shorter than 1 kimg) appends its image count within that kimg,
-`network-snapshot-<kimg:06d>.<nimg mod 1000:03d>.pkl`, so that no snapshot of a run overwrites another.
+`network-snapshot-<kimg:06d>_<nimg mod 1000:03d>.pkl`, so that no snapshot of a run overwrites another
+(and sorting the names keeps the order of writing: '.' sorts before '_').
 """
 
 import hashlib
@@ -26,7 +27,7 @@ import dnnlib
 STATE_FORMAT = 'eg3d-training-state'
 STATE_VERSION = 2
 
-_SNAPSHOT_RE = re.compile(r'network-snapshot-(\d{6,})(?:\.(\d{3}))?\.pkl')
+_SNAPSHOT_RE = re.compile(r'network-snapshot-(\d{6,})(?:_(\d{3}))?\.pkl')
 _RUN_DIR_RE = re.compile(r'(\d+)-(.*)')
 
 # Settings that a run continuing another with its full training state may change: resources, bookkeeping,
@@ -90,7 +91,7 @@ def snapshot_name(cur_nimg: int, previous_nimg=None) -> str:
     kimg, rest = divmod(int(cur_nimg), 1000)
     if previous_nimg is None or int(previous_nimg) // 1000 != kimg:
         return f'network-snapshot-{kimg:06d}.pkl'
-    return f'network-snapshot-{kimg:06d}.{rest:03d}.pkl'
+    return f'network-snapshot-{kimg:06d}_{rest:03d}.pkl'
 
 def _parse_snapshot_name(name):
     """(kimg, images within the kimg or -1 for the plain name) of a snapshot file name, else None."""
