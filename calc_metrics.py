@@ -3,81 +3,112 @@
 import copy
 import json
 import os
-import tempfile
 
 import click
 import torch
 
 import dnnlib
 from metrics import metric_main, metric_utils
-from torch_utils import misc, training_stats
-from training import network_pickle
+from torch_utils import distributed, misc, training_stats
+from training import cli_utils, network_pickle
 
 #----------------------------------------------------------------------------
+# The evaluating processes.
 
-def subprocess_fn(rank, args, temp_dir):
-    with dnnlib.util.Logger(should_flush=True): # Flush every line (spawned processes write to pipes).
-        _evaluate(rank=rank, args=args, temp_dir=temp_dir)
-
-def _evaluate(rank, args, temp_dir):
-    use_cuda = torch.cuda.is_available()
-    device = torch.device('cuda', rank) if use_cuda else torch.device('cpu')
-
-    if args.num_gpus > 1:
-        init_file = os.path.abspath(os.path.join(temp_dir, '.torch_distributed_init'))
-        if os.name == 'nt':
-            init_method, backend = 'file:///' + init_file.replace('\\', '/'), 'gloo'
-        else:
-            init_method, backend = f'file://{init_file}', ('nccl' if use_cuda else 'gloo')
-        torch.distributed.init_process_group(backend=backend, init_method=init_method, rank=rank, world_size=args.num_gpus)
+def evaluate(rank, job):
+    """Compute every requested metric of job.G as process `rank` of job.num_gpus (rank 0 reports)."""
+    device = distributed.device_for(rank, select=False)
+    if job.num_gpus > 1:
         training_stats.init_multiprocessing(rank=rank, sync_device=device)
-
+    speak = rank == 0 and job.verbose
     # Full-precision matmuls and convolutions, as in training.
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
 
-    G = copy.deepcopy(args.G).eval().requires_grad_(False).to(device)
-    if rank == 0 and args.verbose:
-        z = torch.zeros([1, G.z_dim], device=device)
-        c = torch.as_tensor(args.summary_c, device=device).reshape(1, G.c_dim) # A real camera, so rendering is sane.
-        misc.print_module_summary(G, [z, c])
-
-    for metric in args.metrics:
-        if rank == 0 and args.verbose:
+    G = copy.deepcopy(job.G).eval().requires_grad_(False).to(device)
+    if speak:
+        # A real camera from the dataset, so that the summary's rendering is sane.
+        camera = torch.as_tensor(job.summary_c, device=device).reshape(1, G.c_dim)
+        misc.print_module_summary(G, [torch.zeros([1, G.z_dim], device=device), camera])
+    for metric in job.metrics:
+        if speak:
             print(f'Calculating {metric}...')
-        progress = metric_utils.ProgressMonitor(verbose=args.verbose)
-        result_dict = metric_main.calc_metric(metric=metric, G=G, dataset_kwargs=args.dataset_kwargs,
-            num_gpus=args.num_gpus, rank=rank, device=device, progress=progress)
+        result = metric_main.calc_metric(metric=metric, G=G, dataset_kwargs=job.dataset_kwargs,
+                                         num_gpus=job.num_gpus, rank=rank, device=device,
+                                         progress=metric_utils.ProgressMonitor(verbose=job.verbose))
         if rank == 0:
-            metric_main.report_metric(result_dict, run_dir=args.run_dir, snapshot_pkl=args.network_pkl)
-        if rank == 0 and args.verbose:
+            metric_main.report_metric(result, run_dir=job.run_dir, snapshot_pkl=job.network_pkl)
+        if speak:
             print()
-    if rank == 0 and args.verbose:
+    if speak:
         print('Exiting...')
-    if args.num_gpus > 1:
-        torch.distributed.destroy_process_group() # Exiting with live gloo threads can abort the process.
+
+def logged_evaluate(rank, job):
+    with dnnlib.util.Logger(should_flush=True): # Flush every line: spawned processes write to pipes.
+        evaluate(rank, job)
 
 #----------------------------------------------------------------------------
+# Checks and the job description, all before any metric runs.
 
-def parse_comma_separated_list(s):
-    # 'none' (any case) and the empty string mean no metrics.
-    if isinstance(s, list):
-        return s
-    if s is None or s.lower() in ('', 'none'):
-        return []
-    return s.split(',')
+def check_metrics(ctx, metrics):
+    unknown = [name for name in metrics if not metric_main.is_valid_metric(name)]
+    if unknown:
+        ctx.fail(f'--metrics: unknown metric {unknown[0]} (valid: {", ".join(metric_main.list_valid_metrics())})')
+    for name in metrics:
+        try:
+            metric_main.check_metric_supported(name)
+        except ValueError as err:
+            ctx.fail(f'--metrics: {err}')
+
+def dataset_options(ctx, data, mirror, stored, G):
+    """Dataset kwargs: --data, else what the pickle stored at training time (relative paths: against the cwd)."""
+    if data is not None:
+        kwargs = dnnlib.EasyDict(class_name='training.dataset.ImageFolderDataset', path=data)
+    elif stored is not None:
+        kwargs = dnnlib.EasyDict(stored)
+    else:
+        ctx.fail('Could not look up dataset options; please specify --data')
+    kwargs.resolution = G.img_resolution
+    kwargs.use_labels = G.c_dim != 0
+    if mirror is not None:
+        kwargs.xflip = mirror
+    return kwargs
+
+def first_label(dataset_kwargs, origin, c_dim):
+    """Open and check the dataset; return its first label (the camera of the network summary)."""
+    try:
+        dataset = dnnlib.util.construct_class_by_name(**dataset_kwargs)
+        validate = getattr(dataset, 'validate', None)
+        if validate is not None:
+            validate()
+        label_dim = dataset.label_dim
+    except (OSError, ValueError) as err:
+        raise click.ClickException(f'{origin}: {" ".join(str(err).split())}')
+    if label_dim != c_dim:
+        raise click.ClickException(f'{origin}: {dataset_kwargs.path}: dataset labels have {label_dim} numbers, '
+                                   f'the network expects c_dim = {c_dim} (labels come from dataset.json)')
+    return dataset.get_label(0)
+
+def run_dir_of(network_pkl):
+    """The training run folder holding the pickle, where results are also appended; None elsewhere."""
+    folder = os.path.dirname(network_pkl)
+    if os.path.isfile(network_pkl) and os.path.isfile(os.path.join(folder, 'training_options.json')):
+        return folder
+    return None
 
 #----------------------------------------------------------------------------
 
 @click.command()
 @click.pass_context
 @click.option('network_pkl', '--network', help='Network pickle (path or URL)', metavar='PATH', required=True)
-@click.option('--metrics', help='Comma-separated metric names, or none', metavar='[NAME|A,B,C|none]', type=parse_comma_separated_list, default='fid50k_full', show_default=True)
+@click.option('--metrics', help='Comma-separated metric names, or none', metavar='[NAME|A,B,C|none]', type=cli_utils.parse_comma_separated_list, default='fid50k_full', show_default=True)
 @click.option('--data', help='Dataset to compare against  [default: from the pickle]', metavar='[ZIP|DIR]')
 @click.option('--mirror', help='Add x-flipped copies of the dataset images  [default: from the pickle]', type=bool, metavar='BOOL')
 @click.option('--gpus', help='Number of processes (one GPU each)', type=int, default=1, metavar='INT', show_default=True)
 @click.option('--verbose', help='Print the network summary, progress and status lines', type=bool, default=True, metavar='BOOL', show_default=True)
-def calc_metrics(ctx, network_pkl, metrics, data, mirror, gpus, verbose):
+@cli_utils.trust_embedded_code_option
+@cli_utils.one_line_errors
+def calc_metrics(ctx, network_pkl, metrics, data, mirror, gpus, verbose, trust_embedded_code):
     """Evaluate metrics of a network snapshot (its G_ema) against a dataset.
 
     \b
@@ -96,77 +127,36 @@ def calc_metrics(ctx, network_pkl, metrics, data, mirror, gpus, verbose):
     ppl2_wend, eqt50k_int, eqt50k_frac and eqr50k are known names that cannot run on EG3D.
     """
     with dnnlib.util.Logger(should_flush=True):
-        _calc_metrics(ctx, network_pkl=network_pkl, metrics=metrics, data=data, mirror=mirror, gpus=gpus, verbose=verbose)
+        check_metrics(ctx, metrics)
+        if gpus < 1:
+            ctx.fail('--gpus must be at least 1')
+        if torch.cuda.is_available() and gpus > torch.cuda.device_count():
+            ctx.fail(f'--gpus={gpus}, but only {torch.cuda.device_count()} CUDA device(s) are visible')
+        if not dnnlib.util.is_url(network_pkl, allow_file_urls=True) and not os.path.isfile(network_pkl):
+            ctx.fail(f'--network must point to a file or URL: {network_pkl}')
 
-def _calc_metrics(ctx, network_pkl, metrics, data, mirror, gpus, verbose):
-    args = dnnlib.EasyDict(metrics=metrics, num_gpus=gpus, network_pkl=network_pkl, verbose=verbose)
-
-    if not all(metric_main.is_valid_metric(metric) for metric in args.metrics):
-        ctx.fail('\n'.join(['--metrics can only contain the following values:'] + metric_main.list_valid_metrics()))
-    for metric in args.metrics:
+        if verbose:
+            print(f'Loading network from "{network_pkl}"...')
         try:
-            metric_main.check_metric_supported(metric)
-        except ValueError as err:
-            ctx.fail(f'--metrics: {err}')
-    if not args.num_gpus >= 1:
-        ctx.fail('--gpus must be at least 1')
-    if torch.cuda.is_available() and args.num_gpus > torch.cuda.device_count():
-        ctx.fail(f'--gpus={args.num_gpus}, but only {torch.cuda.device_count()} CUDA device(s) are visible')
+            snapshot = network_pickle.open_network_pkl(network_pkl, trust_embedded_code=trust_embedded_code)
+        except network_pickle.NetworkPickleError as err:
+            raise click.ClickException(str(err))
+        G = snapshot['G_ema']
+        dataset_kwargs = dataset_options(ctx, data, mirror, snapshot.get('training_set_kwargs'), G)
+        if verbose:
+            print('Dataset options:')
+            print(json.dumps(dataset_kwargs, indent=2))
+        origin = '--data' if data is not None else "dataset of the pickle's training_set_kwargs (--data overrides it)"
+        job = dnnlib.EasyDict(G=G, metrics=metrics, num_gpus=gpus, network_pkl=network_pkl, verbose=verbose,
+                              dataset_kwargs=dataset_kwargs, summary_c=first_label(dataset_kwargs, origin, G.c_dim),
+                              run_dir=run_dir_of(network_pkl))
 
-    if not dnnlib.util.is_url(network_pkl, allow_file_urls=True) and not os.path.isfile(network_pkl):
-        ctx.fail(f'--network must point to a file or URL: {network_pkl}')
-    if args.verbose:
-        print(f'Loading network from "{network_pkl}"...')
-    try:
-        network_dict = network_pickle.open_network_pkl(network_pkl)
-    except network_pickle.NetworkPickleError as err:
-        raise click.ClickException(str(err))
-    args.G = network_dict['G_ema']
-
-    # Dataset: --data, else the options stored at training time (relative paths resolve against the cwd).
-    if data is not None:
-        args.dataset_kwargs = dnnlib.EasyDict(class_name='training.dataset.ImageFolderDataset', path=data)
-    elif network_dict.get('training_set_kwargs') is not None:
-        args.dataset_kwargs = dnnlib.EasyDict(network_dict['training_set_kwargs'])
-    else:
-        ctx.fail('Could not look up dataset options; please specify --data')
-    args.dataset_kwargs.resolution = args.G.img_resolution
-    args.dataset_kwargs.use_labels = (args.G.c_dim != 0)
-    if mirror is not None:
-        args.dataset_kwargs.xflip = mirror
-    if args.verbose:
-        print('Dataset options:')
-        print(json.dumps(args.dataset_kwargs, indent=2))
-
-    # Fail here, in one line, rather than inside the metric loop.
-    origin = '--data' if data is not None else 'dataset of the pickle\'s training_set_kwargs (--data overrides it)'
-    try:
-        dataset = dnnlib.util.construct_class_by_name(**args.dataset_kwargs)
-        label_dim = dataset.label_dim
-    except OSError as err:
-        raise click.ClickException(f'{origin}: {err}')
-    if label_dim != args.G.c_dim:
-        raise click.ClickException(f'{origin}: {args.dataset_kwargs.path}: dataset labels have {label_dim} numbers, '
-                                   f'the network expects c_dim = {args.G.c_dim} (labels come from dataset.json)')
-    args.summary_c = dataset.get_label(0)
-
-    # Results go to the run dir when the pickle sits in one.
-    args.run_dir = None
-    if os.path.isfile(network_pkl):
-        pkl_dir = os.path.dirname(network_pkl)
-        if os.path.isfile(os.path.join(pkl_dir, 'training_options.json')):
-            args.run_dir = pkl_dir
-
-    if args.verbose:
-        print('Launching processes...')
-    with tempfile.TemporaryDirectory() as temp_dir:
-        if args.num_gpus == 1:
-            try:
-                subprocess_fn(rank=0, args=args, temp_dir=temp_dir)
-            except OSError as err: # Detector, statistics cache or image files: the messages name the file.
-                raise click.ClickException(str(err))
-        else:
-            torch.multiprocessing.spawn(fn=subprocess_fn, args=(args, temp_dir), nprocs=args.num_gpus)
+        if verbose:
+            print('Launching processes...')
+        try:
+            distributed.launch_local(logged_evaluate, num_processes=gpus, args=(job,))
+        except OSError as err: # Detector, statistics cache or image files: the messages name the file.
+            raise click.ClickException(str(err))
 
 #----------------------------------------------------------------------------
 

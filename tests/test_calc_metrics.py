@@ -33,8 +33,10 @@ def setup(tmp_path, monkeypatch):
     snapshot.write_bytes(b'stand-in')
     training_set_kwargs = dict(dataset_kwargs(tmp_path / 'data'), max_size=12)
     loaded = dict(G_ema=ReplayGenerator(images), training_set_kwargs=training_set_kwargs)
+    loader_kwargs = [] # What calc_metrics passes to the loader.
 
     def open_network_pkl(network_pkl, **kwargs):
+        loader_kwargs.append(kwargs)
         if os.path.basename(network_pkl) == 'broken.pkl':
             return real_open_network_pkl(network_pkl, **kwargs)
         return dict(loaded)
@@ -42,6 +44,7 @@ def setup(tmp_path, monkeypatch):
     monkeypatch.setattr(network_pickle, 'open_network_pkl', open_network_pkl)
     # fid50k_full's settings with 120 generated images (test_metrics checks the registered metrics' settings).
     monkeypatch.setitem(metric_main._metric_dict, 'fid120_full', small_fid_metric)
+    loaded['loader_kwargs'] = loader_kwargs
     return tmp_path, run_dir, snapshot, loaded
 
 def run(*args):
@@ -86,7 +89,7 @@ def test_data_and_mirror_flags(setup):
     assert 'Calculating' not in result.output and not os.path.exists(tmp_path / 'cache')
 
 @pytest.mark.parametrize('flags, message', [
-    (['--metrics=fid1k'], 'Error: --metrics can only contain the following values:\n' + '\n'.join(metric_main.list_valid_metrics())),
+    (['--metrics=fid1k'], 'Error: --metrics: unknown metric fid1k (valid: ' + ', '.join(metric_main.list_valid_metrics())),
     (['--metrics=fid50k_full,ppl2_wend'], 'Error: --metrics: ppl2_wend: perceptual path length is not supported for EG3D generators'),
     (['--metrics=eqr50k'], 'Error: --metrics: eqr50k: equivariance metrics are not supported for EG3D generators'),
     (['--gpus=0'], 'Error: --gpus must be at least 1'),
@@ -130,3 +133,9 @@ def test_runtime_errors_are_one_line(setup):
     assert error_line(result).startswith(f'Error: {tmp_path / "detectors" / "inception-2015-12-05.pkl"}: no such file')
 
 #----------------------------------------------------------------------------
+
+def test_trust_embedded_code_reaches_the_loader(setup):
+    _tmp_path, _run_dir, snapshot, loaded = setup
+    assert run(f'--network={snapshot}', '--metrics=none').exit_code == 0
+    assert run(f'--network={snapshot}', '--metrics=none', '--trust-embedded-code').exit_code == 0
+    assert loaded['loader_kwargs'] == [dict(trust_embedded_code=False), dict(trust_embedded_code=True)]

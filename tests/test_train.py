@@ -5,6 +5,7 @@ import glob
 import json
 import math
 import os
+import pickle
 
 import numpy as np
 import PIL.Image
@@ -16,7 +17,7 @@ from conftest import GOLDEN_DIR, STATE_DICTS_DIR
 import dnnlib
 import legacy
 import train
-from training import snapshot
+from training import snapshot, training_loop
 
 #----------------------------------------------------------------------------
 # Helpers shared with test_training_loop.py.
@@ -164,7 +165,7 @@ def test_comma_list_and_number_types(data128, tmp_path):
     (['--batch-gpu=4'], '--batch must be a multiple of --gpus times --batch-gpu'),
     (['--mbstd-group=4'], '--batch-gpu cannot be smaller than --mbstd-group'),
     (['--batch=6', '--batch-gpu=3'], '--batch-gpu must be a multiple of --mbstd-group'),
-    (['--metrics=fid50k_full,fid1k'], '--metrics can only contain the following values:\nfid50k_full\nkid50k_full'),
+    (['--metrics=fid50k_full,fid1k'], '--metrics: unknown metric fid1k (valid: fid50k_full, kid50k_full,'),
     (['--metrics=ppl2_wend'], '--metrics: ppl2_wend cannot be computed for an EG3D generator'),
     (['--metrics=eqt50k_int'], '--metrics: eqt50k_int cannot be computed for an EG3D generator'),
     (['--cond=False'], '--cond=False is not supported'),
@@ -199,17 +200,6 @@ def test_bool_spellings(data128, tmp_path):
     for value, expected in [('1', True), ('yes', True), ('On', True), ('0', False), ('f', False), ('n', False)]:
         assert parse_config(tiny_args(tmp_path, data128, f'--mirror={value}'))[0].training_set_kwargs.xflip is expected
 
-def test_process_group_backend_and_rendezvous(monkeypatch):
-    monkeypatch.setattr(train.torch.cuda, 'is_available', lambda: True)
-    assert train._backend() == 'nccl'
-    assert train._file_init_method('/tmp/x/.torch_distributed_init') == 'file:///tmp/x/.torch_distributed_init'
-    monkeypatch.setattr(train.os, 'name', 'nt') # The original uses gloo and a file:/// URL on Windows.
-    assert train._backend() == 'gloo'
-    assert train._file_init_method('C:\\tmp\\.torch_distributed_init') == 'file:///C:/tmp/.torch_distributed_init'
-    monkeypatch.undo()
-    monkeypatch.setattr(train.torch.cuda, 'is_available', lambda: False)
-    assert train._backend() == 'gloo'
-
 #----------------------------------------------------------------------------
 # Resume selection.
 
@@ -218,31 +208,34 @@ def _touch(path, data=b''):
     with open(path, 'wb') as f:
         f.write(data)
 
+def _write_pair(pkl, c=None, nimg=None):
+    """A stand-in snapshot pair: pickle bytes and a training state that records them (and config c's options)."""
+    pkl = str(pkl)
+    _touch(pkl, data=f'stand-in for {pkl}'.encode())
+    if nimg is None:
+        nimg = int(os.path.basename(pkl).split('-')[-1].split('.')[0]) * 1000
+    options = training_loop.recorded_options(c or {}) # What the training loop stores.
+    identity = snapshot.pickle_identity(os.path.basename(pkl), snapshot.file_sha256(pkl), cur_nimg=nimg, cur_tick=1)
+    snapshot.save_training_state(snapshot.state_path_for(pkl), dict(options=options, snapshot=identity))
+
 def test_find_latest_snapshot(tmp_path):
     desc = 'shapenet-cars_128-gpus1-batch2-gamma0.3'
     assert snapshot.find_latest_snapshot(str(tmp_path / 'none'), desc) is None
-    _touch(tmp_path / f'00000-{desc}' / 'network-snapshot-000400.pkl')
-    _touch(tmp_path / f'00000-{desc}' / 'training-state-000400.pt')
-    _touch(tmp_path / f'00001-{desc}' / 'network-snapshot-000200.pkl')
-    _touch(tmp_path / f'00001-{desc}' / 'training-state-000200.pt')
-    _touch(tmp_path / f'00001-{desc}' / 'network-snapshot-000100.pkl')
-    _touch(tmp_path / f'00001-{desc}' / 'training-state-000100.pt')
+    _write_pair(tmp_path / f'00000-{desc}' / 'network-snapshot-000400.pkl')
+    _write_pair(tmp_path / f'00001-{desc}' / 'network-snapshot-000200.pkl')
+    _write_pair(tmp_path / f'00001-{desc}' / 'network-snapshot-000100.pkl')
     _touch(tmp_path / f'00002-{desc}' / 'network-snapshot-000300.pkl') # Killed before its state was written.
-    _touch(tmp_path / f'00002-{desc}' / '.network-snapshot-000400.pkl.0123.tmp') # Killed while writing.
-    _touch(tmp_path / f'00009-{desc}-other' / 'network-snapshot-000900.pkl')
-    _touch(tmp_path / f'00009-{desc}-other' / 'training-state-000900.pt')
-    pkl, state = snapshot.find_latest_snapshot(str(tmp_path), desc)
+    _touch(tmp_path / f'00002-{desc}' / '.tmp-0123456789ab-network-snapshot-000400.pkl') # Killed while writing.
+    _write_pair(tmp_path / f'00009-{desc}-other' / 'network-snapshot-000900.pkl')
+    warnings = []
+    pkl, state = snapshot.find_latest_snapshot(str(tmp_path), desc, warn=warnings.append)
     assert pkl == str(tmp_path / f'00001-{desc}' / 'network-snapshot-000200.pkl')
     assert state == str(tmp_path / f'00001-{desc}' / 'training-state-000200.pt')
+    assert len(warnings) == 1 and 'network-snapshot-000300.pkl has no consistent training state' in warnings[0]
     for path in glob.glob(str(tmp_path / '*' / 'training-state-*.pt')):
         os.remove(path)
-    assert snapshot.find_latest_snapshot(str(tmp_path), desc) == (
+    assert snapshot.find_latest_snapshot(str(tmp_path), desc, warn=warnings.append) == (
         str(tmp_path / f'00002-{desc}' / 'network-snapshot-000300.pkl'), None)
-
-def _fake_state(path, c):
-    """A training-state file whose stored options are those of config c (as the training loop records them)."""
-    options = {key: value for key, value in c.items() if key != 'run_dir'}
-    snapshot.save_training_state(path, dict(options=json.loads(json.dumps(options))))
 
 def test_resume_latest_and_state_decision(data128, tmp_path):
     outdir = tmp_path / 'runs'
@@ -254,8 +247,7 @@ def test_resume_latest_and_state_decision(data128, tmp_path):
     c_prev, desc = parse_config(tiny_args(outdir, data128))
     run_dir = outdir / f'00000-{desc}'
     pkl = str(run_dir / 'network-snapshot-000004.pkl')
-    _touch(pkl)
-    _fake_state(snapshot.state_path_for(pkl), c_prev)
+    _write_pair(pkl, c_prev)
     c, _ = parse_config(tiny_args(outdir, data128, '--resume=latest', '--kimg=1', '--snap=5', '--workers=2'))
     assert (c.resume_pkl, c.resume_state) == (pkl, snapshot.state_path_for(pkl))
     assert 'ada_kimg' not in c and 'ema_rampup' not in c # Schedules continue: no resume changes.
@@ -276,8 +268,7 @@ def test_resume_latest_and_state_decision(data128, tmp_path):
     # A continued run inherits the resume-dependent settings of the run it continues.
     c_stage2, _ = parse_config(tiny_args(outdir, data128, f'--resume={pkl}', '--resume-mode=networks'))
     pkl2 = str(outdir / f'00001-{desc}' / 'network-snapshot-000008.pkl')
-    _touch(pkl2)
-    _fake_state(snapshot.state_path_for(pkl2), c_stage2)
+    _write_pair(pkl2, c_stage2)
     c, _ = parse_config(tiny_args(outdir, data128, '--resume=latest'))
     assert (c.resume_pkl, c.ada_kimg, c.ema_rampup, c.loss_kwargs.blur_init_sigma) == (pkl2, 100, None, 0)
 
@@ -322,10 +313,86 @@ def test_two_process_training_run(data128, tmp_path):
     assert set(data) == {'training_set_kwargs', 'G', 'D', 'G_ema', 'augment_pipe'}
     assert data['G_ema'].neural_rendering_resolution == 24 # Fade of length 0: the final resolution at once.
     assert all(torch.isfinite(p).all() for p in data['G'].parameters())
-    state = snapshot.load_training_state(os.path.join(run_dir, 'training-state-000000.pt'))
+    # Snapshots at tick 0 (2 images) and at the end (4 images): the second name carries its image count.
+    state = snapshot.load_training_state(os.path.join(run_dir, 'training-state-000000_004.pt'))
     assert (state['cur_nimg'], state['cur_tick'], state['batch_idx'], state['num_gpus']) == (4, 2, 2, 2)
+    assert snapshot.pair_problem(os.path.join(run_dir, 'network-snapshot-000000_004.pkl')) is None
     assert len(state['per_rank']) == 2
     # Each rank has its own RNG stream (seed * W + rank).
     assert not torch.equal(state['per_rank'][0]['rng']['torch'], state['per_rank'][1]['rng']['torch'])
+
+#----------------------------------------------------------------------------
+#----------------------------------------------------------------------------
+# Inputs checked before anything is created (one line naming the file or flag, non-zero exit, no run folder).
+
+def _error_line(result):
+    lines = [line for line in result.output.splitlines() if line.startswith('Error:')]
+    assert len(lines) == 1, result.output
+    return lines[0]
+
+@pytest.mark.parametrize('content, problem', [(None, 'truncated file'), (b'just some text\n', 'cannot read')])
+def test_unreadable_resume_pickle_fails_at_start(data128, tmp_path, content, problem):
+    pkl = tmp_path / 'prev.pkl'
+    if content is None: # A real pickle, cut short.
+        payload = pickle.dumps(dict(G=list(range(10000))))
+        content = payload[:len(payload) // 2]
+    pkl.write_bytes(content)
+    result = invoke(tiny_args(tmp_path / 'runs', data128, f'--resume={pkl}'))
+    assert result.exit_code == 1
+    line = _error_line(result)
+    assert line.startswith(f'Error: --resume: {pkl}') and problem in line
+    assert not (tmp_path / 'runs').exists()
+
+def test_dry_run_with_missing_resume_file_warns(data128, tmp_path):
+    missing = tmp_path / 'gone' / 'network-snapshot-000100.pkl'
+    result = invoke(tiny_args(tmp_path / 'runs', data128, f'--resume={missing}', '--dry-run'))
+    assert result.exit_code == 0, result.output
+    assert f'Warning: --resume: {missing}: no such file' in result.output
+    assert f'"resume_pkl": "{missing}"' in result.output and 'Dry run; exiting.' in result.output
+    result = invoke(tiny_args(tmp_path / 'runs', data128, f'--resume={missing}'))
+    assert result.exit_code == 1 and _error_line(result) == f'Error: --resume: {missing}: no such file'
+    assert not (tmp_path / 'runs').exists()
+
+@pytest.mark.parametrize('flag', ['--gamma=nan', '--gamma=inf', '--dlr=nan', '--density_reg_every=inf', '--kimg=nan',
+                                  '--tick=-1'])
+def test_non_finite_numbers_are_refused(data128, tmp_path, flag):
+    result = invoke(tiny_args(tmp_path / 'runs', data128, flag))
+    assert result.exit_code == 2
+    assert flag.split('=')[0] in _error_line(result)
+    assert not (tmp_path / 'runs').exists()
+
+def test_trust_embedded_code_reaches_the_loader(data128, tmp_path, monkeypatch):
+    pkl = tmp_path / 'fork.pkl'
+    pkl.write_bytes(b'stand-in')
+    seen = []
+    monkeypatch.setattr(train.network_pickle, 'open_network_pkl', lambda path, **kwargs: seen.append(kwargs))
+    c, _ = parse_config(tiny_args(tmp_path, data128, f'--resume={pkl}', '--trust-embedded-code'))
+    assert c.trust_embedded_code is True and list(c)[-1] == 'trust_embedded_code'
+    train.check_resume_pickle(c)
+    assert seen == [dict(trust_embedded_code=True)]
+    c, _ = parse_config(tiny_args(tmp_path, data128, f'--resume={pkl}'))
+    assert 'trust_embedded_code' not in c # Default: training_options.json as the original's.
+    train.check_resume_pickle(c)
+    assert seen[-1] == dict(trust_embedded_code=False)
+
+# The two tests below need ImageFolderDataset's checks at open time and its validate() (datasets branch).
+
+def test_dataset_listing_a_missing_file_fails_at_start(tmp_path):
+    data = make_dataset(tmp_path / 'cars_128', num_images=3)
+    os.remove(os.path.join(data, 'img0001.png'))
+    result = invoke(tiny_args(tmp_path / 'runs', data, '--dry-run'))
+    assert result.exit_code == 1
+    line = _error_line(result)
+    assert line.startswith('Error: --data: ') and 'img0001.png' in line
+    assert not (tmp_path / 'runs').exists()
+
+def test_dataset_with_odd_image_fails_at_start(tmp_path):
+    data = make_dataset(tmp_path / 'cars_128', num_images=3)
+    PIL.Image.new('RGB', (64, 64)).save(os.path.join(data, 'img0002.png'))
+    result = invoke(tiny_args(tmp_path / 'runs', data))
+    assert result.exit_code == 1
+    line = _error_line(result)
+    assert line.startswith('Error: --data: ') and 'img0002.png' in line
+    assert not (tmp_path / 'runs').exists()
 
 #----------------------------------------------------------------------------

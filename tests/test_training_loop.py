@@ -1,15 +1,12 @@
 """training/training_loop.py and training/snapshot.py: phases, EMA, ADA, image grids, exact full-state resume,
 crash-safe snapshots, and the non-finite guard (in-process runs of the loop on CPU)."""
 
-import copy
-import glob
 import json
 import os
 import pickle
 import types
 
 import numpy as np
-import PIL.Image
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -78,89 +75,6 @@ def scripted_config(data128, tmp_path_factory):
 #----------------------------------------------------------------------------
 # Building blocks.
 
-def test_phases_and_lazy_regularization_rates():
-    G, D = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
-    opt_kwargs = dict(class_name='torch.optim.Adam', betas=[0, 0.99], eps=1e-8)
-    phases, opts = training_loop.setup_phases(G=G, D=D, G_opt_kwargs=dict(opt_kwargs, lr=0.0025),
-                                              D_opt_kwargs=dict(opt_kwargs, lr=0.002), G_reg_interval=4.0,
-                                              D_reg_interval=16)
-    assert [(p.name, p.interval) for p in phases] == [('Gmain', 1), ('Greg', 4.0), ('Dmain', 1), ('Dreg', 16)]
-    assert phases[0].opt is phases[1].opt is opts['G'] and phases[2].opt is phases[3].opt is opts['D']
-    G_group, D_group = opts['G'].param_groups[0], opts['D'].param_groups[0]
-    assert G_group['lr'] == pytest.approx(0.002, abs=1e-12) and G_group['eps'] == 1e-8
-    assert G_group['betas'][0] == 0 and G_group['betas'][1] == pytest.approx(0.9919919678, abs=1e-10)
-    assert D_group['lr'] == pytest.approx(0.0018823529, abs=1e-10)
-    assert D_group['betas'][1] == pytest.approx(0.9905854573, abs=1e-10)
-    phases, _ = training_loop.setup_phases(G=G, D=D, G_opt_kwargs=dict(opt_kwargs, lr=0.0025),
-                                           D_opt_kwargs=dict(opt_kwargs, lr=0.002), G_reg_interval=None,
-                                           D_reg_interval=2.5)
-    assert [p.name for p in phases] == ['Gboth', 'Dmain', 'Dreg']
-    assert phases[0].opt.param_groups[0]['lr'] == 0.0025
-    assert [i for i in range(12) if i % phases[2].interval == 0] == [0, 5, 10] # Float intervals.
-
-def test_run_phases_sums_chunk_gradients():
-    G, D = torch.nn.Linear(2, 1, bias=False), torch.nn.Linear(2, 1, bias=False)
-    G.requires_grad_(False)
-    D.requires_grad_(False)
-    opt_kwargs = dict(class_name='torch.optim.Adam', betas=[0, 0.99], eps=1e-8, lr=0.001)
-    phases, _ = training_loop.setup_phases(G=G, D=D, G_opt_kwargs=opt_kwargs, D_opt_kwargs=opt_kwargs,
-                                           G_reg_interval=4.0, D_reg_interval=16)
-    calls = []
-
-    class MeanLoss:
-        nonfinite = torch.zeros([])
-
-        def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, gain, cur_nimg):
-            module = G if phase.startswith('G') else D
-            calls.append((phase, gain, module.weight.requires_grad))
-            (module(real_img).mean() * gain).backward()
-
-    real = torch.tensor([[1.0, 2.0], [3.0, 4.0]]).split(1) # Two chunks: d mean / d weight = the chunk's row.
-    gen = [torch.zeros([3, 1]).split(1)] * len(phases) # Three generator chunks, as on multi-GPU runs: one unused.
-    for batch_idx, expected_calls, gains in [(1, ['Gmain', 'Dmain'], (1, 1)), (16, [p.name for p in phases], (4, 16))]:
-        calls.clear()
-        training_loop.run_phases(phases, MeanLoss(), real, real, gen, gen, batch_idx=batch_idx, cur_nimg=0,
-                                 num_gpus=1, device=torch.device('cpu'))
-        assert [name for name, _gain, _rg in calls] == [name for name in expected_calls for _chunk in range(2)]
-        assert all(requires_grad for _name, _gain, requires_grad in calls) and not G.weight.requires_grad
-        # Chunk gradients are summed, not averaged; the last phase of each network leaves its gradient behind.
-        assert G.weight.grad.tolist() == [[4 * gains[0], 6 * gains[0]]]
-        assert D.weight.grad.tolist() == [[4 * gains[1], 6 * gains[1]]]
-
-def test_ema_update():
-    G = torch.nn.Linear(3, 2)
-    G.register_buffer('w_avg', torch.randn(2))
-    G.neural_rendering_resolution, G.rendering_kwargs = 96, dict(a=1)
-    G_ema = copy.deepcopy(G)
-    with torch.no_grad():
-        G_ema.weight.fill_(1)
-        G.w_avg.fill_(3)
-    old = G_ema.weight.clone()
-    beta = training_loop.update_ema(G_ema, G, cur_nimg=10**6, batch_size=32, ema_kimg=10, ema_rampup=0.05)
-    assert beta == pytest.approx(0.9977843871, abs=1e-10)
-    assert torch.allclose(G_ema.weight, beta * old + (1 - beta) * G.weight)
-    assert torch.equal(G_ema.w_avg, G.w_avg) and G_ema.neural_rendering_resolution == 96
-    assert G_ema.rendering_kwargs == G.rendering_kwargs and G_ema.rendering_kwargs is not G.rendering_kwargs
-    assert training_loop.update_ema(G_ema, G, 40000, 32, 10, 0.05) == pytest.approx(0.9889709164, abs=1e-10)
-    assert training_loop.update_ema(G_ema, G, 0, 32, 10, 0.05) == 0 # First iteration: G_ema becomes G.
-    assert torch.equal(G_ema.weight, G.weight)
-    assert training_loop.update_ema(G_ema, G, 0, 32, 10, None) == pytest.approx(0.9977843871, abs=1e-10)
-
-def test_ada_adjustment():
-    assert training_loop.ada_adjustment(0.7, 0.6, batch_size=32, ada_interval=4, ada_kimg=500) == 0.000256
-    assert training_loop.ada_adjustment(0.5, 0.6, 32, 4, 100) == pytest.approx(-0.00128)
-    assert training_loop.ada_adjustment(0.6, 0.6, 32, 4, 500) == 0
-
-def test_reduce_gradients_sanitizes_and_flags():
-    module = torch.nn.Linear(2, 2)
-    module.weight.grad = torch.tensor([[float('nan'), float('inf')], [-float('inf'), 2.0]])
-    flag = training_loop._reduce_gradients(module, torch.zeros([]), num_gpus=1)
-    assert float(flag) == 1 and module.bias.grad is None
-    assert module.weight.grad.tolist() == [[0, 1e5], [-1e5, 2]]
-    module.weight.grad = torch.ones(2, 2)
-    assert float(training_loop._reduce_gradients(module, torch.zeros([]), num_gpus=1)) == 0
-    assert float(training_loop._reduce_gradients(module, torch.ones([]), num_gpus=1)) == 1 # Non-finite loss.
-
 def test_skipping_sampler_continues_the_stream():
     dataset = list(range(11))
     for rank in range(2):
@@ -169,28 +83,6 @@ def test_skipping_sampler_continues_the_stream():
         resumed = iter(training_loop._SkippingSampler(misc.InfiniteSampler(dataset, rank=rank, num_replicas=2, seed=3),
                                                       skip=25))
         assert [next(resumed) for _ in range(15)] == full[25:]
-
-def test_snapshot_image_grid(tmp_path):
-    dataset = dnnlib.util.construct_class_by_name(class_name='training.dataset.ImageFolderDataset',
-                                                  path=make_dataset(tmp_path / 'd', num_images=5), use_labels=True,
-                                                  xflip=True)
-    (gw, gh), images, labels = training_loop.setup_snapshot_image_grid(dataset)
-    assert (gw, gh) == (32, 32) and images.shape == (1024, 3, 128, 128) and labels.shape == (1024, 25)
-    rows = labels.reshape(gh, gw, 25)
-    # Continuous cameras: each group is an image and its x-flipped copy (same label), so each row shows one camera.
-    assert all((row == row[0]).all() for row in rows)
-    assert len({tuple(row[0]) for row in rows[:5]}) == 5
-    (gw, gh), images, labels = training_loop.setup_snapshot_image_grid(dataset, grid_size=(3, 2))
-    assert images.shape == (6, 3, 128, 128)
-
-    grid = np.array([-1, 0, 1, 0.5], dtype=np.float32).reshape(4, 1, 1, 1) * np.ones([4, 3, 2, 2], np.float32)
-    training_loop.save_image_grid(grid, str(tmp_path / 'g.png'), drange=[-1, 1], grid_size=(2, 2))
-    out = np.asarray(PIL.Image.open(tmp_path / 'g.png'))
-    assert out.shape == (4, 4, 3) and out[0, 0, 0] == 0 and out[0, 2, 0] == 128 and out[2, 0, 0] == 255
-    assert out[2, 2, 0] == 191 # Rounded to nearest.
-    training_loop.save_image_grid(grid[:, :1], str(tmp_path / 'd.png'), drange=[-1, 0.5], grid_size=(2, 2))
-    assert PIL.Image.open(tmp_path / 'd.png').mode == 'L'
-    assert not glob.glob(str(tmp_path / '.*')) # Written through temporary files that were renamed.
 
 def test_snapshot_copy_moves_plain_tensor_attributes():
     module = torch.nn.Linear(2, 2)
@@ -250,7 +142,9 @@ def test_resume_continues_exactly_after_a_failed_snapshot(data128, tmp_path, mon
 
     # Continue from the surviving snapshot with its training state: identical to the uninterrupted run.
     run_b2 = run_loop(tmp_path / 'b2', c, total_kimg=0.003, resume_pkl=pkl, resume_state=snapshot.state_path_for(pkl))
-    final_a = _load(os.path.join(run_a, 'network-snapshot-000000.pkl'))
+    # Run a snapshots at tick 0 and at the end, both within kimg 0, so the second name carries its image count;
+    # run b2 snapshots only at the end.
+    final_a = _load(os.path.join(run_a, 'network-snapshot-000000_003.pkl'))
     final_b = _load(os.path.join(run_b2, 'network-snapshot-000000.pkl'))
     tensors_a, tensors_b = _tensors(final_a), _tensors(final_b)
     assert tensors_a.keys() == tensors_b.keys()
@@ -258,7 +152,7 @@ def test_resume_continues_exactly_after_a_failed_snapshot(data128, tmp_path, mon
     assert float(final_a['augment_pipe'].p) == float(final_b['augment_pipe'].p) > 0 # ADA moved p.
     assert final_b['G_ema'].neural_rendering_resolution == final_a['G_ema'].neural_rendering_resolution == 20
 
-    state_a = snapshot.load_training_state(os.path.join(run_a, 'training-state-000000.pt'))
+    state_a = snapshot.load_training_state(os.path.join(run_a, 'training-state-000000_003.pt'))
     state_b = snapshot.load_training_state(os.path.join(run_b2, 'training-state-000000.pt'))
     for key in ['cur_nimg', 'cur_tick', 'batch_idx', 'sampler_nimg', 'augment_p', 'ada_pending']:
         assert state_a[key] == state_b[key], key
@@ -287,13 +181,13 @@ def test_ada_moves_p(scripted_config, tmp_path):
     c = scripted_config
     c_up = dict(c, loss_kwargs=dict(c.loss_kwargs, sign=1.0))
     run_dir = run_loop(tmp_path / 'up', c_up, total_kimg=0.005, ada_interval=1, ada_kimg=0.01)
-    data = _load(os.path.join(run_dir, 'network-snapshot-000000.pkl'))
+    data = _load(os.path.join(run_dir, 'network-snapshot-000000_005.pkl')) # The last of the snapshots at 1, 3, 5.
     assert float(data['augment_pipe'].p) == pytest.approx(0.5) # 5 steps of 1 * 1 / 10 upwards (sign > target).
     last = [json.loads(line) for line in open(os.path.join(run_dir, 'stats.jsonl'))][-1]
     assert last['Progress/augment']['mean'] == pytest.approx(0.5)
     c_down = dict(c, loss_kwargs=dict(c.loss_kwargs, sign=-1.0))
     run_dir = run_loop(tmp_path / 'down', c_down, total_kimg=0.003, ada_interval=1, ada_kimg=0.01)
-    assert float(_load(os.path.join(run_dir, 'network-snapshot-000000.pkl'))['augment_pipe'].p) == 0 # Clamped.
+    assert float(_load(os.path.join(run_dir, 'network-snapshot-000000_003.pkl'))['augment_pipe'].p) == 0 # Clamped.
 
 def test_random_streams_and_phase_schedule(scripted_config, data128, tmp_path):
     # Original order: torch draws the snapshot-grid z right after setup, then len(phases) * batch z per iteration
@@ -316,7 +210,11 @@ def test_random_streams_and_phase_schedule(scripted_config, data128, tmp_path):
 
 def test_transient_nonfinite_is_logged(scripted_config, tmp_path, capsys):
     c = dict(scripted_config, loss_kwargs=dict(scripted_config.loss_kwargs, nan_at=[2]))
+    stale = tmp_path / 'run' / '.tmp-0123456789ab-network-snapshot-000000.pkl' # Left by a killed write.
+    os.makedirs(stale.parent)
+    stale.write_bytes(b'partial')
     run_loop(tmp_path / 'run', c, total_kimg=0.005, kimg_per_tick=0.002, nan_limit=2)
+    assert not stale.exists() # Removed when the run starts.
     out = capsys.readouterr().out
     assert 'Warning: 1 iteration(s) of this tick had non-finite losses or gradients' in out
     assert 'Exiting...' in out
@@ -326,7 +224,7 @@ def test_persistent_nonfinite_stops(scripted_config, tmp_path):
     run_dir = tmp_path / 'run'
     with pytest.raises(training_loop.TrainingDiverged) as err:
         run_loop(run_dir, c, total_kimg=0.05, kimg_per_tick=0.002, network_snapshot_ticks=1, nan_limit=3)
-    pkl = str(run_dir / 'network-snapshot-000000.pkl')
+    pkl = str(run_dir / 'network-snapshot-000000_003.pkl') # The second snapshot within kimg 0.
     assert str(err.value).startswith('3 consecutive iterations with non-finite losses or gradients (limit 3)')
     assert str(err.value).endswith(f'Last good snapshot: {pkl}')
     assert snapshot.load_training_state(snapshot.state_path_for(pkl))['cur_nimg'] == 3 # Written at tick 1.

@@ -67,3 +67,24 @@ def test_collector_reduces_across_two_gloo_processes(tmp_path):
     for proc, (out, err) in zip(procs, outputs):
         assert proc.returncode == 0, err
         assert out.split() == ['3', '0.666667', '1', '7.0']
+
+
+def test_unread_and_carry_over_restore_a_collector_position():
+    # Another collector's update folds values into the totals; a narrower collector has not read them yet.
+    narrow = training_stats.Collector(regex='Carry/x')
+    wide = training_stats.Collector(regex='Carry/.*')
+    before = training_stats.totals('Carry/x')
+    training_stats.report('Carry/x', [1.0, 3.0])
+    wide.update()
+    assert (training_stats.totals('Carry/x') - before).tolist() == [2.0, 4.0, 10.0]
+    pending = narrow.unread('Carry/x')
+    assert pending.tolist() == [2.0, 4.0, 10.0]
+    # A fresh collector (as after a restart) that carries the pending moments over reads them at its next update.
+    restored = training_stats.Collector(regex='Carry/x')
+    assert restored.unread('Carry/x').tolist() == [0.0, 0.0, 0.0]
+    restored.carry_over('Carry/x', pending.tolist())
+    training_stats.report('Carry/x', 5.0)
+    restored.update()
+    assert restored.num('Carry/x') == 3 and restored.mean('Carry/x') == 3.0
+    narrow.update()
+    assert narrow.num('Carry/x') == 3 and narrow.mean('Carry/x') == 3.0

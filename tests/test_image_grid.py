@@ -1,0 +1,36 @@
+"""training/image_grid.py: which dataset items the snapshot grids show, and the grid PNGs."""
+
+import glob
+
+import numpy as np
+import PIL.Image
+from test_train import make_dataset
+
+import dnnlib
+from training import image_grid
+
+#----------------------------------------------------------------------------
+
+def test_snapshot_image_grid(tmp_path):
+    dataset = dnnlib.util.construct_class_by_name(class_name='training.dataset.ImageFolderDataset',
+                                                  path=make_dataset(tmp_path / 'd', num_images=5), use_labels=True,
+                                                  xflip=True)
+    (gw, gh), images, labels = image_grid.setup_snapshot_image_grid(dataset)
+    assert (gw, gh) == (32, 32) and images.shape == (1024, 3, 128, 128) and labels.shape == (1024, 25)
+    rows = labels.reshape(gh, gw, 25)
+    # Continuous cameras: each group is an image and its x-flipped copy (same label), so each row shows one camera.
+    assert all((row == row[0]).all() for row in rows)
+    assert len({tuple(row[0]) for row in rows[:5]}) == 5
+    (gw, gh), images, labels = image_grid.setup_snapshot_image_grid(dataset, grid_size=(3, 2))
+    assert images.shape == (6, 3, 128, 128)
+
+    grid = np.array([-1, 0, 1, 0.5], dtype=np.float32).reshape(4, 1, 1, 1) * np.ones([4, 3, 2, 2], np.float32)
+    image_grid.save_image_grid(grid, str(tmp_path / 'g.png'), drange=[-1, 1], grid_size=(2, 2))
+    out = np.asarray(PIL.Image.open(tmp_path / 'g.png'))
+    assert out.shape == (4, 4, 3) and out[0, 0, 0] == 0 and out[0, 2, 0] == 128 and out[2, 0, 0] == 255
+    assert out[2, 2, 0] == 191 # Rounded to nearest.
+    image_grid.save_image_grid(grid[:, :1], str(tmp_path / 'd.png'), drange=[-1, 0.5], grid_size=(2, 2))
+    assert PIL.Image.open(tmp_path / 'd.png').mode == 'L'
+    assert not glob.glob(str(tmp_path / '.*')) # Written through temporary files that were renamed.
+
+#----------------------------------------------------------------------------
