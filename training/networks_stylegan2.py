@@ -1,4 +1,5 @@
 """StyleGAN2 networks: EG3D's tri-plane backbone, the blocks its super-resolution reuses, the discriminator parts.
+
 This source travels inside pickles and may run against another release's torch_utils, so it calls only the helpers
 every release has. Constructor arguments, instance attributes and parameter/buffer names (and their registration
 order, which fixes the random initialisation) are part of the pickle format."""
