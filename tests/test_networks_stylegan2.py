@@ -1,5 +1,8 @@
 """Behaviour of the StyleGAN2 layers, blocks and networks in training/networks_stylegan2.py (tiny sizes)."""
 
+import ast
+import pathlib
+
 import numpy as np
 import pytest
 import torch
@@ -464,3 +467,40 @@ def test_minibatch_std_with_several_channel_groups():
                 torch.testing.assert_close(y[n, 4 + f].double(), std.expand(3, 3), rtol=0, atol=1e-6)
 
 #----------------------------------------------------------------------------
+# Embedded-source contract (compat.md §9): snapshots carry this module's source, and the official code runs it
+# against its own torch_utils. Only these imports and names exist there with the meaning we rely on.
+
+_PORTABLE_IMPORTS = {'numpy', 'torch', 'scipy.signal', 'scipy.special', 'torch_utils.misc',
+    'torch_utils.persistence', 'torch_utils.ops.bias_act', 'torch_utils.ops.conv2d_resample', 'torch_utils.ops.fma',
+    'torch_utils.ops.upfirdn2d', 'torch_utils.ops.conv2d_gradfix', 'torch_utils.ops.filtered_lrelu'}
+_PORTABLE_NAMES = {'misc': {'profiled_function', 'assert_shape', 'suppress_tracer_warnings'},
+    'persistence': {'persistent_class'}, 'conv2d_resample': {'conv2d_resample'},
+    'upfirdn2d': {'setup_filter', 'upsample2d', 'downsample2d'}, 'bias_act': {'bias_act', 'activation_funcs'},
+    'fma': {'fma'}, 'conv2d_gradfix': {'conv2d'}, 'filtered_lrelu': {'filtered_lrelu'}}
+# Public top-level names: official pickles are matched to our modules by the set of classes their embedded
+# source defines, and other modules may import only official names from these two.
+_OFFICIAL_DEFINITIONS = {
+    'training/networks_stylegan2.py': {'normalize_2nd_moment', 'modulated_conv2d', 'FullyConnectedLayer',
+        'Conv2dLayer', 'MappingNetwork', 'SynthesisLayer', 'ToRGBLayer', 'SynthesisBlock', 'SynthesisNetwork',
+        'Generator', 'DiscriminatorBlock', 'MinibatchStdLayer', 'DiscriminatorEpilogue', 'Discriminator'},
+    'training/networks_stylegan3.py': {'modulated_conv2d', 'design_lowpass_filter', 'FullyConnectedLayer',
+        'MappingNetwork', 'SynthesisInput', 'SynthesisLayer', 'SynthesisNetwork', 'Generator'},
+}
+
+
+@pytest.mark.parametrize('path', sorted(_OFFICIAL_DEFINITIONS))
+def test_embedded_module_uses_only_portable_names(path):
+    tree = ast.parse((pathlib.Path(__file__).parents[1] / path).read_text())
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            imported |= {f'{node.module}.{alias.name}' if node.module in ('torch_utils', 'torch_utils.ops')
+                else node.module for alias in node.names}
+    assert imported <= _PORTABLE_IMPORTS, imported - _PORTABLE_IMPORTS
+    used = {(node.value.id, node.attr) for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in _PORTABLE_NAMES}
+    assert used and all(attr in _PORTABLE_NAMES[module] for module, attr in used), used
+    defined = {node.name for node in tree.body if isinstance(node, (ast.ClassDef, ast.FunctionDef))}
+    assert {name for name in defined if not name.startswith('_')} == _OFFICIAL_DEFINITIONS[path]

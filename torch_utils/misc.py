@@ -1,13 +1,12 @@
 """Helpers shared by the networks, the training loop and the tools."""
 
 import contextlib
+import itertools
 import re
 import warnings
 
 import numpy as np
 import torch
-
-import dnnlib
 
 # ----------------------------------------------------------------------------
 # Cached constant tensors: building small filters and masks once per device saves work in every forward.
@@ -16,25 +15,23 @@ _constant_cache = dict()
 
 
 def constant(value, shape=None, dtype=None, device=None, memory_format=None) -> torch.Tensor:
-    value = np.asarray(value)
-    if shape is not None:
-        shape = tuple(shape)
-    if dtype is None:
-        dtype = torch.get_default_dtype()
-    if device is None:
-        device = torch.device('cpu')
-    if memory_format is None:
-        memory_format = torch.contiguous_format
+    """A cached tensor holding `value`, broadcast with `shape` if given. Shared between callers: never modify it."""
+    array = np.asarray(value)
+    settings = (None if shape is None else tuple(shape),
+                torch.get_default_dtype() if dtype is None else dtype,
+                torch.device('cpu') if device is None else device,
+                torch.contiguous_format if memory_format is None else memory_format)
+    key = (array.shape, array.dtype, array.tobytes(), *settings)
+    if key not in _constant_cache:
+        _constant_cache[key] = _make_constant(array, *settings)
+    return _constant_cache[key]
 
-    key = (value.shape, value.dtype, value.tobytes(), shape, dtype, device, memory_format)
-    tensor = _constant_cache.get(key, None)
-    if tensor is None:
-        tensor = torch.as_tensor(value.copy(), dtype=dtype, device=device)
-        if shape is not None:
-            tensor, _ = torch.broadcast_tensors(tensor, torch.empty(shape))
-        tensor = tensor.contiguous(memory_format=memory_format)
-        _constant_cache[key] = tensor
-    return tensor
+
+def _make_constant(array, shape, dtype, device, memory_format):
+    tensor = torch.as_tensor(array.copy(), dtype=dtype, device=device)
+    if shape is not None:
+        tensor = tensor.broadcast_to(torch.broadcast_shapes(tensor.shape, shape))
+    return tensor.contiguous(memory_format=memory_format)
 
 
 def nan_to_num(input, nan=0.0, posinf=None, neginf=None, *, out=None) -> torch.Tensor:
@@ -101,31 +98,24 @@ class InfiniteSampler(torch.utils.data.Sampler):
         assert 0 <= window_size <= 1
         # The base class takes data_source in old releases and nothing in recent ones: don't pass it.
         super().__init__()
-        self.dataset = dataset
-        self.rank = rank
-        self.num_replicas = num_replicas
-        self.shuffle = shuffle
-        self.seed = seed
-        self.window_size = window_size
+        self.dataset, self.shuffle, self.seed, self.window_size = dataset, shuffle, seed, window_size
+        self.rank, self.num_replicas = rank, num_replicas
 
     def __iter__(self):
-        order = np.arange(len(self.dataset))
-        rnd = None
-        window = 0
-        if self.shuffle:
-            rnd = np.random.RandomState(self.seed)
+        size = len(self.dataset)
+        order = np.arange(size)
+        rnd = np.random.RandomState(self.seed) if self.shuffle else None
+        if rnd is not None:
             rnd.shuffle(order)
-            window = int(np.rint(order.size * self.window_size))
-
-        idx = 0
-        while True:
-            i = idx % order.size
-            if idx % self.num_replicas == self.rank:
-                yield int(order[i])
-            if window >= 2:
-                j = (i - rnd.randint(window)) % order.size
-                order[i], order[j] = order[j], order[i]
-            idx += 1
+        reach = int(np.rint(size * self.window_size)) if rnd is not None else 0
+        for step in itertools.count():
+            slot = step % size
+            if step % self.num_replicas == self.rank:
+                yield int(order[slot])
+            if reach < 2:
+                continue
+            partner = (slot - rnd.randint(reach)) % size
+            order[[slot, partner]] = order[[partner, slot]]
 
 
 # ----------------------------------------------------------------------------
@@ -143,7 +133,8 @@ def named_params_and_buffers(module: torch.nn.Module) -> list:
 
 
 @torch.no_grad()
-def copy_params_and_buffers(src_module: torch.nn.Module, dst_module: torch.nn.Module, require_all: bool = False) -> None:
+def copy_params_and_buffers(src_module: torch.nn.Module, dst_module: torch.nn.Module,
+                            require_all: bool = False) -> None:
     """Copy every tensor of dst_module that src_module has under the same name (all of them if require_all)."""
     assert isinstance(src_module, torch.nn.Module)
     assert isinstance(dst_module, torch.nn.Module)
@@ -160,30 +151,24 @@ def copy_params_and_buffers(src_module: torch.nn.Module, dst_module: torch.nn.Mo
 # Distributed helpers.
 
 
-@contextlib.contextmanager
 def ddp_sync(module: torch.nn.Module, sync: bool):
-    """Skip DDP's gradient all-reduce for the accumulation steps that do not need it."""
+    """Context that skips DDP's gradient all-reduce for the accumulation steps that do not need it."""
     assert isinstance(module, torch.nn.Module)
-    if sync or not isinstance(module, torch.nn.parallel.DistributedDataParallel):
-        yield
-    else:
-        with module.no_sync():
-            yield
+    wrapped = isinstance(module, torch.nn.parallel.DistributedDataParallel)
+    return module.no_sync() if wrapped and not sync else contextlib.nullcontext()
 
 
 def check_ddp_consistency(module: torch.nn.Module, ignore_regex: str = None) -> None:
     """Assert that every rank holds identical parameters and buffers (NaNs compare equal)."""
     assert isinstance(module, torch.nn.Module)
-    for name, tensor in named_params_and_buffers(module):
-        fullname = type(module).__name__ + '.' + name
+    prefix = type(module).__name__
+    for fullname, local in [(f'{prefix}.{name}', t.detach()) for name, t in named_params_and_buffers(module)]:
         if ignore_regex is not None and re.fullmatch(ignore_regex, fullname):
             continue
-        tensor = tensor.detach()
-        if tensor.is_floating_point():
-            tensor = nan_to_num(tensor)
-        other = tensor.clone()
-        torch.distributed.broadcast(tensor=other, src=0)
-        if not (tensor == other).all():
+        local = nan_to_num(local) if local.is_floating_point() else local
+        from_rank0 = local.clone()
+        torch.distributed.broadcast(tensor=from_rank0, src=0)
+        if not torch.equal(local, from_rank0):
             raise AssertionError(f'DDP ranks disagree on {fullname}')
 
 
@@ -191,69 +176,65 @@ def check_ddp_consistency(module: torch.nn.Module, ignore_regex: str = None) -> 
 # Module summary table.
 
 
+def _record_calls(module: torch.nn.Module, inputs, max_nesting: int):
+    """Run module(*inputs) once; return its output and (submodule, tensor outputs) in completion order."""
+    calls = []
+    depth = [0]
+
+    def enter(_mod, _inputs):
+        depth[0] += 1
+
+    def leave(mod, _inputs, outputs):
+        depth[0] -= 1
+        if depth[0] <= max_nesting:
+            outputs = outputs if isinstance(outputs, (tuple, list)) else [outputs]
+            calls.append((mod, [t for t in outputs if isinstance(t, torch.Tensor)]))
+
+    handles = [m.register_forward_pre_hook(enter) for m in module.modules()]
+    handles += [m.register_forward_hook(leave) for m in module.modules()]
+    try:
+        result = module(*inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return result, calls
+
+
+def _summary_rows(module: torch.nn.Module, calls, skip_redundant: bool) -> list:
+    """One row per recorded call (plus one per extra output). Each tensor counts once, at its first call."""
+    names = {mod: name for name, mod in module.named_modules()}
+    names[module] = '<top-level>'
+    seen = set()
+    rows, param_total, buffer_total = [], 0, 0
+    for mod, outputs in calls:
+        params = [t for t in mod.parameters() if id(t) not in seen]
+        buffers = [t for t in mod.buffers() if id(t) not in seen]
+        fresh_outputs = [t for t in outputs if id(t) not in seen]
+        seen.update(id(t) for t in params + buffers + fresh_outputs)
+        if skip_redundant and not (params or buffers or fresh_outputs):
+            continue
+        num_params, num_buffers = sum(t.numel() for t in params), sum(t.numel() for t in buffers)
+        param_total, buffer_total = param_total + num_params, buffer_total + num_buffers
+        shapes = [str(list(t.shape)) for t in outputs] or ['-']
+        dtypes = [str(t.dtype).split('.')[-1] for t in outputs] or ['-']
+        suffix = ':0' if len(outputs) > 1 else ''
+        rows.append([names[mod] + suffix, str(num_params or '-'), str(num_buffers or '-'), shapes[0], dtypes[0]])
+        rows += [[f'{names[mod]}:{k}', '-', '-', shapes[k], dtypes[k]] for k in range(1, len(outputs))]
+    return rows + [['---'] * 5, ['Total', str(param_total), str(buffer_total), '-', '-']]
+
+
 def print_module_summary(module: torch.nn.Module, inputs, max_nesting: int = 3, skip_redundant: bool = True):
-    """Run module(*inputs) once and print a table of submodules, their parameters, buffers and output shapes."""
+    """Run module(*inputs) once, print a table of its submodules (parameters, buffers, output shapes and
+    dtypes) and return the output."""
     assert isinstance(module, torch.nn.Module)
     assert not isinstance(module, torch.jit.ScriptModule)
     assert isinstance(inputs, (tuple, list))
-
-    entries = []
-    nesting = [0]
-
-    def pre_hook(_mod, _inputs):
-        nesting[0] += 1
-
-    def post_hook(mod, _inputs, outputs):
-        nesting[0] -= 1
-        if nesting[0] <= max_nesting:
-            outputs = list(outputs) if isinstance(outputs, (tuple, list)) else [outputs]
-            outputs = [t for t in outputs if isinstance(t, torch.Tensor)]
-            entries.append(dnnlib.EasyDict(mod=mod, outputs=outputs))
-
-    hooks = [mod.register_forward_pre_hook(pre_hook) for mod in module.modules()]
-    hooks += [mod.register_forward_hook(post_hook) for mod in module.modules()]
-    outputs = module(*inputs)
-    for hook in hooks:
-        hook.remove()
-
-    # Count each tensor once, at the outermost module that first used it.
-    seen = set()
-    for entry in entries:
-        entry.unique_params = [t for t in entry.mod.parameters() if id(t) not in seen]
-        entry.unique_buffers = [t for t in entry.mod.buffers() if id(t) not in seen]
-        entry.unique_outputs = [t for t in entry.outputs if id(t) not in seen]
-        seen |= {id(t) for t in entry.unique_params + entry.unique_buffers + entry.unique_outputs}
-    if skip_redundant:
-        entries = [e for e in entries if len(e.unique_params) or len(e.unique_buffers) or len(e.unique_outputs)]
-
-    rows = [[type(module).__name__, 'Parameters', 'Buffers', 'Output shape', 'Datatype']]
-    rows.append(['---'] * len(rows[0]))
-    param_total = 0
-    buffer_total = 0
-    submodule_names = {mod: name for name, mod in module.named_modules()}
-    for entry in entries:
-        name = '<top-level>' if entry.mod is module else submodule_names[entry.mod]
-        param_size = sum(t.numel() for t in entry.unique_params)
-        buffer_size = sum(t.numel() for t in entry.unique_buffers)
-        output_shapes = [str(list(t.shape)) for t in entry.outputs]
-        output_dtypes = [str(t.dtype).split('.')[-1] for t in entry.outputs]
-        rows.append([
-            name + (':0' if len(entry.outputs) >= 2 else ''),
-            str(param_size) if param_size else '-',
-            str(buffer_size) if buffer_size else '-',
-            (output_shapes + ['-'])[0],
-            (output_dtypes + ['-'])[0],
-        ])
-        for idx in range(1, len(entry.outputs)):
-            rows.append([name + f':{idx}', '-', '-', output_shapes[idx], output_dtypes[idx]])
-        param_total += param_size
-        buffer_total += buffer_size
-    rows.append(['---'] * len(rows[0]))
-    rows.append(['Total', str(param_total), str(buffer_total), '-', '-'])
-
+    result, calls = _record_calls(module, inputs, max_nesting)
+    header = [type(module).__name__, 'Parameters', 'Buffers', 'Output shape', 'Datatype']
+    rows = [header, ['---'] * len(header)] + _summary_rows(module, calls, skip_redundant)
     widths = [max(len(cell) for cell in column) for column in zip(*rows)]
     print()
     for row in rows:
-        print('  '.join(cell + ' ' * (width - len(cell)) for cell, width in zip(row, widths)))
+        print('  '.join(cell.ljust(width) for cell, width in zip(row, widths)))
     print()
-    return outputs
+    return result

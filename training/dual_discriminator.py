@@ -8,13 +8,7 @@ import torch
 
 from torch_utils import persistence
 from torch_utils.ops import upfirdn2d
-from training.networks_stylegan2 import (  # noqa: F401
-    DiscriminatorBlock,
-    DiscriminatorEpilogue,
-    MappingNetwork,
-    build_discriminator_trunk,
-    run_discriminator_trunk,
-)
+from training.networks_stylegan2 import DiscriminatorBlock, DiscriminatorEpilogue, MappingNetwork
 
 #----------------------------------------------------------------------------
 
@@ -43,6 +37,47 @@ def filtered_resizing(image_orig_tensor, size, f, filter_mode='antialiased'):
         return (1 - filter_mode) * aliased + filter_mode * filtered
     raise ValueError(f"filtered_resizing: unknown filter_mode {filter_mode!r} "
         "(expected 'antialiased', 'none', 'classic' or a float in (0, 1))")
+
+#----------------------------------------------------------------------------
+# Shared by the three discriminators below: they differ only in how the input image is assembled.
+
+def build_discriminator_trunk(module, c_dim, img_resolution, img_channels, architecture, channel_base, channel_max,
+        num_fp16_res, conv_clamp, cmap_dim, block_kwargs, mapping_kwargs, epilogue_kwargs):
+    """Registers blocks b{img_resolution}..b8, the label `mapping` and the `b4` epilogue on `module`."""
+    module.c_dim = c_dim
+    module.img_resolution = img_resolution
+    module.img_resolution_log2 = int(np.log2(img_resolution))
+    module.img_channels = img_channels
+    module.block_resolutions = [2 ** i for i in range(module.img_resolution_log2, 2, -1)]
+    channels = {res: min(channel_base // res, channel_max) for res in module.block_resolutions + [4]}
+    fp16_resolution = max(2 ** (module.img_resolution_log2 + 1 - num_fp16_res), 8)
+    if cmap_dim is None:
+        cmap_dim = channels[4]
+    if c_dim == 0:
+        cmap_dim = 0
+
+    common_kwargs = dict(img_channels=img_channels, architecture=architecture, conv_clamp=conv_clamp)
+    layer_idx = 0
+    for res in module.block_resolutions:
+        in_channels = channels[res] if res < img_resolution else 0
+        block = DiscriminatorBlock(in_channels, channels[res], channels[res // 2], resolution=res,
+            first_layer_idx=layer_idx, use_fp16=(res >= fp16_resolution), **block_kwargs, **common_kwargs)
+        setattr(module, f'b{res}', block)
+        layer_idx += block.num_layers
+    if c_dim > 0:
+        module.mapping = MappingNetwork(z_dim=0, c_dim=c_dim, w_dim=cmap_dim, num_ws=None, w_avg_beta=None,
+            **mapping_kwargs)
+    module.b4 = DiscriminatorEpilogue(channels[4], cmap_dim=cmap_dim, resolution=4, **epilogue_kwargs,
+        **common_kwargs)
+
+
+def run_discriminator_trunk(module, img, c, **block_kwargs):
+    """Runs the blocks of build_discriminator_trunk on an assembled image; returns logits [N, 1]."""
+    x = None
+    for res in module.block_resolutions:
+        x, img = getattr(module, f'b{res}')(x, img, **block_kwargs)
+    cmap = module.mapping(None, c) if module.c_dim > 0 else None
+    return module.b4(x, img, cmap)
 
 #----------------------------------------------------------------------------
 

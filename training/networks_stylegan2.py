@@ -1,10 +1,8 @@
-"""StyleGAN2 building blocks used by EG3D: mapping, synthesis (tri-plane backbone and SR blocks) and
-the residual discriminator trunk.
+"""StyleGAN2 networks: EG3D's tri-plane backbone, the blocks its super-resolution reuses, the discriminator parts.
 
-Every class is persistent (its source travels inside pickles), so the constructor arguments, the
-instance attribute names and the parameter/buffer names must stay exactly as in the official
-networks. Forward passes only read attributes that official pickles also carry.
-"""
+This source travels inside pickles and may run against another release's torch_utils, so it calls only the helpers
+every release has. Constructor arguments, instance attributes and parameter/buffer names (and their registration
+order, which fixes the random initialisation) are part of the pickle format."""
 
 import numpy as np
 import torch
@@ -13,478 +11,417 @@ from torch_utils import misc, persistence
 from torch_utils.ops import bias_act, conv2d_resample, fma, upfirdn2d
 
 #----------------------------------------------------------------------------
+# Small shared helpers.
+
+def _conv_weight(out_channels: int, in_channels: int, kernel_size: int, channels_last: bool) -> torch.Tensor:
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    return torch.randn([out_channels, in_channels, kernel_size, kernel_size]).to(memory_format=layout)
+
+def _register_tensor(module: torch.nn.Module, name: str, tensor, *, trainable: bool) -> None:
+    """A trainable tensor becomes a parameter, a frozen one a buffer of the same name; None stays an attribute."""
+    if tensor is None:
+        setattr(module, name, None)
+    elif trainable:
+        module.register_parameter(name, torch.nn.Parameter(tensor))
+    else:
+        module.register_buffer(name, tensor)
+
+def _clamp_limit(conv_clamp, gain):
+    return None if conv_clamp is None else conv_clamp * gain
+
+def _block_format(*, use_fp16: bool, channels_last: bool, force_fp32: bool, device: torch.device):
+    """(dtype, memory_format) a block computes in; float16 and channels-last are used on CUDA only."""
+    fast = device.type == 'cuda' and not force_fp32
+    dtype = torch.float16 if use_fp16 and fast else torch.float32
+    layout = torch.channels_last if channels_last and fast else torch.contiguous_format
+    return dtype, layout
+
+def _check_architecture(owner: str, architecture: str) -> None:
+    if architecture not in ('orig', 'skip', 'resnet'):
+        raise ValueError(f"{owner}: architecture must be 'orig', 'skip' or 'resnet', got {architecture!r}")
+
+def _repr_fields(*names):
+    """An extra_repr method that lists the given attributes."""
+    return lambda self: ', '.join(f'{name}={getattr(self, name)}' for name in names)
+
+def _channels_at(resolution: int, channel_base: int, channel_max: int) -> int:
+    return min(channel_base // resolution, channel_max)
+
+def _lowest_fp16_resolution(resolution_log2: int, num_fp16_res: int) -> int:
+    """Blocks at or above this resolution may use float16: the num_fp16_res highest ones, never 4x4."""
+    return max(2 ** (resolution_log2 + 1 - num_fp16_res), 8)
+
+#----------------------------------------------------------------------------
+# Functional building blocks.
 
 @misc.profiled_function
-def normalize_2nd_moment(x, dim=1, eps=1e-8):
-    """Scale x so that its mean square along `dim` is one."""
+def normalize_2nd_moment(x: torch.Tensor, *, dim: int = 1, eps: float = 1e-8) -> torch.Tensor:
+    """Rescale x to unit mean square along `dim`."""
     return x * (x.square().mean(dim=dim, keepdim=True) + eps).rsqrt()
 
-#----------------------------------------------------------------------------
+def _float16_prescale(weight, styles):
+    # Bring weight and styles to magnitude ~1 so float16 products stay finite; demodulation removes both scales.
+    _, in_channels, kh, kw = weight.shape
+    weight = weight * (1 / np.sqrt(in_channels * kh * kw) / weight.abs().amax(dim=[1, 2, 3], keepdim=True))
+    styles = styles / styles.abs().amax(dim=1, keepdim=True)
+    return weight, styles
+
+def _modconv_grouped(x, sample_weight, dcoefs, noise, conv_kwargs):
+    """All samples in one grouped convolution: the batch is folded into the channel axis."""
+    _, out_channels, in_channels, kh, kw = sample_weight.shape
+    if dcoefs is not None:
+        sample_weight = sample_weight * dcoefs.reshape(-1, out_channels, 1, 1, 1)
+    with misc.suppress_tracer_warnings():
+        groups = int(x.shape[0])
+    x = x.reshape(1, groups * in_channels, *x.shape[2:])
+    kernel = sample_weight.reshape(groups * out_channels, in_channels, kh, kw).to(x.dtype)
+    y = conv2d_resample.conv2d_resample(x=x, w=kernel, groups=groups, **conv_kwargs)
+    y = y.reshape(groups, out_channels, *y.shape[2:])
+    return y if noise is None else y.add_(noise)
+
+def _modconv_scaled_activations(x, weight, styles, dcoefs, noise, conv_kwargs):
+    """Shared weight; the styles scale the input activations and the demodulation the output."""
+    batch_size, in_channels = styles.shape
+    x = x * styles.to(x.dtype).reshape(batch_size, in_channels, 1, 1)
+    x = conv2d_resample.conv2d_resample(x=x, w=weight.to(x.dtype), **conv_kwargs)
+    if dcoefs is None:
+        return x if noise is None else x.add_(noise.to(x.dtype))
+    dcoefs = dcoefs.to(x.dtype).reshape(batch_size, -1, 1, 1)
+    return x * dcoefs if noise is None else fma.fma(x, dcoefs, noise.to(x.dtype))
 
 @misc.profiled_function
-def modulated_conv2d(
-    x,                      # Input activations [N, I, H, W].
-    weight,                 # Shared convolution weight [O, I, kh, kw].
-    styles,                 # Per-sample input-channel scales [N, I].
-    noise           = None, # Optional noise broadcastable to the output, added after demodulation.
-    up              = 1,
-    down            = 1,
-    padding         = 0,
-    resample_filter = None,
-    demodulate      = True,
-    flip_weight     = True,
-    fused_modconv   = True, # One grouped convolution with per-sample weights instead of scaling activations.
-):
-    batch_size = x.shape[0]
-    out_channels, in_channels, kh, kw = weight.shape
-    misc.assert_shape(x, [batch_size, in_channels, None, None])
-    misc.assert_shape(styles, [batch_size, in_channels])
-
-    # Pre-normalize to keep float16 intermediates finite; demodulation undoes both scales.
-    if x.dtype == torch.float16 and demodulate:
-        weight_max = weight.abs().amax(dim=[1, 2, 3], keepdim=True)
-        weight = weight * (1 / np.sqrt(in_channels * kh * kw) / weight_max)
-        styles = styles / styles.abs().amax(dim=1, keepdim=True)
-
+def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, *, noise=None, up: int = 1,
+        down: int = 1, padding: int = 0, resample_filter=None, demodulate: bool = True, flip_weight: bool = True,
+        fused_modconv: bool = True) -> torch.Tensor:
+    """Convolve x [N, I, H, W] with weight [O, I, kh, kw] modulated per sample by styles [N, I]; `demodulate`
+    rescales each sample's filters to unit norm per output channel, `noise` is added last. `fused_modconv`: one
+    grouped convolution with per-sample weights instead of scaling the activations around a shared one."""
+    misc.assert_shape(x, [styles.shape[0], weight.shape[1], None, None])
+    misc.assert_shape(styles, [x.shape[0], weight.shape[1]])
+    if demodulate and x.dtype == torch.float16:
+        weight, styles = _float16_prescale(weight, styles)
+    conv_kwargs = dict(f=resample_filter, up=up, down=down, padding=padding, flip_weight=flip_weight)
     sample_weight = None # [N, O, I, kh, kw]
-    dcoefs = None        # [N, O]
-    if demodulate or fused_modconv:
-        sample_weight = weight.unsqueeze(0) * styles.reshape(batch_size, 1, in_channels, 1, 1)
-    if demodulate:
-        dcoefs = (sample_weight.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()
-
-    if not fused_modconv:
-        x = x * styles.to(x.dtype).reshape(batch_size, in_channels, 1, 1)
-        x = conv2d_resample.conv2d_resample(x=x, w=weight.to(x.dtype), f=resample_filter, up=up, down=down,
-            padding=padding, flip_weight=flip_weight)
-        if demodulate:
-            dcoefs = dcoefs.to(x.dtype).reshape(batch_size, out_channels, 1, 1)
-            x = fma.fma(x, dcoefs, noise.to(x.dtype)) if noise is not None else x * dcoefs
-        elif noise is not None:
-            x = x.add_(noise.to(x.dtype))
-        return x
-
-    if demodulate:
-        sample_weight = sample_weight * dcoefs.reshape(batch_size, out_channels, 1, 1, 1)
-    with misc.suppress_tracer_warnings():
-        batch_size = int(batch_size)
-    # Fold the batch into the channel axis: one group per sample.
-    x = x.reshape(1, batch_size * in_channels, *x.shape[2:])
-    sample_weight = sample_weight.reshape(batch_size * out_channels, in_channels, kh, kw)
-    x = conv2d_resample.conv2d_resample(x=x, w=sample_weight.to(x.dtype), f=resample_filter, up=up, down=down,
-        padding=padding, groups=batch_size, flip_weight=flip_weight)
-    x = x.reshape(batch_size, out_channels, *x.shape[2:])
-    if noise is not None:
-        x = x.add_(noise)
-    return x
+    if fused_modconv or demodulate:
+        sample_weight = weight.unsqueeze(0) * styles.reshape(styles.shape[0], 1, -1, 1, 1)
+    dcoefs = (sample_weight.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt() if demodulate else None # [N, O]
+    if fused_modconv:
+        return _modconv_grouped(x, sample_weight, dcoefs, noise, conv_kwargs)
+    return _modconv_scaled_activations(x, weight, styles, dcoefs, noise, conv_kwargs)
 
 #----------------------------------------------------------------------------
+# Layers with equalized learning rate: parameters are stored with unit variance and scaled on use.
 
 @persistence.persistent_class
 class FullyConnectedLayer(torch.nn.Module):
-    """Dense layer with equalized learning rate: weights are stored unscaled and scaled at run time."""
+    """Dense layer y = act(x W^T * weight_gain + b * bias_gain)."""
 
-    def __init__(self, in_features, out_features, bias=True, activation='linear', lr_multiplier=1, bias_init=0):
+    def __init__(self, in_features: int, out_features: int, *, bias: bool = True, activation: str = 'linear',
+            lr_multiplier: float = 1, bias_init: float = 0):
         super().__init__()
-        self.in_features = in_features
-        self.out_features = out_features
-        self.activation = activation
-        self.weight = torch.nn.Parameter(torch.randn([out_features, in_features]) / lr_multiplier)
-        self.bias = torch.nn.Parameter(torch.full([out_features], np.float32(bias_init))) if bias else None
+        self.in_features, self.out_features, self.activation = in_features, out_features, activation
         self.weight_gain = lr_multiplier / np.sqrt(in_features)
         self.bias_gain = lr_multiplier
+        self.weight = torch.nn.Parameter(torch.randn([out_features, in_features]) / lr_multiplier)
+        self.bias = torch.nn.Parameter(torch.full([out_features], np.float32(bias_init))) if bias else None
 
-    def forward(self, x):
-        w = self.weight.to(x.dtype) * self.weight_gain
-        b = self.bias
-        if b is not None:
-            b = b.to(x.dtype)
-            if self.bias_gain != 1:
-                b = b * self.bias_gain
-        if self.activation == 'linear' and b is not None:
-            return torch.addmm(b.unsqueeze(0), x, w.t())
-        return bias_act.bias_act(x.matmul(w.t()), b, act=self.activation)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = self.weight.to(x.dtype) * self.weight_gain
+        bias = None if self.bias is None else self.bias.to(x.dtype)
+        if bias is not None and self.bias_gain != 1:
+            bias = bias * self.bias_gain
+        if bias is not None and self.activation == 'linear':
+            return torch.addmm(bias.unsqueeze(0), x, weight.t()) # One fused kernel for the common case.
+        return bias_act.bias_act(x.matmul(weight.t()), bias, act=self.activation)
 
-    def extra_repr(self):
-        return f'in_features={self.in_features:d}, out_features={self.out_features:d}, activation={self.activation:s}'
-
-#----------------------------------------------------------------------------
+    extra_repr = _repr_fields('in_features', 'out_features', 'activation')
 
 @persistence.persistent_class
 class Conv2dLayer(torch.nn.Module):
-    """Convolution with equalized learning rate, optional FIR resampling, bias, activation and clamping."""
+    """Convolution with optional FIR up/downsampling, bias, activation and output clamping.
+    `trainable=False` (Freeze-D) keeps weight and bias as buffers under the same names."""
 
-    def __init__(self, in_channels, out_channels, kernel_size, bias=True, activation='linear', up=1, down=1,
-            resample_filter=[1, 3, 3, 1], conv_clamp=None, channels_last=False, trainable=True):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, *, bias: bool = True,
+            activation: str = 'linear', up: int = 1, down: int = 1, resample_filter=[1, 3, 3, 1], conv_clamp=None,
+            channels_last: bool = False, trainable: bool = True):
         super().__init__()
-        self.in_channels = in_channels
-        self.out_channels = out_channels
-        self.activation = activation
-        self.up = up
-        self.down = down
-        self.conv_clamp = conv_clamp
-        self.register_buffer('resample_filter', upfirdn2d.setup_filter(resample_filter))
+        self.in_channels, self.out_channels, self.activation = in_channels, out_channels, activation
+        self.up, self.down = up, down
         self.padding = kernel_size // 2
+        self.conv_clamp = conv_clamp
         self.weight_gain = 1 / np.sqrt(in_channels * (kernel_size ** 2))
         self.act_gain = bias_act.activation_funcs[activation].def_gain
+        self.register_buffer('resample_filter', upfirdn2d.setup_filter(resample_filter))
+        weight = _conv_weight(out_channels, in_channels, kernel_size, channels_last)
+        _register_tensor(self, 'weight', weight, trainable=trainable)
+        _register_tensor(self, 'bias', torch.zeros([out_channels]) if bias else None, trainable=trainable)
 
-        memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        weight = torch.randn([out_channels, in_channels, kernel_size, kernel_size]).to(memory_format=memory_format)
-        bias = torch.zeros([out_channels]) if bias else None
-        if trainable:
-            self.weight = torch.nn.Parameter(weight)
-            self.bias = torch.nn.Parameter(bias) if bias is not None else None
-        else: # Frozen (Freeze-D): same names, stored as buffers.
-            self.register_buffer('weight', weight)
-            if bias is not None:
-                self.register_buffer('bias', bias)
-            else:
-                self.bias = None
-
-    def forward(self, x, gain=1):
-        w = self.weight * self.weight_gain
-        b = self.bias.to(x.dtype) if self.bias is not None else None
-        x = conv2d_resample.conv2d_resample(x=x, w=w.to(x.dtype), f=self.resample_filter, up=self.up, down=self.down,
+    def forward(self, x: torch.Tensor, gain: float = 1) -> torch.Tensor:
+        weight = (self.weight * self.weight_gain).to(x.dtype)
+        x = conv2d_resample.conv2d_resample(x=x, w=weight, f=self.resample_filter, up=self.up, down=self.down,
             padding=self.padding, flip_weight=(self.up == 1))
-        act_gain = self.act_gain * gain
-        act_clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
-        return bias_act.bias_act(x, b, act=self.activation, gain=act_gain, clamp=act_clamp)
+        bias = None if self.bias is None else self.bias.to(x.dtype)
+        return bias_act.bias_act(x, bias, act=self.activation, gain=self.act_gain * gain,
+            clamp=_clamp_limit(self.conv_clamp, gain))
 
-    def extra_repr(self):
-        return (f'in_channels={self.in_channels:d}, out_channels={self.out_channels:d}, '
-            f'activation={self.activation:s}, up={self.up}, down={self.down}')
+    extra_repr = _repr_fields('in_channels', 'out_channels', 'activation', 'up', 'down')
 
 #----------------------------------------------------------------------------
+# Mapping.
 
 @persistence.persistent_class
 class MappingNetwork(torch.nn.Module):
-    """z (and/or conditioning label c) -> intermediate latent w, optionally broadcast to num_ws copies."""
+    """Latent z and/or label c (a zero dim drops that input) -> w, optionally repeated num_ws times. With num_ws
+    and w_avg_beta it also tracks the mean `w_avg` that truncation pulls towards."""
 
-    def __init__(self,
-        z_dim,                      # Latent dimensionality, 0 = no latent.
-        c_dim,                      # Conditioning label dimensionality, 0 = no label.
-        w_dim,                      # Output dimensionality.
-        num_ws,                     # Number of output copies, None = return [N, w_dim].
-        num_layers      = 8,
-        embed_features  = None,     # Label embedding size, None = w_dim.
-        layer_features  = None,     # Hidden layer size, None = w_dim.
-        activation      = 'lrelu',
-        lr_multiplier   = 0.01,
-        w_avg_beta      = 0.998,    # Decay of the tracked average w, None = no tracking.
-    ):
+    def __init__(self, *, z_dim: int, c_dim: int, w_dim: int, num_ws, num_layers: int = 8, embed_features=None,
+            layer_features=None, activation: str = 'lrelu', lr_multiplier: float = 0.01, w_avg_beta=0.998):
         super().__init__()
-        self.z_dim = z_dim
-        self.c_dim = c_dim
-        self.w_dim = w_dim
-        self.num_ws = num_ws
-        self.num_layers = num_layers
-        self.w_avg_beta = w_avg_beta
-
-        if embed_features is None:
-            embed_features = w_dim
-        if c_dim == 0:
-            embed_features = 0
-        if layer_features is None:
-            layer_features = w_dim
-        features = [z_dim + embed_features] + [layer_features] * (num_layers - 1) + [w_dim]
-
+        self.z_dim, self.c_dim, self.w_dim, self.num_ws = z_dim, c_dim, w_dim, num_ws
+        self.num_layers, self.w_avg_beta = num_layers, w_avg_beta
+        embed_features = 0 if c_dim == 0 else (w_dim if embed_features is None else embed_features)
+        hidden = w_dim if layer_features is None else layer_features
+        widths = [z_dim + embed_features, *[hidden] * (num_layers - 1), w_dim]
         if c_dim > 0:
             self.embed = FullyConnectedLayer(c_dim, embed_features)
-        for idx in range(num_layers):
-            layer = FullyConnectedLayer(features[idx], features[idx + 1], activation=activation, lr_multiplier=lr_multiplier)
-            setattr(self, f'fc{idx}', layer)
-        if num_ws is not None and w_avg_beta is not None:
+        for idx, (fan_in, fan_out) in enumerate(zip(widths[:-1], widths[1:])):
+            self.add_module(f'fc{idx}', FullyConnectedLayer(fan_in, fan_out, activation=activation,
+                lr_multiplier=lr_multiplier))
+        if self._tracks_w_avg():
             self.register_buffer('w_avg', torch.zeros([w_dim]))
 
-    def forward(self, z, c, truncation_psi=1, truncation_cutoff=None, update_emas=False):
-        x = None
+    def _tracks_w_avg(self):
+        return self.num_ws is not None and self.w_avg_beta is not None
+
+    def _embed_inputs(self, z, c):
+        parts = []
         if self.z_dim > 0:
             misc.assert_shape(z, [None, self.z_dim])
-            x = normalize_2nd_moment(z.to(torch.float32))
+            parts.append(normalize_2nd_moment(z.to(torch.float32)))
         if self.c_dim > 0:
             misc.assert_shape(c, [None, self.c_dim])
-            y = normalize_2nd_moment(self.embed(c.to(torch.float32)))
-            x = torch.cat([x, y], dim=1) if x is not None else y
+            parts.append(normalize_2nd_moment(self.embed(c.to(torch.float32))))
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
 
+    def forward(self, z, c, truncation_psi: float = 1, truncation_cutoff=None, update_emas: bool = False):
+        w = self._embed_inputs(z, c)
         for idx in range(self.num_layers):
-            x = getattr(self, f'fc{idx}')(x)
-
-        if update_emas and self.num_ws is not None and self.w_avg_beta is not None:
-            # w_avg <- batch_mean + beta * (w_avg - batch_mean)
-            self.w_avg.copy_(x.detach().mean(dim=0).lerp(self.w_avg, self.w_avg_beta))
-
+            w = getattr(self, f'fc{idx}')(w)
+        if update_emas and self._tracks_w_avg():
+            # lerp(a, b, t) = a + t (b - a): the batch mean moves towards the old average by beta.
+            self.w_avg.copy_(w.detach().mean(dim=0).lerp(self.w_avg, self.w_avg_beta))
         if self.num_ws is not None:
-            x = x.unsqueeze(1).repeat([1, self.num_ws, 1])
+            w = w.unsqueeze(1).repeat([1, self.num_ws, 1])
+        if truncation_psi == 1:
+            return w
+        assert self._tracks_w_avg(), 'truncation needs the tracked w_avg'
+        if truncation_cutoff is None:
+            return self.w_avg.lerp(w, truncation_psi)
+        w[:, :truncation_cutoff] = self.w_avg.lerp(w[:, :truncation_cutoff], truncation_psi)
+        return w
 
-        if truncation_psi != 1:
-            assert self.num_ws is not None and self.w_avg_beta is not None, 'truncation needs the tracked w_avg'
-            if truncation_cutoff is None:
-                x = self.w_avg.lerp(x, truncation_psi)
-            else:
-                x[:, :truncation_cutoff] = self.w_avg.lerp(x[:, :truncation_cutoff], truncation_psi)
-        return x
-
-    def extra_repr(self):
-        return f'z_dim={self.z_dim:d}, c_dim={self.c_dim:d}, w_dim={self.w_dim:d}, num_ws={self.num_ws}'
+    extra_repr = _repr_fields('z_dim', 'c_dim', 'w_dim', 'num_ws')
 
 #----------------------------------------------------------------------------
+# Synthesis.
 
 @persistence.persistent_class
 class SynthesisLayer(torch.nn.Module):
-    """Modulated 3x3 convolution (optionally upsampling x2) followed by noise, bias and leaky ReLU."""
+    """Style-modulated convolution (optionally upsampling x2), per-pixel noise, bias and activation."""
 
-    def __init__(self, in_channels, out_channels, w_dim, resolution, kernel_size=3, up=1, use_noise=True,
-            activation='lrelu', resample_filter=[1, 3, 3, 1], conv_clamp=None, channels_last=False):
+    def __init__(self, in_channels: int, out_channels: int, *, w_dim: int, resolution: int, kernel_size: int = 3,
+            up: int = 1, use_noise: bool = True, activation: str = 'lrelu', resample_filter=[1, 3, 3, 1],
+            conv_clamp=None, channels_last: bool = False):
         super().__init__()
-        self.in_channels = in_channels
-        self.out_channels = out_channels
-        self.w_dim = w_dim
-        self.resolution = resolution
-        self.up = up
-        self.use_noise = use_noise
-        self.activation = activation
+        self.in_channels, self.out_channels, self.w_dim = in_channels, out_channels, w_dim
+        self.resolution, self.up = resolution, up
+        self.padding = kernel_size // 2
+        self.use_noise, self.activation = use_noise, activation
+        self.act_gain = bias_act.activation_funcs[activation].def_gain
         self.conv_clamp = conv_clamp
         self.register_buffer('resample_filter', upfirdn2d.setup_filter(resample_filter))
-        self.padding = kernel_size // 2
-        self.act_gain = bias_act.activation_funcs[activation].def_gain
-
-        # Registration order fixes the randn order: affine weight, conv weight, noise_const.
+        # Random draws happen in this order: affine weight, convolution weight, constant noise.
         self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)
-        memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.weight = torch.nn.Parameter(
-            torch.randn([out_channels, in_channels, kernel_size, kernel_size]).to(memory_format=memory_format))
+        self.weight = torch.nn.Parameter(_conv_weight(out_channels, in_channels, kernel_size, channels_last))
         if use_noise:
             self.register_buffer('noise_const', torch.randn([resolution, resolution]))
             self.noise_strength = torch.nn.Parameter(torch.zeros([]))
         self.bias = torch.nn.Parameter(torch.zeros([out_channels]))
 
-    def forward(self, x, w, noise_mode='random', fused_modconv=True, gain=1):
+    def _noise(self, batch_size, device, noise_mode):
         if noise_mode not in ('random', 'const', 'none'):
             raise ValueError(f'SynthesisLayer: unknown noise_mode {noise_mode!r}')
-        in_resolution = self.resolution // self.up
-        misc.assert_shape(x, [None, self.in_channels, in_resolution, in_resolution])
+        if not self.use_noise or noise_mode == 'none':
+            return None
+        if noise_mode == 'const':
+            return self.noise_const * self.noise_strength
+        return torch.randn([batch_size, 1, self.resolution, self.resolution], device=device) * self.noise_strength
+
+    def forward(self, x, w, noise_mode: str = 'random', fused_modconv: bool = True, gain: float = 1):
+        in_size = self.resolution // self.up
+        misc.assert_shape(x, [None, self.in_channels, in_size, in_size])
         styles = self.affine(w)
-
-        noise = None
-        if self.use_noise and noise_mode == 'random':
-            noise = torch.randn([x.shape[0], 1, self.resolution, self.resolution], device=x.device) * self.noise_strength
-        if self.use_noise and noise_mode == 'const':
-            noise = self.noise_const * self.noise_strength
-
-        x = modulated_conv2d(x=x, weight=self.weight, styles=styles, noise=noise, up=self.up, padding=self.padding,
+        noise = self._noise(x.shape[0], x.device, noise_mode)
+        x = modulated_conv2d(x, self.weight, styles, noise=noise, up=self.up, padding=self.padding,
             resample_filter=self.resample_filter, flip_weight=(self.up == 1), fused_modconv=fused_modconv)
-        act_gain = self.act_gain * gain
-        act_clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
-        return bias_act.bias_act(x, self.bias.to(x.dtype), act=self.activation, gain=act_gain, clamp=act_clamp)
+        return bias_act.bias_act(x, self.bias.to(x.dtype), act=self.activation, gain=self.act_gain * gain,
+            clamp=_clamp_limit(self.conv_clamp, gain))
 
-    def extra_repr(self):
-        return (f'in_channels={self.in_channels:d}, out_channels={self.out_channels:d}, w_dim={self.w_dim:d}, '
-            f'resolution={self.resolution:d}, up={self.up}, activation={self.activation:s}')
-
-#----------------------------------------------------------------------------
+    extra_repr = _repr_fields('in_channels', 'out_channels', 'w_dim', 'resolution', 'up', 'activation')
 
 @persistence.persistent_class
 class ToRGBLayer(torch.nn.Module):
-    """Modulated 1x1 convolution without demodulation: features -> image channels."""
+    """Features -> image channels: a style-modulated 1x1 convolution without demodulation."""
 
-    def __init__(self, in_channels, out_channels, w_dim, kernel_size=1, conv_clamp=None, channels_last=False):
+    def __init__(self, in_channels: int, out_channels: int, *, w_dim: int, kernel_size: int = 1, conv_clamp=None,
+            channels_last: bool = False):
         super().__init__()
-        self.in_channels = in_channels
-        self.out_channels = out_channels
-        self.w_dim = w_dim
+        self.in_channels, self.out_channels, self.w_dim = in_channels, out_channels, w_dim
+        self.weight_gain = 1 / np.sqrt(in_channels * (kernel_size ** 2))
         self.conv_clamp = conv_clamp
         self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)
-        memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.weight = torch.nn.Parameter(
-            torch.randn([out_channels, in_channels, kernel_size, kernel_size]).to(memory_format=memory_format))
+        self.weight = torch.nn.Parameter(_conv_weight(out_channels, in_channels, kernel_size, channels_last))
         self.bias = torch.nn.Parameter(torch.zeros([out_channels]))
-        self.weight_gain = 1 / np.sqrt(in_channels * (kernel_size ** 2))
 
-    def forward(self, x, w, fused_modconv=True):
+    def forward(self, x, w, fused_modconv: bool = True):
+        # Without demodulation the equalized-lr gain has to be folded into the styles.
         styles = self.affine(w) * self.weight_gain
-        x = modulated_conv2d(x=x, weight=self.weight, styles=styles, demodulate=False, fused_modconv=fused_modconv)
+        x = modulated_conv2d(x, self.weight, styles, demodulate=False, fused_modconv=fused_modconv)
         return bias_act.bias_act(x, self.bias.to(x.dtype), clamp=self.conv_clamp)
 
-    def extra_repr(self):
-        return f'in_channels={self.in_channels:d}, out_channels={self.out_channels:d}, w_dim={self.w_dim:d}'
-
-#----------------------------------------------------------------------------
+    extra_repr = _repr_fields('in_channels', 'out_channels', 'w_dim')
 
 @persistence.persistent_class
 class SynthesisBlock(torch.nn.Module):
-    """One resolution level of the synthesis network: [const | conv0 (up x2)], conv1, optional ToRGB."""
+    """One synthesis resolution: learned constant (first block) or conv0 (up x2), then conv1; the incoming
+    skip image is upsampled and the ToRGB output added. ws [N, num_conv + num_torgb, w_dim] are used in that
+    order. `fused_modconv_default`: True, False or 'inference_only' (fused in eval mode)."""
 
-    # Resolution factor between the block input and output. SynthesisBlockNoUp (superresolution.py)
-    # sets it to 1. A class attribute, so official pickles (which do not carry it) still work.
+    # Output / input resolution. A class attribute (pickles do not carry it), overridden to 1 by
+    # SynthesisBlockNoUp in superresolution.py.
     resolution_factor = 2
 
-    def __init__(self,
-        in_channels,                        # 0 = first block, starts from a learned constant.
-        out_channels,
-        w_dim,
-        resolution,                         # Output resolution.
-        img_channels,
-        is_last,
-        architecture            = 'skip',   # 'orig', 'skip' or 'resnet'.
-        resample_filter         = [1, 3, 3, 1],
-        conv_clamp              = 256,
-        use_fp16                = False,    # Only honoured on CUDA.
-        fp16_channels_last      = False,
-        fused_modconv_default   = True,     # True, False or 'inference_only' (fused iff in eval mode).
-        **layer_kwargs,                     # Forwarded to both SynthesisLayers.
-    ):
-        assert architecture in ('orig', 'skip', 'resnet')
+    def __init__(self, in_channels: int, out_channels: int, *, w_dim: int, resolution: int, img_channels: int,
+            is_last: bool, architecture: str = 'skip', resample_filter=[1, 3, 3, 1], conv_clamp=256,
+            use_fp16: bool = False, fp16_channels_last: bool = False, fused_modconv_default=True, **layer_kwargs):
+        _check_architecture('SynthesisBlock', architecture)
         super().__init__()
-        self.in_channels = in_channels
-        self.w_dim = w_dim
-        self.resolution = resolution
-        self.img_channels = img_channels
-        self.is_last = is_last
-        self.architecture = architecture
-        self.use_fp16 = use_fp16
-        self.channels_last = (use_fp16 and fp16_channels_last)
+        self.in_channels, self.w_dim, self.resolution, self.img_channels = in_channels, w_dim, resolution, img_channels
+        self.is_last, self.architecture = is_last, architecture
+        self.use_fp16, self.channels_last = use_fp16, use_fp16 and fp16_channels_last
         self.fused_modconv_default = fused_modconv_default
         self.register_buffer('resample_filter', upfirdn2d.setup_filter(resample_filter))
-        self.num_conv = 0
-        self.num_torgb = 0
-
+        self.num_conv = 1 if in_channels == 0 else 2
+        self.num_torgb = 1 if self._has_torgb() else 0
+        shared = dict(w_dim=w_dim, resolution=resolution, conv_clamp=conv_clamp, channels_last=self.channels_last)
         if in_channels == 0:
             self.const = torch.nn.Parameter(torch.randn([out_channels, resolution, resolution]))
         else:
-            up_kwargs = dict(up=2, resample_filter=resample_filter) if self.resolution_factor == 2 else {}
-            self.conv0 = SynthesisLayer(in_channels, out_channels, w_dim=w_dim, resolution=resolution, **up_kwargs,
-                conv_clamp=conv_clamp, channels_last=self.channels_last, **layer_kwargs)
-            self.num_conv += 1
-        self.conv1 = SynthesisLayer(out_channels, out_channels, w_dim=w_dim, resolution=resolution,
-            conv_clamp=conv_clamp, channels_last=self.channels_last, **layer_kwargs)
-        self.num_conv += 1
-        if is_last or architecture == 'skip':
+            upsample = dict(up=2, resample_filter=resample_filter) if self.resolution_factor == 2 else {}
+            self.conv0 = SynthesisLayer(in_channels, out_channels, **upsample, **shared, **layer_kwargs)
+        self.conv1 = SynthesisLayer(out_channels, out_channels, **shared, **layer_kwargs)
+        if self._has_torgb():
             self.torgb = ToRGBLayer(out_channels, img_channels, w_dim=w_dim, conv_clamp=conv_clamp,
                 channels_last=self.channels_last)
-            self.num_torgb += 1
         if in_channels != 0 and architecture == 'resnet':
-            # up=2 even in SynthesisBlockNoUp, as in the original (a resnet NoUp block cannot run; none is built).
+            # Upsamples even when resolution_factor is 1, so a resnet SynthesisBlockNoUp cannot run (none is built).
             self.skip = Conv2dLayer(in_channels, out_channels, kernel_size=1, bias=False, up=2,
                 resample_filter=resample_filter, channels_last=self.channels_last)
 
+    def _has_torgb(self):
+        return self.is_last or self.architecture == 'skip'
+
+    def _fused_modconv(self, requested):
+        mode = self.fused_modconv_default if requested is None else requested
+        return (not self.training) if mode == 'inference_only' else mode
+
+    def _features(self, x, ws, layer_kwargs):
+        if self.in_channels == 0:
+            return self.conv1(x, next(ws), **layer_kwargs)
+        if self.architecture != 'resnet':
+            x = self.conv0(x, next(ws), **layer_kwargs)
+            return self.conv1(x, next(ws), **layer_kwargs)
+        shortcut = self.skip(x, gain=np.sqrt(0.5))
+        x = self.conv0(x, next(ws), **layer_kwargs)
+        x = self.conv1(x, next(ws), gain=np.sqrt(0.5), **layer_kwargs)
+        return shortcut.add_(x)
+
     def forward(self, x, img, ws, force_fp32=False, fused_modconv=None, update_emas=False, **layer_kwargs):
-        del update_emas # Accepted for interface uniformity; nothing to track here.
+        del update_emas # Part of the common block interface; nothing to update here.
         misc.assert_shape(ws, [None, self.num_conv + self.num_torgb, self.w_dim])
+        dtype, layout = _block_format(use_fp16=self.use_fp16, channels_last=self.channels_last,
+            force_fp32=force_fp32, device=ws.device)
+        fused_modconv = self._fused_modconv(fused_modconv)
+        in_size = self.resolution // self.resolution_factor
+        if self.in_channels == 0:
+            x = self.const.to(dtype=dtype, memory_format=layout).unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])
+        else:
+            misc.assert_shape(x, [None, self.in_channels, in_size, in_size])
+            x = x.to(dtype=dtype, memory_format=layout)
         w_iter = iter(ws.unbind(dim=1))
-        if ws.device.type != 'cuda':
-            force_fp32 = True
-        dtype = torch.float16 if self.use_fp16 and not force_fp32 else torch.float32
-        memory_format = torch.channels_last if self.channels_last and not force_fp32 else torch.contiguous_format
-        if fused_modconv is None:
-            fused_modconv = self.fused_modconv_default
-        if fused_modconv == 'inference_only':
-            fused_modconv = (not self.training)
-        in_resolution = self.resolution // self.resolution_factor
-
-        if self.in_channels == 0:
-            x = self.const.to(dtype=dtype, memory_format=memory_format)
-            x = x.unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])
-        else:
-            misc.assert_shape(x, [None, self.in_channels, in_resolution, in_resolution])
-            x = x.to(dtype=dtype, memory_format=memory_format)
-
-        if self.in_channels == 0:
-            x = self.conv1(x, next(w_iter), fused_modconv=fused_modconv, **layer_kwargs)
-        elif self.architecture == 'resnet':
-            y = self.skip(x, gain=np.sqrt(0.5))
-            x = self.conv0(x, next(w_iter), fused_modconv=fused_modconv, **layer_kwargs)
-            x = self.conv1(x, next(w_iter), fused_modconv=fused_modconv, gain=np.sqrt(0.5), **layer_kwargs)
-            x = y.add_(x)
-        else:
-            x = self.conv0(x, next(w_iter), fused_modconv=fused_modconv, **layer_kwargs)
-            x = self.conv1(x, next(w_iter), fused_modconv=fused_modconv, **layer_kwargs)
-
+        x = self._features(x, w_iter, dict(layer_kwargs, fused_modconv=fused_modconv))
         if img is not None:
-            misc.assert_shape(img, [None, self.img_channels, in_resolution, in_resolution])
-            if self.resolution_factor == 2:
+            misc.assert_shape(img, [None, self.img_channels, in_size, in_size])
+            if self.resolution_factor != 1:
                 img = upfirdn2d.upsample2d(img, self.resample_filter)
-        if self.is_last or self.architecture == 'skip':
-            y = self.torgb(x, next(w_iter), fused_modconv=fused_modconv)
-            y = y.to(dtype=torch.float32, memory_format=torch.contiguous_format)
-            # In place: for SynthesisBlockNoUp this writes into the caller's tensor (see superresolution.py).
-            img = img.add_(y) if img is not None else y
-
-        assert x.dtype == dtype
-        assert img is None or img.dtype == torch.float32
+        if self._has_torgb():
+            rgb = self.torgb(x, next(w_iter), fused_modconv=fused_modconv)
+            rgb = rgb.to(dtype=torch.float32, memory_format=torch.contiguous_format)
+            # In place: a SynthesisBlockNoUp thereby writes into its caller's tensor (see superresolution.py).
+            img = rgb if img is None else img.add_(rgb)
+        assert x.dtype == dtype and (img is None or img.dtype == torch.float32)
         return x, img
 
-    def extra_repr(self):
-        return f'resolution={self.resolution:d}, architecture={self.architecture:s}'
-
-#----------------------------------------------------------------------------
+    extra_repr = _repr_fields('resolution', 'architecture')
 
 @persistence.persistent_class
 class SynthesisNetwork(torch.nn.Module):
-    """Stack of SynthesisBlocks from 4x4 up to img_resolution; returns the accumulated skip image."""
+    """SynthesisBlocks b4 ... b{img_resolution} with min(channel_base // res, channel_max) channels; returns the
+    sum of their upsampled ToRGB outputs. The num_fp16_res highest resolutions may use float16 (CUDA only)."""
 
-    def __init__(self,
-        w_dim,
-        img_resolution,
-        img_channels,
-        channel_base    = 32768,    # Channels at resolution r: min(channel_base // r, channel_max).
-        channel_max     = 512,
-        num_fp16_res    = 4,        # Number of highest resolutions that use float16 (CUDA only).
-        **block_kwargs,
-    ):
-        assert img_resolution >= 4 and img_resolution & (img_resolution - 1) == 0
+    def __init__(self, *, w_dim: int, img_resolution: int, img_channels: int, channel_base: int = 32768,
+            channel_max: int = 512, num_fp16_res: int = 4, **block_kwargs):
+        if img_resolution < 4 or img_resolution & (img_resolution - 1):
+            raise ValueError(f'SynthesisNetwork: img_resolution must be a power of two >= 4, got {img_resolution}')
         super().__init__()
-        self.w_dim = w_dim
-        self.img_resolution = img_resolution
+        self.w_dim, self.img_resolution, self.img_channels = w_dim, img_resolution, img_channels
         self.img_resolution_log2 = int(np.log2(img_resolution))
-        self.img_channels = img_channels
         self.num_fp16_res = num_fp16_res
-        self.block_resolutions = [2 ** i for i in range(2, self.img_resolution_log2 + 1)]
-        channels = {res: min(channel_base // res, channel_max) for res in self.block_resolutions}
-        fp16_resolution = max(2 ** (self.img_resolution_log2 + 1 - num_fp16_res), 8)
-
-        self.num_ws = 0
+        self.block_resolutions = [4 << i for i in range(self.img_resolution_log2 - 1)]
+        fp16_from = _lowest_fp16_resolution(self.img_resolution_log2, num_fp16_res)
+        self.num_ws = in_channels = 0
         for res in self.block_resolutions:
-            is_last = (res == self.img_resolution)
-            block = SynthesisBlock(channels[res // 2] if res > 4 else 0, channels[res], w_dim=w_dim, resolution=res,
-                img_channels=img_channels, is_last=is_last, use_fp16=(res >= fp16_resolution), **block_kwargs)
+            out_channels = _channels_at(res, channel_base, channel_max)
+            block = SynthesisBlock(in_channels, out_channels, w_dim=w_dim, resolution=res, img_channels=img_channels,
+                is_last=(res == img_resolution), use_fp16=(res >= fp16_from), **block_kwargs)
+            self.add_module(f'b{res}', block)
             self.num_ws += block.num_conv
-            if is_last:
-                self.num_ws += block.num_torgb
-            setattr(self, f'b{res}', block)
+            in_channels = out_channels
+        self.num_ws += block.num_torgb # Only the last ToRGB gets a w of its own (see forward).
 
     def forward(self, ws, **block_kwargs):
         misc.assert_shape(ws, [None, self.num_ws, self.w_dim])
         ws = ws.to(torch.float32)
-        # A block's ToRGB shares its w with the next block's conv0, so the index advances by num_conv.
-        block_ws = []
-        w_idx = 0
+        x, img, start = None, None, 0
         for res in self.block_resolutions:
             block = getattr(self, f'b{res}')
-            block_ws.append(ws.narrow(1, w_idx, block.num_conv + block.num_torgb))
-            w_idx += block.num_conv
-
-        x = img = None
-        for res, cur_ws in zip(self.block_resolutions, block_ws):
-            x, img = getattr(self, f'b{res}')(x, img, cur_ws, **block_kwargs)
+            block_ws = ws.narrow(1, start, block.num_conv + block.num_torgb)
+            start += block.num_conv # A block's ToRGB shares its w with the next block's first layer.
+            x, img = block(x, img, block_ws, **block_kwargs)
         return img
 
-    def extra_repr(self):
-        return (f'w_dim={self.w_dim:d}, num_ws={self.num_ws:d}, img_resolution={self.img_resolution:d}, '
-            f'img_channels={self.img_channels:d}, num_fp16_res={self.num_fp16_res:d}')
-
-#----------------------------------------------------------------------------
+    extra_repr = _repr_fields('w_dim', 'num_ws', 'img_resolution', 'img_channels', 'num_fp16_res')
 
 @persistence.persistent_class
 class Generator(torch.nn.Module):
-    """StyleGAN2 generator; EG3D uses it as the tri-plane backbone (96 channels at 256x256)."""
+    """Mapping + synthesis. EG3D builds it as the tri-plane backbone (96 channels at 256x256)."""
 
-    def __init__(self, z_dim, c_dim, w_dim, img_resolution, img_channels, mapping_kwargs={}, **synthesis_kwargs):
+    def __init__(self, z_dim: int, c_dim: int, w_dim: int, *, img_resolution: int, img_channels: int,
+            mapping_kwargs={}, **synthesis_kwargs):
         super().__init__()
-        self.z_dim = z_dim
-        self.c_dim = c_dim
-        self.w_dim = w_dim
-        self.img_resolution = img_resolution
-        self.img_channels = img_channels
+        self.z_dim, self.c_dim, self.w_dim = z_dim, c_dim, w_dim
+        self.img_resolution, self.img_channels = img_resolution, img_channels
+        # The synthesis network comes first: it decides num_ws, and its weights are drawn first.
         self.synthesis = SynthesisNetwork(w_dim=w_dim, img_resolution=img_resolution, img_channels=img_channels,
             **synthesis_kwargs)
         self.num_ws = self.synthesis.num_ws
@@ -496,133 +433,103 @@ class Generator(torch.nn.Module):
         return self.synthesis(ws, update_emas=update_emas, **synthesis_kwargs)
 
 #----------------------------------------------------------------------------
+# Discriminator.
 
 @persistence.persistent_class
 class DiscriminatorBlock(torch.nn.Module):
-    """One resolution level of the discriminator: [fromrgb], conv0, conv1 (down x2), residual skip."""
+    """One discriminator resolution, halving it: [fromrgb], conv0, conv1 (down x2), 'resnet' 1x1 skip.
 
-    def __init__(self,
-        in_channels,                        # 0 = first block, reads the image through fromrgb.
-        tmp_channels,
-        out_channels,
-        resolution,                         # Input resolution.
-        img_channels,
-        first_layer_idx,                    # Global index of this block's first layer (for Freeze-D).
-        architecture        = 'resnet',     # 'orig', 'skip' or 'resnet'.
-        activation          = 'lrelu',
-        resample_filter     = [1, 3, 3, 1],
-        conv_clamp          = None,
-        use_fp16            = False,        # Only honoured on CUDA.
-        fp16_channels_last  = False,
-        freeze_layers       = 0,            # Layers with a global index below this are frozen.
-    ):
-        assert in_channels in (0, tmp_channels)
-        assert architecture in ('orig', 'skip', 'resnet')
+    in_channels = 0 marks the first block, which reads the image. Layers count globally from first_layer_idx;
+    those below freeze_layers are frozen (Freeze-D). `use_fp16` takes effect on CUDA only.
+    """
+
+    def __init__(self, in_channels: int, tmp_channels: int, out_channels: int, *, resolution: int,
+            img_channels: int, first_layer_idx: int, architecture: str = 'resnet', activation: str = 'lrelu',
+            resample_filter=[1, 3, 3, 1], conv_clamp=None, use_fp16: bool = False, fp16_channels_last: bool = False,
+            freeze_layers: int = 0):
+        if in_channels not in (0, tmp_channels):
+            raise ValueError(f'DiscriminatorBlock: in_channels must be 0 or {tmp_channels}, got {in_channels}')
+        _check_architecture('DiscriminatorBlock', architecture)
         super().__init__()
-        self.in_channels = in_channels
-        self.resolution = resolution
-        self.img_channels = img_channels
-        self.first_layer_idx = first_layer_idx
-        self.architecture = architecture
-        self.use_fp16 = use_fp16
-        self.channels_last = (use_fp16 and fp16_channels_last)
+        self.in_channels, self.resolution, self.img_channels = in_channels, resolution, img_channels
+        self.first_layer_idx, self.architecture = first_layer_idx, architecture
+        self.use_fp16, self.channels_last = use_fp16, use_fp16 and fp16_channels_last
         self.register_buffer('resample_filter', upfirdn2d.setup_filter(resample_filter))
-        self.num_layers = 0
-
-        def next_trainable():
-            trainable = (self.first_layer_idx + self.num_layers >= freeze_layers)
-            self.num_layers += 1
-            return trainable
-
-        if in_channels == 0 or architecture == 'skip':
-            self.fromrgb = Conv2dLayer(img_channels, tmp_channels, kernel_size=1, activation=activation,
-                trainable=next_trainable(), conv_clamp=conv_clamp, channels_last=self.channels_last)
-        self.conv0 = Conv2dLayer(tmp_channels, tmp_channels, kernel_size=3, activation=activation,
-            trainable=next_trainable(), conv_clamp=conv_clamp, channels_last=self.channels_last)
-        self.conv1 = Conv2dLayer(tmp_channels, out_channels, kernel_size=3, activation=activation, down=2,
-            trainable=next_trainable(), resample_filter=resample_filter, conv_clamp=conv_clamp,
-            channels_last=self.channels_last)
+        layers = ['fromrgb'] * self._reads_image() + ['conv0', 'conv1'] + ['skip'] * (architecture == 'resnet')
+        self.num_layers = len(layers)
+        trainable = {name: first_layer_idx + pos >= freeze_layers for pos, name in enumerate(layers)}
+        conv = dict(activation=activation, conv_clamp=conv_clamp, channels_last=self.channels_last)
+        if self._reads_image():
+            self.fromrgb = Conv2dLayer(img_channels, tmp_channels, kernel_size=1, trainable=trainable['fromrgb'],
+                **conv)
+        self.conv0 = Conv2dLayer(tmp_channels, tmp_channels, kernel_size=3, trainable=trainable['conv0'], **conv)
+        self.conv1 = Conv2dLayer(tmp_channels, out_channels, kernel_size=3, down=2, trainable=trainable['conv1'],
+            resample_filter=resample_filter, **conv)
         if architecture == 'resnet':
             self.skip = Conv2dLayer(tmp_channels, out_channels, kernel_size=1, bias=False, down=2,
-                trainable=next_trainable(), resample_filter=resample_filter, channels_last=self.channels_last)
+                trainable=trainable['skip'], resample_filter=resample_filter, channels_last=self.channels_last)
+
+    def _reads_image(self):
+        return self.in_channels == 0 or self.architecture == 'skip'
 
     def forward(self, x, img, force_fp32=False):
-        if (x if x is not None else img).device.type != 'cuda':
-            force_fp32 = True
-        dtype = torch.float16 if self.use_fp16 and not force_fp32 else torch.float32
-        memory_format = torch.channels_last if self.channels_last and not force_fp32 else torch.contiguous_format
-
+        dtype, layout = _block_format(use_fp16=self.use_fp16, channels_last=self.channels_last,
+            force_fp32=force_fp32, device=(img if x is None else x).device)
         if x is not None:
             misc.assert_shape(x, [None, self.in_channels, self.resolution, self.resolution])
-            x = x.to(dtype=dtype, memory_format=memory_format)
-
-        if self.in_channels == 0 or self.architecture == 'skip':
+            x = x.to(dtype=dtype, memory_format=layout)
+        if self._reads_image():
             misc.assert_shape(img, [None, self.img_channels, self.resolution, self.resolution])
-            img = img.to(dtype=dtype, memory_format=memory_format)
-            y = self.fromrgb(img)
-            x = x + y if x is not None else y
+            img = img.to(dtype=dtype, memory_format=layout)
+            from_image = self.fromrgb(img)
+            x = from_image if x is None else x + from_image
             img = upfirdn2d.downsample2d(img, self.resample_filter) if self.architecture == 'skip' else None
-
         if self.architecture == 'resnet':
-            y = self.skip(x, gain=np.sqrt(0.5))
-            x = self.conv0(x)
-            x = self.conv1(x, gain=np.sqrt(0.5))
-            x = y.add_(x)
+            # Both branches are scaled by sqrt(1/2) so that the sum keeps unit variance.
+            shortcut = self.skip(x, gain=np.sqrt(0.5))
+            x = self.conv1(self.conv0(x), gain=np.sqrt(0.5))
+            x = shortcut.add_(x)
         else:
-            x = self.conv0(x)
-            x = self.conv1(x)
-
-        assert x.dtype == dtype
+            x = self.conv1(self.conv0(x))
         return x, img
 
-    def extra_repr(self):
-        return f'resolution={self.resolution:d}, architecture={self.architecture:s}'
-
-#----------------------------------------------------------------------------
+    extra_repr = _repr_fields('resolution', 'architecture')
 
 @persistence.persistent_class
 class MinibatchStdLayer(torch.nn.Module):
-    """Appends the across-group standard deviation of the features as extra channels."""
+    """Appends, as num_channels extra feature maps, the standard deviation of the features across a group."""
 
-    def __init__(self, group_size, num_channels=1):
+    def __init__(self, *, group_size, num_channels: int = 1):
         super().__init__()
-        self.group_size = group_size
-        self.num_channels = num_channels
+        self.group_size, self.num_channels = group_size, num_channels
 
     def forward(self, x):
-        N, C, H, W = x.shape
-        G = min(self.group_size, N) if self.group_size is not None else N
-        F = self.num_channels
-        if N % G != 0 or C % F != 0:
-            raise ValueError(f'MinibatchStdLayer: batch {N} must be divisible by the group size {G} '
-                f'and channels {C} by num_channels {F}')
-        # Sample n lands in subgroup n mod (N/G): groups are strided, not consecutive.
-        y = x.reshape(G, -1, F, C // F, H, W)
-        y = y - y.mean(dim=0)
-        y = (y.square().mean(dim=0) + 1e-8).sqrt()
-        y = y.mean(dim=[2, 3, 4])
-        y = y.reshape(-1, F, 1, 1).repeat(G, 1, H, W)
-        return torch.cat([x, y], dim=1)
+        batch, channels, height, width = x.shape
+        group = batch if self.group_size is None else min(self.group_size, batch)
+        if batch % group or channels % self.num_channels:
+            raise ValueError(f'MinibatchStdLayer: batch {batch} must be divisible by the group size {group} '
+                f'and channels {channels} by num_channels {self.num_channels}')
+        # Sample n falls into subgroup n mod (batch / group): the groups are strided, not consecutive.
+        grouped = x.reshape(group, -1, self.num_channels, channels // self.num_channels, height, width)
+        centered = grouped - grouped.mean(dim=0)
+        std = (centered.square().mean(dim=0) + 1e-8).sqrt() # [batch / group, F, C / F, H, W]
+        stat = std.mean(dim=[2, 3, 4]).reshape(-1, self.num_channels, 1, 1)
+        return torch.cat([x, stat.repeat(group, 1, height, width)], dim=1)
 
-    def extra_repr(self):
-        return f'group_size={self.group_size}, num_channels={self.num_channels:d}'
-
-#----------------------------------------------------------------------------
+    extra_repr = _repr_fields('group_size', 'num_channels')
 
 @persistence.persistent_class
 class DiscriminatorEpilogue(torch.nn.Module):
-    """Final 4x4 stage: minibatch std, conv, fc, output (projected onto the label embedding)."""
+    """The final 4x4 stage, always in float32: minibatch std, conv, fc, output (projected onto the label
+    embedding `cmap` when cmap_dim > 0)."""
 
-    def __init__(self, in_channels, cmap_dim, resolution, img_channels, architecture='resnet', mbstd_group_size=4,
-            mbstd_num_channels=1, activation='lrelu', conv_clamp=None):
-        assert architecture in ('orig', 'skip', 'resnet')
+    def __init__(self, in_channels: int, *, cmap_dim: int, resolution: int, img_channels: int,
+            architecture: str = 'resnet', mbstd_group_size=4, mbstd_num_channels: int = 1, activation: str = 'lrelu',
+            conv_clamp=None):
+        _check_architecture('DiscriminatorEpilogue', architecture)
         super().__init__()
-        self.in_channels = in_channels
-        self.cmap_dim = cmap_dim
-        self.resolution = resolution
-        self.img_channels = img_channels
-        self.architecture = architecture
-
+        self.in_channels, self.cmap_dim, self.architecture = in_channels, cmap_dim, architecture
+        self.resolution, self.img_channels = resolution, img_channels
         if architecture == 'skip':
             self.fromrgb = Conv2dLayer(img_channels, in_channels, kernel_size=1, activation=activation)
         self.mbstd = MinibatchStdLayer(group_size=mbstd_group_size, num_channels=mbstd_num_channels) \
@@ -630,105 +537,60 @@ class DiscriminatorEpilogue(torch.nn.Module):
         self.conv = Conv2dLayer(in_channels + mbstd_num_channels, in_channels, kernel_size=3, activation=activation,
             conv_clamp=conv_clamp)
         self.fc = FullyConnectedLayer(in_channels * (resolution ** 2), in_channels, activation=activation)
-        self.out = FullyConnectedLayer(in_channels, 1 if cmap_dim == 0 else cmap_dim)
+        self.out = FullyConnectedLayer(in_channels, cmap_dim if cmap_dim > 0 else 1)
 
     def forward(self, x, img, cmap, force_fp32=False):
-        del force_fp32 # The epilogue always runs in float32.
+        del force_fp32 # Accepted like the blocks'; this stage never uses float16.
         misc.assert_shape(x, [None, self.in_channels, self.resolution, self.resolution])
         x = x.to(dtype=torch.float32, memory_format=torch.contiguous_format)
         if self.architecture == 'skip':
             misc.assert_shape(img, [None, self.img_channels, self.resolution, self.resolution])
-            img = img.to(dtype=torch.float32, memory_format=torch.contiguous_format)
-            x = x + self.fromrgb(img)
-
+            x = x + self.fromrgb(img.to(dtype=torch.float32, memory_format=torch.contiguous_format))
         if self.mbstd is not None:
             x = self.mbstd(x)
-        x = self.conv(x)
-        x = self.fc(x.flatten(1))
-        x = self.out(x)
+        x = self.out(self.fc(self.conv(x).flatten(1)))
+        if self.cmap_dim == 0:
+            return x
+        misc.assert_shape(cmap, [None, self.cmap_dim])
+        return (x * cmap).sum(dim=1, keepdim=True) * (1 / np.sqrt(self.cmap_dim))
 
-        if self.cmap_dim > 0:
-            misc.assert_shape(cmap, [None, self.cmap_dim])
-            x = (x * cmap).sum(dim=1, keepdim=True) * (1 / np.sqrt(self.cmap_dim))
-        assert x.dtype == torch.float32
-        return x
-
-    def extra_repr(self):
-        return f'resolution={self.resolution:d}, architecture={self.architecture:s}'
-
-#----------------------------------------------------------------------------
-# Shared by Discriminator and the EG3D discriminators (training/dual_discriminator.py): they differ
-# only in how the input image is assembled.
-
-def build_discriminator_trunk(module, c_dim, img_resolution, img_channels, architecture, channel_base, channel_max,
-        num_fp16_res, conv_clamp, cmap_dim, block_kwargs, mapping_kwargs, epilogue_kwargs):
-    """Registers blocks b{img_resolution}..b8, the label `mapping` and the `b4` epilogue on `module`."""
-    module.c_dim = c_dim
-    module.img_resolution = img_resolution
-    module.img_resolution_log2 = int(np.log2(img_resolution))
-    module.img_channels = img_channels
-    module.block_resolutions = [2 ** i for i in range(module.img_resolution_log2, 2, -1)]
-    channels = {res: min(channel_base // res, channel_max) for res in module.block_resolutions + [4]}
-    fp16_resolution = max(2 ** (module.img_resolution_log2 + 1 - num_fp16_res), 8)
-    if cmap_dim is None:
-        cmap_dim = channels[4]
-    if c_dim == 0:
-        cmap_dim = 0
-
-    common_kwargs = dict(img_channels=img_channels, architecture=architecture, conv_clamp=conv_clamp)
-    layer_idx = 0
-    for res in module.block_resolutions:
-        in_channels = channels[res] if res < img_resolution else 0
-        block = DiscriminatorBlock(in_channels, channels[res], channels[res // 2], resolution=res,
-            first_layer_idx=layer_idx, use_fp16=(res >= fp16_resolution), **block_kwargs, **common_kwargs)
-        setattr(module, f'b{res}', block)
-        layer_idx += block.num_layers
-    if c_dim > 0:
-        module.mapping = MappingNetwork(z_dim=0, c_dim=c_dim, w_dim=cmap_dim, num_ws=None, w_avg_beta=None,
-            **mapping_kwargs)
-    module.b4 = DiscriminatorEpilogue(channels[4], cmap_dim=cmap_dim, resolution=4, **epilogue_kwargs,
-        **common_kwargs)
-
-
-def run_discriminator_trunk(module, img, c, **block_kwargs):
-    """Runs the blocks of build_discriminator_trunk on an assembled image; returns logits [N, 1]."""
-    x = None
-    for res in module.block_resolutions:
-        x, img = getattr(module, f'b{res}')(x, img, **block_kwargs)
-    cmap = module.mapping(None, c) if module.c_dim > 0 else None
-    return module.b4(x, img, cmap)
-
-#----------------------------------------------------------------------------
+    extra_repr = _repr_fields('resolution', 'architecture')
 
 @persistence.persistent_class
 class Discriminator(torch.nn.Module):
-    """Plain StyleGAN2 discriminator (not used by EG3D training)."""
+    """The StyleGAN2 discriminator: blocks b{img_resolution} ... b8, then the epilogue b4 (one logit per image,
+    projected onto the embedded label when c_dim > 0). EG3D trains the variants in dual_discriminator.py."""
 
-    def __init__(self,
-        c_dim,
-        img_resolution,
-        img_channels,
-        architecture        = 'resnet',
-        channel_base        = 32768,
-        channel_max         = 512,
-        num_fp16_res        = 4,
-        conv_clamp          = 256,
-        cmap_dim            = None,     # Label embedding size, None = channels at 4x4.
-        block_kwargs        = {},
-        mapping_kwargs      = {},
-        epilogue_kwargs     = {},
-    ):
+    def __init__(self, *, c_dim: int, img_resolution: int, img_channels: int, architecture: str = 'resnet',
+            channel_base: int = 32768, channel_max: int = 512, num_fp16_res: int = 4, conv_clamp=256, cmap_dim=None,
+            block_kwargs={}, mapping_kwargs={}, epilogue_kwargs={}):
         super().__init__()
-        build_discriminator_trunk(self, c_dim=c_dim, img_resolution=img_resolution, img_channels=img_channels,
-            architecture=architecture, channel_base=channel_base, channel_max=channel_max, num_fp16_res=num_fp16_res,
-            conv_clamp=conv_clamp, cmap_dim=cmap_dim, block_kwargs=block_kwargs, mapping_kwargs=mapping_kwargs,
-            epilogue_kwargs=epilogue_kwargs)
+        self.c_dim, self.img_resolution, self.img_channels = c_dim, img_resolution, img_channels
+        self.img_resolution_log2 = int(np.log2(img_resolution))
+        self.block_resolutions = [img_resolution >> i for i in range(self.img_resolution_log2 - 2)]
+        fp16_from = _lowest_fp16_resolution(self.img_resolution_log2, num_fp16_res)
+        shared = dict(img_channels=img_channels, architecture=architecture, conv_clamp=conv_clamp)
+        layer_idx = 0
+        for res in self.block_resolutions:
+            tmp_channels = _channels_at(res, channel_base, channel_max)
+            block = DiscriminatorBlock(0 if res == img_resolution else tmp_channels, tmp_channels,
+                _channels_at(res // 2, channel_base, channel_max), resolution=res, first_layer_idx=layer_idx,
+                use_fp16=(res >= fp16_from), **block_kwargs, **shared)
+            self.add_module(f'b{res}', block)
+            layer_idx += block.num_layers
+        channels_4x4 = _channels_at(4, channel_base, channel_max)
+        cmap_dim = 0 if c_dim == 0 else (channels_4x4 if cmap_dim is None else cmap_dim)
+        if c_dim > 0:
+            self.mapping = MappingNetwork(z_dim=0, c_dim=c_dim, w_dim=cmap_dim, num_ws=None, w_avg_beta=None,
+                **mapping_kwargs)
+        self.b4 = DiscriminatorEpilogue(channels_4x4, cmap_dim=cmap_dim, resolution=4, **epilogue_kwargs, **shared)
 
     def forward(self, img, c, update_emas=False, **block_kwargs):
         del update_emas # Nothing to track.
-        return run_discriminator_trunk(self, img, c, **block_kwargs)
+        cmap = self.mapping(None, c) if self.c_dim > 0 else None
+        x = None
+        for res in self.block_resolutions:
+            x, img = getattr(self, f'b{res}')(x, img, **block_kwargs)
+        return self.b4(x, img, cmap)
 
-    def extra_repr(self):
-        return f'c_dim={self.c_dim:d}, img_resolution={self.img_resolution:d}, img_channels={self.img_channels:d}'
-
-#----------------------------------------------------------------------------
+    extra_repr = _repr_fields('c_dim', 'img_resolution', 'img_channels')
