@@ -143,7 +143,7 @@ def test_meshes_with_vertex_colours(snapshot, tmp_path):
                   '--shape-format=.ply'])
     assert result.exit_code == 0, result.output
 
-    # By default plyfile's layout of the original: float32 x, y, z and int32 triangles only.
+    # By default plyfile's layout: float32 x, y, z and int32 triangles only.
     header, plain_verts, plain_faces = read_ply(os.path.join(out, 'seed0002.ply'))  # Also checks the body size.
     assert header == ['ply', 'format binary_little_endian 1.0', f'element vertex {len(plain_verts)}',
                       'property float x', 'property float y', 'property float z', f'element face {len(plain_faces)}',

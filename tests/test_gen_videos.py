@@ -47,7 +47,7 @@ def test_grid_video_of_depth(snapshot, tmp_path):
 
 
 def test_video_per_seed_and_shapes(snapshot, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # shapes go to the working directory, as in the original
+    monkeypatch.chdir(tmp_path)  # shapes go to the working directory
     result = run(['--network', snapshot, '--seeds=4,7', '--w-frames=1', '--outdir=videos', '--interpolate=false',
                   '--image_mode=image_raw', '--nrr=16', '--sample_mult=1.5'])
     assert result.exit_code == 0, result.output
@@ -70,7 +70,7 @@ def test_video_per_seed_and_shapes(snapshot, tmp_path, monkeypatch):
 
 
 def test_frames_render_float64_latents(tmp_path):
-    # The spline output is float64 and goes to G.synthesis as is (the original does not cast it).
+    # The spline output is float64 and goes to G.synthesis as is (no cast to float32).
     G = build_tiny_generator()
     G.rendering_kwargs.update(depth_resolution=4, depth_resolution_importance=4)
     seen = []
@@ -126,4 +126,4 @@ def test_layout_grid_and_orbit():
     quarter = gen_videos.orbit_camera(25, 100, pivot, 2.7, 'cpu')[0]
     assert start[0, 3].abs() < 0.01 and start[1, 3] < -0.3  # frame 0: centred, below (pitch 1.57 - 0.05 + 0.25)
     assert quarter[0, 3] > 0.5                               # a quarter loop later: swung toward +x
-    assert gen_videos.focal_length('Shapenet') == 1.7074 and gen_videos.focal_length('FFHQ') == 4.2647
+

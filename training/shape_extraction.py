@@ -14,6 +14,10 @@ from tqdm import tqdm
 
 import dnnlib
 
+# Smallest grid whose border, int(30 N / 256) voxels, is not zero wide; smaller grids become all border (see
+# finish_volume), so no iso-surface can be extracted from them.
+MIN_MESH_RESOLUTION = 9
+
 # ----------------------------------------------------------------------------
 # Density grid.
 
@@ -75,9 +79,9 @@ def sample_density_grid(sample_fn, resolution, cube_length, chunk_size=1_000_000
 def finish_volume(sigmas, pad, pad_value, pad_top=None):
     """Flip along the first axis and overwrite a border of `pad` voxels on every face with pad_value.
 
-    `pad_top` (gen_videos) replaces the width at the high end of the second axis. A width of 0 (grids under 9
-    voxels) makes the high-end slice `[-0:]` cover the whole axis, so the entire volume becomes pad_value, exactly
-    as in the original scripts (quirk, kept so small grids give the original's files).
+    `pad_top` (gen_videos) replaces the width at the high end of the second axis. A width of 0 (grids under
+    MIN_MESH_RESOLUTION voxels) makes the high-end slice `[-0:]` cover the whole axis, so the entire volume becomes
+    pad_value (the released scripts' behaviour, kept so small grids give the same files; docs/compat.md).
     """
     volume = np.ascontiguousarray(np.flip(sigmas, 0))
     pad_top = pad if pad_top is None else pad_top
