@@ -32,7 +32,7 @@ VIEW_PITCH = -0.2
 
 
 def generate_shape(G, ws, seed, outdir, shape_res, shape_format, level, mesh_colors, device):
-    """Density grid of the official layout -> .mrc volume or .ply/.obj mesh at `outdir/seed%04d.<ext>`.
+    """Density grid of the released layout (rendering grid of training/shape_extraction.py) -> .mrc volume or .ply/.obj mesh at `outdir/seed%04d.<ext>`.
 
     ws are those of the image run (frontal conditioning camera, same truncation), which is what mapping z
     again inside G.sample() would give.

@@ -1,6 +1,6 @@
 """Time the TriPlaneGenerator forward pass (inference, random weights) and report peak memory.
 
-The generator is built with the exact constructor arguments of the official train.py configs
+The generator is built with the exact constructor arguments of the released models' train.py configs
 (tests/data/state_dicts/<cfg>_G_kwargs.json).
 
 Examples:

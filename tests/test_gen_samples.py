@@ -90,7 +90,7 @@ def test_images_and_volumes(snapshot, tmp_path):
         volume = np.array(mrc.data)
     assert volume.shape == (N, N, N) and volume.dtype == np.float32
 
-    # The official create_samples() grid, written out independently: float32 true division on the slow axes.
+    # The released extraction grid, written out independently: float32 true division on the slow axes.
     G = _load_G(snapshot)
     index = torch.arange(N ** 3)
     grid = torch.stack([((index.float() / N) / N) % N, (index.float() / N) % N, (index % N).float()], dim=1)

@@ -25,7 +25,7 @@ from metrics import (
     precision_recall,
 )
 
-# The original's 3 data-loader workers exceed this machine's suggestion; TorchScript is used on purpose.
+# The default 3 data-loader workers exceed this machine's suggestion; TorchScript is used on purpose.
 pytestmark = [pytest.mark.filterwarnings('ignore:This DataLoader will create'), pytest.mark.filterwarnings('ignore:`torch.jit')]
 
 #----------------------------------------------------------------------------
@@ -193,7 +193,7 @@ def test_unsupported_metrics_rejected_before_any_work(metric, words):
     with pytest.raises(ValueError, match='fid1k: unknown metric; valid names: fid50k_full, '):
         metric_main.calc_metric('fid1k')
 
-def test_stats_cache_md5_matches_original():
+def test_stats_cache_md5_matches_released_cache_names():
     url = frechet_inception_distance.INCEPTION_URL
     training = dict(class_name='training.dataset.ImageFolderDataset', path='datasets/FFHQ_512.zip', use_labels=True,
                     max_size=None, xflip=False, resolution=512, random_seed=0)
@@ -273,7 +273,7 @@ def test_inception_score_matches_independent_computation(env):
     assert mean == pytest.approx(np.mean(scores), rel=1e-5)
     assert std == pytest.approx(np.std(scores), rel=1e-4, abs=1e-7)
 
-def test_cameras_and_latents_are_drawn_as_the_original(env):
+def test_cameras_and_latents_are_drawn_in_the_released_order(env):
     opts = make_opts(env)
     np.random.seed(123)
     torch.manual_seed(5)
