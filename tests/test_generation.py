@@ -63,6 +63,8 @@ def test_load_generator_names_the_flag_and_file(tmp_path, monkeypatch):
     junk.write_bytes(pickle.dumps([1, 2]))
     with pytest.raises(click.ClickException, match=f'^--network: {junk}: not a network snapshot'):
         generation.load_generator(str(junk), 'cpu')
+    with pytest.raises(click.ClickException, match=f'^--data-net: {junk}: not a network snapshot'):
+        generation.open_snapshot(str(junk), flag='--data-net')
 
     class NotEG3D(torch.nn.Module):
         c_dim = 0

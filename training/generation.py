@@ -46,6 +46,14 @@ DEVICE = cli_utils.click_type(parse_device, 'device')
 # The generator.
 
 
+def open_snapshot(network_pkl: str, trust_embedded_code: bool = False, flag: str = '--network') -> dict:
+    """network_pickle.open_network_pkl() for a tool: a file that cannot be read ends it with one line naming `flag`."""
+    try:
+        return network_pickle.open_network_pkl(network_pkl, trust_embedded_code=trust_embedded_code)
+    except network_pickle.NetworkPickleError as err:
+        raise click.ClickException(f'{flag}: {err}') from err
+
+
 def load_generator(network_pkl: str, device, reload_modules: bool = False, trust_embedded_code: bool = False,
                    flag: str = '--network'):
     """G_ema of a snapshot (path or URL) on `device`, in eval mode without gradients.
@@ -55,10 +63,7 @@ def load_generator(network_pkl: str, device, reload_modules: bool = False, trust
     ends the tool with one line naming `flag` and the file.
     """
     print(f'Loading networks from "{network_pkl}"...')
-    try:
-        G = network_pickle.open_network_pkl(network_pkl, trust_embedded_code=trust_embedded_code)['G_ema']
-    except network_pickle.NetworkPickleError as err:
-        raise click.ClickException(f'{flag}: {err}') from err
+    G = open_snapshot(network_pkl, trust_embedded_code=trust_embedded_code, flag=flag)['G_ema']
     if not isinstance(getattr(G, 'rendering_kwargs', None), dict) or getattr(G, 'c_dim', None) != LABEL_DIM:
         raise click.ClickException(f'{flag}: {network_pkl}: G_ema is a {type(G).__name__}, not an EG3D generator '
                                    f'(expected rendering_kwargs and c_dim = {LABEL_DIM})')
