@@ -200,16 +200,20 @@ def file_tree(root):
     return tree
 
 
-@pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    """A working directory holding out/seed0001.png (to be left alone), a plain file and a folder named like an
-    output file."""
+def make_workdir(tmp_path, monkeypatch):
+    """Enter tmp_path holding out/seed0001.png (to be left alone), a plain file and a folder named like an output
+    file (shared with test_gen_videos.py)."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv('EG3D_DEBUG', raising=False)
     os.makedirs('out/seed0002.png')
     (tmp_path / 'out' / 'seed0001.png').write_bytes(b'old image')
     (tmp_path / 'a_file').write_bytes(b'not a folder')
     return tmp_path
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    return make_workdir(tmp_path, monkeypatch)
 
 
 def assert_refused(command, args, exit_code, message, root):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from test_gen_samples import assert_refused, build_tiny_generator, workdir, write_tiny_snapshot  # noqa: F401 (fixture)
+from test_gen_samples import assert_refused, build_tiny_generator, make_workdir, write_tiny_snapshot
 
 import gen_videos
 
@@ -15,6 +15,11 @@ import gen_videos
 @pytest.fixture(scope='module')
 def snapshot(tmp_path_factory):
     return write_tiny_snapshot(str(tmp_path_factory.mktemp('net') / 'network-snapshot-000000.pkl'))
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    return make_workdir(tmp_path, monkeypatch)
 
 
 def run(args):
