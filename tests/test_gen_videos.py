@@ -171,3 +171,14 @@ def test_trust_embedded_code_reaches_the_loader(workdir, monkeypatch, flag, expe
     assert_refused(gen_videos.generate_videos, ['--network=net.pkl', '--seeds=1', '--outdir=new', '--device=cpu'] + flag,
                    1, 'Error: --network: net.pkl: stop here', workdir)
     assert seen == [('net.pkl', dict(trust_embedded_code=expected))]
+
+
+def test_deep_errors_end_in_one_line(snapshot, workdir, monkeypatch):
+    class BrokenGenerator:
+        rendering_kwargs = dict(depth_resolution=4, depth_resolution_importance=4)
+        z_dim = 4
+        def mapping(self, *args, **kwargs):
+            raise RuntimeError('mapping exploded')
+    monkeypatch.setattr(gen_videos.generation, 'load_generator', lambda *args, **kwargs: BrokenGenerator())
+    assert_refused(gen_videos.generate_videos, ['--network', snapshot, '--seeds=1', '--outdir=out', '--device=cpu'], 1,
+                   'Error: mapping exploded (RuntimeError; set EG3D_DEBUG=1 for the traceback)', workdir)
