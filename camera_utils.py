@@ -87,7 +87,7 @@ def FOV_to_intrinsics(fov_degrees, device='cpu'):
     """Normalized intrinsics [3,3] for a square image with the given vertical field of view.
 
     The focal factor uses the truncated constants 3.14159 and 1.414 (instead of pi and sqrt(2)),
-    as the official code does; released cameras and labels were made with it, so keep it.
+    because the released cameras and labels were made with them.
     """
     focal = float(1 / (math.tan(fov_degrees * 3.14159 / 360) * 1.414))
     return torch.tensor([[focal, 0, 0.5], [0, focal, 0.5], [0, 0, 1]], device=device)

@@ -4,8 +4,7 @@
 python shape_utils.py out/seed0000.mrc               # -> out/seed0000.ply
 python shape_utils.py out/ --level=10 --format=.obj  # every out/*.mrc -> .obj
 
-The original keyed its single-file mode on a '.ply' input (so an .mrc path failed) and then ignored
---level; both are fixed here: an .mrc file converts with --level, a directory converts every *.mrc in it.
+An .mrc file converts with --level; a directory converts every *.mrc in it (docs/compat.md).
 """
 
 import glob
@@ -22,11 +21,11 @@ from training import shape_extraction
 def convert_sdf_samples_to_ply(numpy_3d_sdf_tensor, voxel_grid_origin, voxel_size, ply_filename_out, offset=None,
                                scale=None, level=0.0):
     """Marching cubes on a volume (as given, no transpose) -> binary .ply with vertices origin + index * voxel_size,
-    then optionally divided by `scale` and shifted by -`offset` (the original's helper, kept for scripts)."""
+    then optionally divided by `scale` and shifted by -`offset` (kept for scripts that call it)."""
     import skimage.measure
     volume = np.asarray(numpy_3d_sdf_tensor)
     verts, faces, _normals, _values = skimage.measure.marching_cubes(volume, level=level, spacing=[voxel_size] * 3)
-    # Per-axis arithmetic in the vertices' own float32, as the original does (no float64 detour).
+    # Per-axis arithmetic in the vertices' own float32 (no float64 detour), so existing meshes are reproduced.
     points = np.stack([verts[:, axis] + voxel_grid_origin[axis] for axis in range(3)], axis=1).astype(verts.dtype)
     if scale is not None:
         points = points / scale

@@ -1,6 +1,6 @@
 """Time the TriPlaneGenerator forward pass (inference, random weights) and report peak memory.
 
-The generator is built with the exact constructor arguments of the official train.py configs
+The generator is built with the exact constructor arguments of the released models' train.py configs
 (tests/data/state_dicts/<cfg>_G_kwargs.json).
 
 Examples:
@@ -9,6 +9,7 @@ Examples:
 """
 
 import json
+import math
 import os
 import resource
 import sys
@@ -21,6 +22,7 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
 import dnnlib  # noqa: E402
+from training import generation, presets  # noqa: E402
 
 KWARGS_DIR = os.path.join(REPO_ROOT, 'tests', 'data', 'state_dicts')
 
@@ -35,34 +37,29 @@ def build_generator(cfg, device):
     return G.eval().requires_grad_(False).to(device)
 
 
-def random_cameras(batch, device):
-    """Cameras on the unit-ish sphere looking at the origin; the exact poses do not affect timing."""
-    cam2world = torch.eye(4, device=device).repeat(batch, 1, 1)
-    cam2world[:, 1, 1] = cam2world[:, 2, 2] = -1 # Camera at +z looking down -z (OpenCV axes).
-    cam2world[:, 2, 3] = 2.7
-    intrinsics = torch.tensor([[4.2647, 0, 0.5], [0, 4.2647, 0.5], [0, 0, 1]], device=device).repeat(batch, 1, 1)
-    return torch.cat([cam2world.reshape(batch, 16), intrinsics.reshape(batch, 9)], dim=1)
+def frontal_cameras(cfg, batch, device):
+    """Labels [batch, 25] of the preset's frontal camera; the exact poses do not affect timing."""
+    pivot, radius = generation.camera_sphere(presets.rendering_preset(cfg), device=device)
+    intrinsics = generation.intrinsics_matrix(generation.focal_length(cfg), device=device)
+    return generation.look_at_label(math.pi / 2, math.pi / 2, pivot, radius, intrinsics).repeat(batch, 1)
 
 
 @click.command()
 @click.option('--cfg', type=click.Choice(['ffhq', 'afhq', 'shapenet']), default='ffhq', show_default=True)
 @click.option('--res', 'neural_res', type=click.IntRange(min=8), default=64, show_default=True,
     help='Neural rendering resolution.')
-@click.option('--device', type=click.Choice(['cpu', 'cuda']), default='cuda' if torch.cuda.is_available() else 'cpu',
-    show_default=True)
+@click.option('--device', type=generation.DEVICE, default=None, help='Torch device  [default: cuda if available]')
 @click.option('--batch', type=click.IntRange(min=1), default=1, show_default=True)
 @click.option('--iters', type=click.IntRange(min=1), default=5, show_default=True, help='Timed iterations.')
 @click.option('--warmup', type=click.IntRange(min=0), default=1, show_default=True)
 @click.option('--noise-mode', type=click.Choice(['const', 'random', 'none']), default='const', show_default=True)
 def main(cfg, neural_res, device, batch, iters, warmup, noise_mode):
     """Print G forward time per image and peak memory."""
-    if device == 'cuda' and not torch.cuda.is_available():
-        raise click.BadParameter('CUDA is not available on this machine', param_hint='--device')
-    device = torch.device(device)
+    device = generation.parse_device(device)
     torch.manual_seed(0)
     G = build_generator(cfg, device)
     z = torch.randn(batch, G.z_dim, device=device)
-    c = random_cameras(batch, device)
+    c = frontal_cameras(cfg, batch, device)
 
     def sync():
         if device.type == 'cuda':

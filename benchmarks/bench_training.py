@@ -35,28 +35,24 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import dnnlib  # noqa: E402
 import train  # noqa: E402
 from torch_utils.ops import conv2d_gradfix, grid_sample_gradfix  # noqa: E402
-from training import training_loop  # noqa: E402
+from training import generation, presets, training_loop  # noqa: E402
 
 _RESOLUTIONS = dict(ffhq=512, afhq=512, shapenet=128)
 
 #----------------------------------------------------------------------------
 
-def make_synthetic_dataset(path, resolution, num_images=8, seed=0):
-    """Random images with cameras on a sphere looking at the origin (only the labels matter for timing)."""
+def make_synthetic_dataset(path, cfg, resolution, num_images=8, seed=0):
+    """Random images with cameras around the preset's pivot (only the labels matter for timing)."""
     import PIL.Image
     rnd = np.random.RandomState(seed)
+    pivot, radius = generation.camera_sphere(presets.rendering_preset(cfg))
+    intrinsics = generation.intrinsics_matrix(generation.focal_length(cfg))
     labels = []
     for idx in range(num_images):
         name = f'{idx:05d}.png'
         PIL.Image.fromarray((rnd.rand(resolution, resolution, 3) * 255).astype(np.uint8)).save(os.path.join(path, name))
-        yaw, pitch = rnd.uniform(-0.5, 0.5), rnd.uniform(-0.2, 0.2)
-        origin = 2.7 * np.array([np.sin(yaw) * np.cos(pitch), np.sin(pitch), np.cos(yaw) * np.cos(pitch)])
-        forward = -origin / np.linalg.norm(origin)
-        right = -np.cross([0, 1, 0], forward)
-        right /= np.linalg.norm(right)
-        cam2world = np.eye(4)
-        cam2world[:3, 0], cam2world[:3, 1], cam2world[:3, 2], cam2world[:3, 3] = right, np.cross(forward, right), forward, origin
-        labels.append([name, cam2world.flatten().tolist() + [4.2647, 0, 0.5, 0, 4.2647, 0.5, 0, 0, 1]])
+        yaw, pitch = np.pi / 2 + rnd.uniform(-0.5, 0.5), np.pi / 2 + rnd.uniform(-0.2, 0.2)
+        labels.append([name, generation.look_at_label(yaw, pitch, pivot, radius, intrinsics)[0].tolist()])
     with open(os.path.join(path, 'dataset.json'), 'w') as f:
         json.dump(dict(labels=labels), f)
 
@@ -137,17 +133,17 @@ def benchmark(c, device, iters, warmup):
 @click.option('--nrr', help='Neural rendering resolution', type=click.IntRange(min=1), default=64, show_default=True)
 @click.option('--iters', help='Timed iterations (use a multiple of 16 to weight the lazy phases exactly)', type=click.IntRange(min=1), default=32, show_default=True)
 @click.option('--warmup', help='Untimed iterations first', type=click.IntRange(min=0), default=4, show_default=True)
-@click.option('--device', help='Torch device  [default: cuda if available]', type=str)
+@click.option('--device', help='Torch device  [default: cuda if available]', type=generation.DEVICE, default=None)
 @click.option('--out', help='Also write the results to this JSON file', type=str)
 @click.argument('train_args', nargs=-1, type=click.UNPROCESSED)
 def main(cfg, data, gpus, batch, nrr, iters, warmup, device, out, train_args):
     """Time training iterations; extra arguments are passed to train.py's option parser (e.g. --gamma=1 --aug=ada)."""
-    device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
+    device = generation.parse_device(device)
     with tempfile.TemporaryDirectory() as tmp:
         if data is None:
             data = os.path.join(tmp, f'synthetic{_RESOLUTIONS[cfg]}')
             os.makedirs(data)
-            make_synthetic_dataset(data, _RESOLUTIONS[cfg])
+            make_synthetic_dataset(data, cfg, _RESOLUTIONS[cfg])
         args = [f'--outdir={tmp}', f'--cfg={cfg}', f'--data={data}', f'--gpus={gpus}', f'--batch={batch}',
                 f'--neural_rendering_resolution_initial={nrr}', '--dry-run', '--metrics=none']
         if not any(arg.startswith('--gamma') for arg in train_args):

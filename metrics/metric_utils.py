@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 import dnnlib
+from training import generation
 
 # A folder holding detector files named like the last URL component (e.g. inception-2015-12-05.pkl).
 # When set, detectors are read from there instead of the download cache (offline machines).
@@ -124,65 +125,59 @@ class FeatureStats:
     """
 
     def __init__(self, capture_all=False, capture_mean_cov=False, max_items=None):
-        self.capture_all = capture_all
-        self.capture_mean_cov = capture_mean_cov
-        self.max_items = max_items
-        self.num_items = 0
-        self.num_features = None
-        self.all_features = None
-        self.raw_mean = None
-        self.raw_cov = None
+        self.__dict__.update(capture_all=capture_all, capture_mean_cov=capture_mean_cov, max_items=max_items,
+                             num_items=0, num_features=None, all_features=None, raw_mean=None, raw_cov=None)
 
     def set_num_features(self, num_features):
-        if self.num_features is not None:
-            assert num_features == self.num_features, f'feature width changed from {self.num_features} to {num_features}'
-            return
-        self.num_features = num_features
-        self.all_features = []
-        self.raw_mean = np.zeros([num_features], dtype=np.float64)
-        self.raw_cov = np.zeros([num_features, num_features], dtype=np.float64)
+        """Fix the feature width at the first batch; later batches must match it."""
+        if self.num_features is None:
+            self.num_features, self.all_features = num_features, []
+            self.raw_mean, self.raw_cov = np.zeros(num_features), np.zeros((num_features, num_features))
+        assert num_features == self.num_features, f'feature width changed from {self.num_features} to {num_features}'
 
     def is_full(self):
-        return (self.max_items is not None) and (self.num_items >= self.max_items)
+        return self.max_items is not None and self.num_items >= self.max_items
 
     def append(self, x):
-        x = np.asarray(x, dtype=np.float32)
-        assert x.ndim == 2
-        if self.max_items is not None:
-            x = x[:max(self.max_items - self.num_items, 0)]
-        self.set_num_features(x.shape[1])
-        if x.shape[0] == 0:
+        """Add rows of float features [N, num_features], dropping whatever exceeds max_items."""
+        rows = np.asarray(x, dtype=np.float32)
+        assert rows.ndim == 2, f'expected [N, num_features], got shape {rows.shape}'
+        room = len(rows) if self.max_items is None else max(self.max_items - self.num_items, 0)
+        rows = rows[:room]
+        self.set_num_features(rows.shape[1])
+        if len(rows) == 0:
             return
-        self.num_items += x.shape[0]
+        self.num_items += len(rows)
         if self.capture_all:
-            self.all_features.append(x)
+            self.all_features.append(rows)
         if self.capture_mean_cov:
-            x64 = x.astype(np.float64)
-            self.raw_mean += x64.sum(axis=0)
-            self.raw_cov += x64.T @ x64
+            wide = rows.astype(np.float64)
+            self.raw_mean += wide.sum(axis=0)
+            self.raw_cov += wide.T @ wide
 
     def append_torch(self, x, num_gpus=1, rank=0):
+        """append() for a tensor; with several ranks, every rank's rows are gathered and interleaved."""
         assert isinstance(x, torch.Tensor) and x.ndim == 2
         assert 0 <= rank < num_gpus
         if num_gpus > 1:
-            # Interleave the ranks' rows (rank 0's first, rank 1's first, ...): the order items were dealt out in.
+            # Rank 0's first row, rank 1's first row, ...: the order the items were dealt out in.
             parts = [torch.empty_like(x) for _ in range(num_gpus)]
             torch.distributed.all_gather(parts, x.contiguous())
             x = torch.stack(parts, dim=1).flatten(0, 1)
         self.append(x.detach().cpu().numpy())
 
     def get_all(self):
-        assert self.capture_all
-        return np.concatenate(self.all_features, axis=0)
+        assert self.capture_all, 'rows were not kept (capture_all=False)'
+        return np.concatenate(self.all_features)
 
     def get_all_torch(self):
         return torch.from_numpy(self.get_all())
 
     def get_mean_cov(self):
-        assert self.capture_mean_cov
+        """Mean and biased (1/n) covariance of the rows."""
+        assert self.capture_mean_cov, 'moments were not accumulated (capture_mean_cov=False)'
         mean = self.raw_mean / self.num_items
-        cov = self.raw_cov / self.num_items - np.outer(mean, mean) # Biased (1/n) covariance.
-        return mean, cov
+        return mean, self.raw_cov / self.num_items - mean[:, None] * mean[None, :]
 
     def save(self, pkl_file):
         # Written under a temporary name and renamed, so a concurrent reader never sees half a file.
@@ -255,7 +250,7 @@ class ProgressMonitor:
 # Statistics of real and generated images.
 
 def stats_cache_md5(dataset_kwargs, detector_url, detector_kwargs, stats_kwargs):
-    """The md5 in a statistics file name; the original's key, so existing cache files are found.
+    """The md5 in a statistics file name; the established key, so existing cache files are found.
 
     The dict reprs follow insertion order, so the key order of dataset_kwargs matters.
     """
@@ -283,9 +278,8 @@ def compute_feature_stats_for_dataset(opts, detector_url, detector_kwargs, rel_l
             stats = FeatureStats.load(cache_file)
             if stats.num_items == num_items:
                 return stats
-            # The key leaves out max_items (kept for file compatibility), so e.g. fid50k can find the file of
-            # fid50k_full and the original would silently use the wrong image count. Fix: recompute in memory,
-            # leaving the file alone.
+            # The key leaves out max_items (docs/compat.md), so a file made for another image count is not used;
+            # the statistics are recomputed in memory and the file is left alone.
             if opts.rank == 0:
                 warnings.warn(f'{cache_file}: holds {stats.num_items} images, this metric uses {num_items}; recomputing without caching')
             cache_file = None
@@ -295,51 +289,50 @@ def compute_feature_stats_for_dataset(opts, detector_url, detector_kwargs, rel_l
     detector = get_feature_detector(url=detector_url, device=opts.device, num_gpus=opts.num_gpus, rank=opts.rank, verbose=progress.verbose)
     if data_loader_kwargs is None:
         data_loader_kwargs = dict(pin_memory=(opts.device.type == 'cuda'), num_workers=3, prefetch_factor=2)
-
-    # Rank r takes items r, r + W, r + 2W, ... (wrapping around), so all ranks run the same number of batches;
-    # FeatureStats drops the wrapped-around surplus.
-    per_rank = (num_items - 1) // opts.num_gpus + 1
-    item_subset = [(i * opts.num_gpus + opts.rank) % num_items for i in range(per_rank)]
-    loader = torch.utils.data.DataLoader(dataset=dataset, sampler=item_subset, batch_size=batch_size, **data_loader_kwargs)
+    loader = torch.utils.data.DataLoader(dataset=dataset, sampler=_items_of_rank(num_items, opts), batch_size=batch_size, **data_loader_kwargs)
     with torch.no_grad():
         for images, _labels in loader:
-            if images.shape[1] == 1:
-                images = images.repeat([1, 3, 1, 1])
-            features = detector(images.to(opts.device), **detector_kwargs)
-            stats.append_torch(features, num_gpus=opts.num_gpus, rank=opts.rank)
-            progress.update(stats.num_items)
+            _add_features(stats, detector, images.to(opts.device), detector_kwargs, opts, progress)
 
     if cache_file is not None and opts.rank == 0:
         stats.save(cache_file)
     return stats
 
+def _items_of_rank(num_items, opts):
+    # Rank r takes items r, r + W, r + 2W, ... (wrapping around), so all ranks run the same number of batches;
+    # FeatureStats drops the wrapped-around surplus.
+    per_rank = -(-num_items // opts.num_gpus)
+    return [(opts.rank + step * opts.num_gpus) % num_items for step in range(per_rank)]
+
+def _add_features(stats, detector, images, detector_kwargs, opts, progress):
+    """Detector features of uint8 images [N, C, H, W] (grey repeated to RGB) into stats, gathered over ranks."""
+    if images.shape[1] == 1:
+        images = images.repeat([1, 3, 1, 1])
+    stats.append_torch(detector(images, **detector_kwargs), num_gpus=opts.num_gpus, rank=opts.rank)
+    progress.update(stats.num_items)
+
+def _generated_images(G, labels, opts, batch_size, batch_gen):
+    """uint8 [batch_size, C, H, W] from batch_size / batch_gen generator calls; each call draws z, then labels."""
+    images = []
+    for _ in range(batch_size // batch_gen):
+        z = torch.randn([batch_gen, G.z_dim], device=opts.device)
+        images.append(generation.to_uint8(G(z=z, c=next(labels), **opts.G_kwargs)['image'], channels_last=False))
+    return torch.cat(images)
+
 def compute_feature_stats_for_generator(opts, detector_url, detector_kwargs, rel_lo=0, rel_hi=1, batch_size=64, batch_gen=None, **stats_kwargs):
     """Features of stats_kwargs['max_items'] generated images; labels drawn from the dataset (never cached)."""
-    if batch_gen is None:
-        batch_gen = min(batch_size, 4)
-    assert batch_size % batch_gen == 0
+    batch_gen = min(batch_size, 4) if batch_gen is None else batch_gen
+    assert batch_size % batch_gen == 0, f'batch_size {batch_size} is not a multiple of batch_gen {batch_gen}'
+    stats = FeatureStats(**stats_kwargs)
+    assert stats.max_items is not None, 'the number of generated images (max_items) must be given'
 
     G = copy.deepcopy(opts.G).eval().requires_grad_(False).to(opts.device)
-    c_iter = iterate_random_labels(opts=opts, batch_size=batch_gen)
-    stats = FeatureStats(**stats_kwargs)
-    assert stats.max_items is not None
+    labels = iterate_random_labels(opts=opts, batch_size=batch_gen)
     progress = opts.progress.sub(tag='generator features', num_items=stats.max_items, rel_lo=rel_lo, rel_hi=rel_hi)
     detector = get_feature_detector(url=detector_url, device=opts.device, num_gpus=opts.num_gpus, rank=opts.rank, verbose=progress.verbose)
-
     with torch.no_grad():
         while not stats.is_full():
-            images = []
-            for _ in range(batch_size // batch_gen):
-                z = torch.randn([batch_gen, G.z_dim], device=opts.device)
-                img = G(z=z, c=next(c_iter), **opts.G_kwargs)['image']
-                images.append((img * 127.5 + 128).clamp(0, 255).to(torch.uint8)) # [-1, 1] => 0..255, truncating.
-            images = torch.cat(images)
-            if images.shape[1] == 1:
-                images = images.repeat([1, 3, 1, 1])
-            features = detector(images, **detector_kwargs)
-            stats.append_torch(features, num_gpus=opts.num_gpus, rank=opts.rank)
-            progress.update(stats.num_items)
-
+            _add_features(stats, detector, _generated_images(G, labels, opts, batch_size, batch_gen), detector_kwargs, opts, progress)
     opts.details.num_fake = stats.num_items
     return stats
 

@@ -10,7 +10,7 @@ VGG16_URL = 'https://api.ngc.nvidia.com/v2/models/nvidia/research/stylegan3/vers
 #----------------------------------------------------------------------------
 
 def _cdist(a, b):
-    # float16 in, float16 out, as in the original. Builds of torch without a float16 CPU kernel compute in float32
+    # float16 in, float16 out (the released precision/recall numbers). Builds of torch without a float16 CPU kernel compute in float32
     # and round instead.
     try:
         return torch.cdist(a.unsqueeze(0), b.unsqueeze(0))[0]

@@ -1,3 +1,6 @@
+import os
+import re
+
 import click
 import pytest
 from click.testing import CliRunner
@@ -42,3 +45,44 @@ def test_one_line_errors(monkeypatch):
     monkeypatch.setenv(cli_utils.DEBUG_ENV, '1')
     result = CliRunner().invoke(_tool, ['--fail=deep'])
     assert result.exit_code == 1 and isinstance(result.exception, OSError)
+
+
+def test_seed_ranges_must_be_non_empty_numpy_seeds():
+    assert cli_utils.parse_seeds('3-3,4294967295') == [3, 4294967295]
+    with pytest.raises(ValueError, match=r'^"5-2" is an empty range \(A-B needs A <= B\)$'):
+        cli_utils.parse_range('5-2')
+    with pytest.raises(ValueError, match='^"" is neither'):
+        cli_utils.parse_range('')
+    with pytest.raises(ValueError, match='^seed 4294967296 is larger than 4294967295$'):
+        cli_utils.parse_seeds('4294967290-4294967296')
+
+
+def test_positive_pair_and_finite_float():
+    @click.command()
+    @click.option('--grid', type=cli_utils.POSITIVE_PAIR, default=(1, 1))
+    @click.option('--fov', type=cli_utils.FiniteFloat(min=0, max=180, min_open=True), default=18)
+    def tool(grid, fov):
+        click.echo(f'{grid} {fov!r}')
+    assert CliRunner().invoke(tool, ['--grid=2x3', '--fov=1e1']).output == '(2, 3) 10.0\n'
+    for args, message in [(['--grid=0x3'], '"0x3": both numbers must be at least 1'),
+                          (['--fov=nan'], "'nan' is not a finite number"),
+                          (['--fov=-inf'], "'-inf' is not a finite number"),
+                          (['--fov=0'], '0.0 is not in the range 0<x<=180')]:
+        result = CliRunner().invoke(tool, args)
+        assert result.exit_code == 2 and message in result.output
+
+
+def test_check_output_dir_creates_nothing(tmp_path):
+    (tmp_path / 'file').write_bytes(b'x')
+    (tmp_path / 'dir' / 'taken.png').mkdir(parents=True)
+    cli_utils.check_output_dir(str(tmp_path / 'dir'), file_names=['free.png'])
+    cli_utils.check_output_dir(str(tmp_path / 'new' / 'deeper'))
+    cases = [(str(tmp_path / 'file'), '--outdir', (), 'exists and is not a folder'),
+             (str(tmp_path / 'file' / 'a' / 'b'), '--outdir', (), f'{tmp_path / "file"} is not a folder, so no folder'),
+             (str(tmp_path / 'dir'), '--out', ['free.png', 'taken.png'], 'taken.png is a folder'),
+             (' ', '--outdir', (), '--outdir: empty path')]
+    for path, flag, names, message in cases:
+        with pytest.raises(click.ClickException, match=re.escape(message)) as info:
+            cli_utils.check_output_dir(path, flag=flag, file_names=names)
+        assert info.value.message.startswith(flag)
+    assert sorted(os.listdir(tmp_path)) == ['dir', 'file'] and os.listdir(tmp_path / 'dir') == ['taken.png']

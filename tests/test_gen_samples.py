@@ -90,7 +90,7 @@ def test_images_and_volumes(snapshot, tmp_path):
         volume = np.array(mrc.data)
     assert volume.shape == (N, N, N) and volume.dtype == np.float32
 
-    # The official create_samples() grid, written out independently: float32 true division on the slow axes.
+    # The released extraction grid, written out independently: float32 true division on the slow axes.
     G = _load_G(snapshot)
     index = torch.arange(N ** 3)
     grid = torch.stack([((index.float() / N) / N) % N, (index.float() / N) % N, (index % N).float()], dim=1)
@@ -143,7 +143,7 @@ def test_meshes_with_vertex_colours(snapshot, tmp_path):
                   '--shape-format=.ply'])
     assert result.exit_code == 0, result.output
 
-    # By default plyfile's layout of the original: float32 x, y, z and int32 triangles only.
+    # By default plyfile's layout: float32 x, y, z and int32 triangles only.
     header, plain_verts, plain_faces = read_ply(os.path.join(out, 'seed0002.ply'))  # Also checks the body size.
     assert header == ['ply', 'format binary_little_endian 1.0', f'element vertex {len(plain_verts)}',
                       'property float x', 'property float y', 'property float z', f'element face {len(plain_faces)}',
@@ -183,13 +183,107 @@ def test_meshes_with_vertex_colours(snapshot, tmp_path):
         gen_samples.generate_shape(G, ws, 2, out, N, '.ply', level=1e6, mesh_colors=True, device='cpu')
 
 
-def test_bad_arguments(snapshot, tmp_path):
-    result = run(['--network', snapshot, '--seeds=1-x', '--outdir', str(tmp_path)])
-    assert result.exit_code == 2 and '1-x' in result.output
-    missing = str(tmp_path / 'missing.pkl')
-    result = run(['--network', missing, '--seeds=1', '--outdir', str(tmp_path)])
-    assert result.exit_code == 1 and 'missing.pkl' in result.output
-    not_a_pickle = tmp_path / 'junk.pkl'
-    not_a_pickle.write_bytes(b'junk')
-    result = run(['--network', str(not_a_pickle), '--seeds=1', '--outdir', str(tmp_path)])
-    assert result.exit_code == 1 and 'junk.pkl' in result.output
+# ----------------------------------------------------------------------------
+# Bad input: one line naming the flag or file, non-zero exit, nothing created or overwritten.
+
+
+def file_tree(root):
+    """{relative path: bytes (files) or None (folders)} below root."""
+    tree = {}
+    for folder, dirs, files in os.walk(root):
+        for name in dirs:
+            tree[os.path.relpath(os.path.join(folder, name), root)] = None
+        for name in files:
+            path = os.path.join(folder, name)
+            with open(path, 'rb') as f:
+                tree[os.path.relpath(path, root)] = f.read()
+    return tree
+
+
+def make_workdir(tmp_path, monkeypatch):
+    """Enter tmp_path holding out/seed0001.png (to be left alone), a plain file and a folder named like an output
+    file (shared with test_gen_videos.py)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv('EG3D_DEBUG', raising=False)
+    os.makedirs('out/seed0002.png')
+    (tmp_path / 'out' / 'seed0001.png').write_bytes(b'old image')
+    (tmp_path / 'a_file').write_bytes(b'not a folder')
+    return tmp_path
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    return make_workdir(tmp_path, monkeypatch)
+
+
+def assert_refused(command, args, exit_code, message, root):
+    """Run the command; it must fail with `exit_code`, one error line containing `message`, and no file changes."""
+    before = file_tree(root)
+    result = CliRunner().invoke(command, args)
+    assert result.exit_code == exit_code, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith('Error:')]
+    assert len(errors) == 1 and message in errors[0], result.output
+    assert 'Traceback' not in result.output
+    assert file_tree(root) == before
+
+
+@pytest.mark.parametrize('args, exit_code, message', [
+    (['--seeds=5-2'], 2, '"5-2" is an empty range (A-B needs A <= B)'),
+    (['--seeds=4294967296'], 2, 'seed 4294967296 is larger than 4294967295'),
+    (['--trunc=nan'], 2, "'--trunc': 'nan' is not a finite number"),
+    (['--trunc=-inf'], 2, "'--trunc': '-inf' is not a finite number"),
+    (['--trunc-cutoff=-1'], 2, "'--trunc-cutoff': -1 is not in the range x>=0"),
+    (['--fov-deg=0'], 2, "'--fov-deg': 0.0 is not in the range 0<x<180"),
+    (['--fov-deg=inf'], 2, "'--fov-deg': 'inf' is not a finite number"),
+    (['--level=nan'], 2, "'--level': 'nan' is not a finite number"),
+    (['--shape-res=1'], 2, "'--shape-res': 1 is not in the range x>=2"),
+    (['--shapes=true', '--shape-format=.ply', '--shape-res=8'], 2,
+     '--shape-res: 8: meshes need at least 9 voxels per side'),
+    (['--device=tpu'], 2, "'--device': \"tpu\""),
+    (['--outdir=a_file'], 1, 'Error: --outdir=a_file: exists and is not a folder'),
+    (['--outdir=a_file/sub'], 1, 'is not a folder, so no folder can be made below it'),
+    (['--outdir='], 1, 'Error: --outdir: empty path'),
+    (['--seeds=1-2'], 1, 'Error: --outdir=out: out/seed0002.png is a folder; the output file seed0002.png cannot '
+                         'replace it'),
+    (['--network=missing.pkl'], 1, 'Error: --network: missing.pkl'),
+    (['--network=a_file'], 1, 'Error: --network: a_file: cannot read the network pickle'),
+])
+def test_bad_input_is_refused_before_writing(snapshot, workdir, args, exit_code, message):
+    defaults = dict(network=snapshot, seeds='1', outdir='out', device='cpu')
+    for arg in args:
+        defaults.pop(arg.split('=')[0][2:], None)
+    argv = [f'--{key}={value}' for key, value in defaults.items()] + args
+    assert_refused(gen_samples.generate_images, argv, exit_code, message, workdir)
+
+
+def test_cuda_device_on_a_cpu_machine(snapshot, workdir):
+    if torch.cuda.is_available():
+        pytest.skip('this machine has CUDA')
+    assert_refused(gen_samples.generate_images, ['--network', snapshot, '--seeds=1', '--outdir=new', '--device=cuda'],
+                   2, 'CUDA is not available on this machine', workdir)
+
+
+def test_deep_errors_end_in_one_line(snapshot, workdir, monkeypatch):
+    class BrokenGenerator:
+        rendering_kwargs, z_dim = {}, 4
+        def mapping(self, *args, **kwargs):
+            raise RuntimeError('mapping exploded\nin two lines')
+    monkeypatch.setattr(gen_samples.generation, 'load_generator', lambda *args, **kwargs: BrokenGenerator())
+    argv = ['--network', snapshot, '--seeds=1', '--outdir=out', '--device=cpu']
+    assert_refused(gen_samples.generate_images, argv, 1,
+                   'Error: mapping exploded in two lines (RuntimeError; set EG3D_DEBUG=1 for the traceback)', workdir)
+    monkeypatch.setenv('EG3D_DEBUG', '1')
+    result = CliRunner().invoke(gen_samples.generate_images, argv)
+    assert result.exit_code == 1 and isinstance(result.exception, RuntimeError)
+
+
+@pytest.mark.parametrize('flag, expected', [([], False), (['--trust-embedded-code'], True)])
+def test_trust_embedded_code_reaches_the_loader(workdir, monkeypatch, flag, expected):
+    seen = []
+    def recording_loader(network_pkl, **kwargs):
+        seen.append((network_pkl, kwargs))
+        raise gen_samples.generation.network_pickle.NetworkPickleError(f'{network_pkl}: stop here')
+    monkeypatch.setattr(gen_samples.generation.network_pickle, 'open_network_pkl', recording_loader)
+    assert_refused(gen_samples.generate_images, ['--network=net.pkl', '--seeds=1', '--outdir=new', '--device=cpu'] + flag,
+                   1, 'Error: --network: net.pkl: stop here', workdir)
+    assert seen == [('net.pkl', dict(trust_embedded_code=expected))]

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from test_gen_samples import build_tiny_generator, write_tiny_snapshot
+from test_gen_samples import assert_refused, build_tiny_generator, make_workdir, write_tiny_snapshot
 
 import gen_videos
 
@@ -15,6 +15,11 @@ import gen_videos
 @pytest.fixture(scope='module')
 def snapshot(tmp_path_factory):
     return write_tiny_snapshot(str(tmp_path_factory.mktemp('net') / 'network-snapshot-000000.pkl'))
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    return make_workdir(tmp_path, monkeypatch)
 
 
 def run(args):
@@ -47,7 +52,7 @@ def test_grid_video_of_depth(snapshot, tmp_path):
 
 
 def test_video_per_seed_and_shapes(snapshot, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # shapes go to the working directory, as in the original
+    monkeypatch.chdir(tmp_path)  # shapes go to the working directory
     result = run(['--network', snapshot, '--seeds=4,7', '--w-frames=1', '--outdir=videos', '--interpolate=false',
                   '--image_mode=image_raw', '--nrr=16', '--sample_mult=1.5'])
     assert result.exit_code == 0, result.output
@@ -70,7 +75,7 @@ def test_video_per_seed_and_shapes(snapshot, tmp_path, monkeypatch):
 
 
 def test_frames_render_float64_latents(tmp_path):
-    # The spline output is float64 and goes to G.synthesis as is (the original does not cast it).
+    # The spline output is float64 and goes to G.synthesis as is (no cast to float32).
     G = build_tiny_generator()
     G.rendering_kwargs.update(depth_resolution=4, depth_resolution_importance=4)
     seen = []
@@ -83,12 +88,6 @@ def test_frames_render_float64_latents(tmp_path):
                                 bitrate='10M')
     assert seen == [(torch.float64, torch.float32, 'const')] * 2
 
-
-def test_bad_grid_is_reported(snapshot, tmp_path):
-    result = run(['--network', snapshot, '--seeds=0-2', '--grid=2x2', '--outdir', str(tmp_path)])
-    assert result.exit_code == 1 and 'divisible' in result.output and 'interpolation.mp4' in result.output
-    result = run(['--network', snapshot, '--seeds=0', '--grid=2', '--outdir', str(tmp_path)])
-    assert result.exit_code == 2
 
 # ----------------------------------------------------------------------------
 # Helpers.
@@ -126,4 +125,60 @@ def test_layout_grid_and_orbit():
     quarter = gen_videos.orbit_camera(25, 100, pivot, 2.7, 'cpu')[0]
     assert start[0, 3].abs() < 0.01 and start[1, 3] < -0.3  # frame 0: centred, below (pitch 1.57 - 0.05 + 0.25)
     assert quarter[0, 3] > 0.5                               # a quarter loop later: swung toward +x
-    assert gen_videos.focal_length('Shapenet') == 1.7074 and gen_videos.focal_length('FFHQ') == 4.2647
+
+
+# ----------------------------------------------------------------------------
+# Bad input: one line naming the flag or file, non-zero exit, nothing created or overwritten.
+
+
+@pytest.mark.parametrize('args, exit_code, message', [
+    (['--seeds=5-2'], 2, '"5-2" is an empty range (A-B needs A <= B)'),
+    (['--grid=0x1'], 2, '"0x1": both numbers must be at least 1'),
+    (['--num-keyframes=0'], 2, "'--num-keyframes': 0 is not in the range x>=1"),
+    (['--w-frames=0'], 2, "'--w-frames': 0 is not in the range x>=1"),
+    (['--trunc=inf'], 2, "'--trunc': 'inf' is not a finite number"),
+    (['--trunc-cutoff=-2'], 2, "'--trunc-cutoff': -2 is not in the range x>=0"),
+    (['--sample_mult=nan'], 2, "'--sample_mult': 'nan' is not a finite number"),
+    (['--sample_mult=0'], 2, "'--sample_mult': 0.0 is not in the range x>0"),
+    (['--sample_mult=0.01'], 2, '--sample_mult: 0.01 x 6 depth samples leaves no sample per ray'),
+    (['--shuffle-seed=-1'], 2, "'--shuffle-seed': -1 is not in the range 0<=x<=4294967295"),
+    (['--nrr=0'], 2, "'--nrr': 0 is not in the range x>=1"),
+    (['--shape-res=8'], 2, "'--shape-res': 8 is not in the range x>=9"),
+    (['--outdir=a_file'], 1, 'Error: --outdir=a_file: exists and is not a folder'),
+    (['--outdir=a_file/videos'], 1, 'is not a folder, so no folder can be made below it'),
+    (['--seeds=0-2', '--grid=2x2'], 1, 'Error: --seeds: the number of seeds (3) is not divisible by the number of '
+                                       'grid cells (2x2); give a multiple of 4 seeds or --num-keyframes'),
+    (['--seeds=3,4', '--grid=2x1', '--interpolate=false'], 1, '(out/3.mp4)'),
+    (['--seeds=7', '--shapes=true'], 1, 'Error: --shapes (mesh folder)=interpolation_7_7: exists and is not a folder'),
+    (['--network=missing.pkl'], 1, 'Error: --network: missing.pkl'),
+])
+def test_bad_input_is_refused_before_writing(snapshot, workdir, args, exit_code, message):
+    (workdir / 'interpolation_7_7').write_bytes(b'in the way of the mesh folder')
+    defaults = dict(network=snapshot, seeds='1', outdir='out', device='cpu', nrr=16)
+    for arg in args:
+        defaults.pop(arg.split('=')[0][2:], None)
+    argv = [f'--{key}={value}' for key, value in defaults.items()] + args
+    assert_refused(gen_videos.generate_videos, argv, exit_code, message, workdir)
+
+
+@pytest.mark.parametrize('flag, expected', [([], False), (['--trust-embedded-code'], True)])
+def test_trust_embedded_code_reaches_the_loader(workdir, monkeypatch, flag, expected):
+    seen = []
+    def recording_loader(network_pkl, **kwargs):
+        seen.append((network_pkl, kwargs))
+        raise gen_videos.generation.network_pickle.NetworkPickleError(f'{network_pkl}: stop here')
+    monkeypatch.setattr(gen_videos.generation.network_pickle, 'open_network_pkl', recording_loader)
+    assert_refused(gen_videos.generate_videos, ['--network=net.pkl', '--seeds=1', '--outdir=new', '--device=cpu'] + flag,
+                   1, 'Error: --network: net.pkl: stop here', workdir)
+    assert seen == [('net.pkl', dict(trust_embedded_code=expected))]
+
+
+def test_deep_errors_end_in_one_line(snapshot, workdir, monkeypatch):
+    class BrokenGenerator:
+        rendering_kwargs = dict(depth_resolution=4, depth_resolution_importance=4)
+        z_dim = 4
+        def mapping(self, *args, **kwargs):
+            raise RuntimeError('mapping exploded')
+    monkeypatch.setattr(gen_videos.generation, 'load_generator', lambda *args, **kwargs: BrokenGenerator())
+    assert_refused(gen_videos.generate_videos, ['--network', snapshot, '--seeds=1', '--outdir=out', '--device=cpu'], 1,
+                   'Error: mapping exploded (RuntimeError; set EG3D_DEBUG=1 for the traceback)', workdir)

@@ -25,7 +25,7 @@ from metrics import (
     precision_recall,
 )
 
-# The original's 3 data-loader workers exceed this machine's suggestion; TorchScript is used on purpose.
+# The default 3 data-loader workers exceed this machine's suggestion; TorchScript is used on purpose.
 pytestmark = [pytest.mark.filterwarnings('ignore:This DataLoader will create'), pytest.mark.filterwarnings('ignore:`torch.jit')]
 
 #----------------------------------------------------------------------------
@@ -193,7 +193,7 @@ def test_unsupported_metrics_rejected_before_any_work(metric, words):
     with pytest.raises(ValueError, match='fid1k: unknown metric; valid names: fid50k_full, '):
         metric_main.calc_metric('fid1k')
 
-def test_stats_cache_md5_matches_original():
+def test_stats_cache_md5_matches_released_cache_names():
     url = frechet_inception_distance.INCEPTION_URL
     training = dict(class_name='training.dataset.ImageFolderDataset', path='datasets/FFHQ_512.zip', use_labels=True,
                     max_size=None, xflip=False, resolution=512, random_seed=0)
@@ -273,7 +273,7 @@ def test_inception_score_matches_independent_computation(env):
     assert mean == pytest.approx(np.mean(scores), rel=1e-5)
     assert std == pytest.approx(np.std(scores), rel=1e-4, abs=1e-7)
 
-def test_cameras_and_latents_are_drawn_as_the_original(env):
+def test_cameras_and_latents_are_drawn_in_the_released_order(env):
     opts = make_opts(env)
     np.random.seed(123)
     torch.manual_seed(5)
@@ -432,13 +432,20 @@ def test_two_processes_match_one(env):
 
 #----------------------------------------------------------------------------
 
-def test_distances_are_float16_cdist():
-    # The original calls torch.cdist on the float16 features; for more than 25 rows torch takes its matmul route.
+def test_distances_match_float64_within_float16_rounding():
+    # More than 25 rows, so torch.cdist takes its matmul route: d^2 = |a|^2 + |b|^2 - 2 a.b with each term rounded
+    # to float16 (relative 2^-11), i.e. d^2 off by up to 2^-10 (|a|^2 + |b|^2) + 2^-11 d^2, and d itself rounded once
+    # more: |d - exact| <= 2^-11 ((|a|^2 + |b|^2) / d + 2 d) to first order.
     gen = torch.Generator().manual_seed(0)
     rows = (torch.randn(40, 16, generator=gen) * 3).half()
-    cols = (torch.randn(30, 16, generator=gen) * 3).half()
-    dist = precision_recall.compute_distances(rows, cols, num_gpus=1, rank=0, col_batch_size=1000)
-    assert dist.dtype == torch.float16
-    assert torch.equal(dist, torch.cdist(rows.unsqueeze(0), cols.unsqueeze(0))[0])
+    cols = (torch.randn(30, 16, generator=gen) * 3 + 1).half()
+    dist = precision_recall.compute_distances(rows, cols, num_gpus=1, rank=0, col_batch_size=7)
+    assert dist.dtype == torch.float16 and dist.shape == (40, 30)
+    a, b = rows.double().numpy(), cols.double().numpy()
+    exact = np.sqrt(((a[:, None, :] - b[None, :, :]) ** 2).sum(-1))
+    norms = (a ** 2).sum(1)[:, None] + (b ** 2).sum(1)[None, :]
+    assert np.all(np.abs(dist.double().numpy() - exact) <= 2 ** -11 * (norms / exact + 2 * exact))
+    # Column batching (5 zero-padded batches of 7 here) does not change any value.
+    assert torch.equal(dist, precision_recall.compute_distances(rows, cols, num_gpus=1, rank=0, col_batch_size=1000))
 
 #----------------------------------------------------------------------------

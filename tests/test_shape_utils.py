@@ -50,7 +50,7 @@ def read_ply(path):
 # ----------------------------------------------------------------------------
 
 
-def test_grid_coordinates_follow_the_official_layout():
+def test_grid_coordinates_follow_the_released_layout():
     # N = 4, n = 5 -> k = 1, j = 5/4 mod 4 = 1.25, i = 5/16 mod 4 = 0.3125 (true division quirk).
     voxel = 2.0 / 3
     coords = shape_extraction.grid_coordinates(5, 6, 4, 2.0)
@@ -75,7 +75,7 @@ def test_finish_volume_flips_and_pads():
 
 
 def test_zero_width_border_covers_everything():
-    # As in the original scripts: for grids under 9 voxels int(30 N / 256) = 0 and the slice [-0:] is the whole axis.
+    # Released behaviour: for grids under 9 voxels int(30 N / 256) = 0 and the slice [-0:] is the whole axis.
     sigmas = np.arange(8 ** 3, dtype=np.float32).reshape(8, 8, 8)
     assert np.all(shape_extraction.finish_volume(sigmas, pad=int(30 * 8 / 256), pad_value=-1000) == -1000)
     # gen_videos: only the top width is 0 for N = 6 (pad 0 too), N = 9 keeps a 1-voxel border and top width 1.
@@ -130,7 +130,7 @@ def test_mrc_round_trip_and_converter(tmp_path):
         assert mrc.header.mode == 2 and np.array_equal(mrc.data, volume)
     shape_extraction.write_mrc(str(tmp_path / 'b.mrc'), volume)
 
-    # Single-file mode keyed on .mrc (fixed) and honouring --level.
+    # Single-file mode keyed on .mrc and honouring --level.
     runner = CliRunner()
     result = runner.invoke(shape_utils.main, [str(tmp_path / 'a.mrc'), '--level=25'])
     assert result.exit_code == 0, result.output
@@ -160,7 +160,7 @@ def test_convert_sdf_samples_to_ply_applies_origin_and_spacing(tmp_path):
     reference, _ = shape_extraction.extract_mesh(np.transpose(volume, (2, 1, 0)), level=10)  # untransposed volume
     assert np.allclose(verts['xyz'], reference * 0.5 + [1.0, 2.0, 3.0], atol=1e-5)
 
-    # The arithmetic is the original's: per axis in float32 (a float64 origin rounds once), then / scale, - offset.
+    # The released arithmetic: per axis in float32 (a float64 origin rounds once), then / scale, - offset.
     origin = np.array([0.1, 0.2, 0.3])
     shape_utils.convert_sdf_samples_to_ply(volume, origin, 1, str(tmp_path / 's.ply'), offset=0.01, scale=3.0, level=10)
     _, verts, _ = read_ply(str(tmp_path / 's.ply'))

@@ -1,6 +1,8 @@
-"""What the command-line tools share: value parsers, click parameter types, and the one-line error boundary."""
+"""What the command-line tools share: value parsers, click parameter types, output-folder checks, and the
+one-line error boundary."""
 
 import functools
+import math
 import os
 import re
 
@@ -13,7 +15,7 @@ DEBUG_ENV = 'EG3D_DEBUG'  # Set to 1 to see the full traceback of an error that 
 
 
 def parse_range(value) -> list:
-    """'0,1,4-6' -> [0, 1, 4, 5, 6]."""
+    """'0,1,4-6' -> [0, 1, 4, 5, 6]. A descending range such as '5-2' is an error, not an empty list."""
     if isinstance(value, list):
         return value
     result = []
@@ -21,7 +23,10 @@ def parse_range(value) -> list:
         item = item.strip()
         match = re.fullmatch(r'(\d+)-(\d+)', item)
         if match:
-            result.extend(range(int(match.group(1)), int(match.group(2)) + 1))
+            first, last = int(match.group(1)), int(match.group(2))
+            if first > last:
+                raise ValueError(f'"{item}" is an empty range (A-B needs A <= B)')
+            result.extend(range(first, last + 1))
         elif re.fullmatch(r'\d+', item):
             result.append(int(item))
         else:
@@ -29,14 +34,29 @@ def parse_range(value) -> list:
     return result
 
 
-def parse_tuple(value) -> tuple:
-    """'4x2' or '4,2' -> (4, 2)."""
+MAX_SEED = 2**32 - 1  # numpy.random.RandomState accepts seeds up to this.
+
+
+def parse_seeds(value) -> list:
+    """parse_range() for random seeds: every value must be a valid NumPy seed."""
+    seeds = parse_range(value)
+    too_large = [seed for seed in seeds if seed > MAX_SEED]
+    if too_large:
+        raise ValueError(f'seed {too_large[0]} is larger than {MAX_SEED}')
+    return seeds
+
+
+def parse_tuple(value, min_value: int = 0) -> tuple:
+    """'4x2' or '4,2' -> (4, 2); both numbers at least `min_value`."""
     if isinstance(value, tuple):
         return value
     match = re.fullmatch(r'\s*(\d+)\s*[x,]\s*(\d+)\s*', str(value))
     if not match:
         raise ValueError(f'"{value}" is not a pair MxN or M,N of non-negative integers')
-    return int(match.group(1)), int(match.group(2))
+    pair = int(match.group(1)), int(match.group(2))
+    if min(pair) < min_value:
+        raise ValueError(f'"{value}": both numbers must be at least {min_value}')
+    return pair
 
 
 def parse_comma_separated_list(value) -> list:
@@ -60,8 +80,52 @@ def click_type(parser, name: str) -> click.ParamType:
     return _ParserType()
 
 
-SEED_RANGE = click_type(parse_range, 'range')
+SEED_RANGE = click_type(parse_seeds, 'range')
 PAIR = click_type(parse_tuple, 'pair')
+POSITIVE_PAIR = click_type(functools.partial(parse_tuple, min_value=1), 'pair')
+
+
+class FiniteFloat(click.FloatRange):
+    """click.FloatRange that also rejects nan and inf (which pass any range comparison or bound)."""
+
+    def convert(self, value, param, ctx):
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f'{value!r} is not a finite number', param, ctx)
+        return super().convert(number, param, ctx)
+
+# ----------------------------------------------------------------------------
+# Output locations, checked before anything is written.
+
+
+def _first_existing(path: str) -> str:
+    while not os.path.lexists(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return path
+
+
+def check_output_dir(path: str, flag: str = '--outdir', file_names=()) -> None:
+    """Raise a one-line ClickException unless `path` is a writable folder or one that can be created there.
+
+    Nothing is created. `file_names` are the files the tool will write into the folder: none may be a folder.
+    """
+    if not str(path).strip():
+        raise click.ClickException(f'{flag}: empty path')
+    full = os.path.abspath(path)
+    existing = _first_existing(full)
+    if not os.path.isdir(existing):
+        problem = 'exists and is not a folder' if existing == full else \
+            f'{existing} is not a folder, so no folder can be made below it'
+        raise click.ClickException(f'{flag}={path}: {problem}')
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise click.ClickException(f'{flag}={path}: {existing} is not writable')
+    for name in file_names:
+        if os.path.isdir(os.path.join(full, name)):
+            raise click.ClickException(f'{flag}={path}: {os.path.join(path, name)} is a folder; the output file '
+                                       f'{name} cannot replace it')
 
 # ----------------------------------------------------------------------------
 # Error boundary.

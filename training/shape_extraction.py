@@ -1,5 +1,5 @@
 """Shape extraction shared by gen_samples.py, gen_videos.py and shape_utils.py: density sampling on the
-official voxel grid, iso-surface meshes, and the .mrc / .ply / .obj writers.
+voxel grid of the released shapes, iso-surface meshes, and the .mrc / .ply / .obj writers.
 
 Grid layout (rendering.md 10): flat index n = i*N^2 + j*N + k holds the point (x, y, z) with x from i,
 y from j and z from k; the volume written out is that (N, N, N) array flipped along its first axis, and
@@ -14,6 +14,10 @@ from tqdm import tqdm
 
 import dnnlib
 
+# Smallest grid whose border, int(30 N / 256) voxels, is not zero wide; smaller grids become all border (see
+# finish_volume), so no iso-surface can be extracted from them.
+MIN_MESH_RESOLUTION = 9
+
 # ----------------------------------------------------------------------------
 # Density grid.
 
@@ -21,7 +25,7 @@ import dnnlib
 def grid_coordinates(start, stop, resolution, cube_length, device='cpu'):
     """World coordinates [1, stop - start, 3] of grid points with flat indices [start, stop).
 
-    Reproduces the official create_samples() bit for bit: the two slower axes are computed with true
+    Reproduces the grid of the released shapes bit for bit: the two slower axes are computed with true
     division in float32, so they carry a fraction of up to one voxel and, for N^3 > 2^24, the rounding of the
     flat index itself (quirk; trained shapes were always extracted this way).
     """
@@ -45,7 +49,7 @@ def voxel_to_world(points, resolution, cube_length):
 
 def _view_directions(num_points, device):
     directions = torch.zeros([1, num_points, 3], device=device)
-    directions[..., 2] = -1  # the decoder ignores them; the official scripts pass -z
+    directions[..., 2] = -1  # the decoder ignores them; -z, like the released scripts
     return directions
 
 
@@ -55,7 +59,7 @@ def sample_density_grid(sample_fn, resolution, cube_length, chunk_size=1_000_000
 
     Returns float32 [N, N, N] in flat-index order (not yet flipped). Only one chunk of points lives on the device
     at a time, so a 512^3 grid needs the 512 MiB result array plus one chunk. The global torch RNG is reseeded
-    with 0 before each chunk, as the official scripts do (it only matters with rendering_kwargs density_noise).
+    with 0 before each chunk, so chunks match the released scripts (it only matters with rendering_kwargs density_noise).
     """
     N = resolution
     total = N ** 3
@@ -75,9 +79,9 @@ def sample_density_grid(sample_fn, resolution, cube_length, chunk_size=1_000_000
 def finish_volume(sigmas, pad, pad_value, pad_top=None):
     """Flip along the first axis and overwrite a border of `pad` voxels on every face with pad_value.
 
-    `pad_top` (gen_videos) replaces the width at the high end of the second axis. A width of 0 (grids under 9
-    voxels) makes the high-end slice `[-0:]` cover the whole axis, so the entire volume becomes pad_value, exactly
-    as in the original scripts (quirk, kept so small grids give the original's files).
+    `pad_top` (gen_videos) replaces the width at the high end of the second axis. A width of 0 (grids under
+    MIN_MESH_RESOLUTION voxels) makes the high-end slice `[-0:]` cover the whole axis, so the entire volume becomes
+    pad_value (the released scripts' behaviour, kept so small grids give the same files; docs/compat.md).
     """
     volume = np.ascontiguousarray(np.flip(sigmas, 0))
     pad_top = pad if pad_top is None else pad_top
