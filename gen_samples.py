@@ -37,23 +37,11 @@ def generate_shape(G, ws, seed, outdir, shape_res, shape_format, level, mesh_col
     ws are those of the image run (frontal conditioning camera, same truncation), which is what mapping z
     again inside G.sample() would give.
     """
-    box_warp = G.rendering_kwargs['box_warp']
-    sample_fn = lambda coordinates, directions: G.sample_mixed(coordinates, directions, ws, noise_mode='const')
-    sigmas = shape_extraction.sample_density_grid(sample_fn, shape_res, box_warp, device=device)
-    volume = shape_extraction.finish_volume(sigmas, pad=int(30 * shape_res / 256), pad_value=-1000)
     path = os.path.join(outdir, f'seed{seed:04d}{shape_format}')
-    if shape_format == '.mrc':
-        shape_extraction.write_mrc(path, volume)
-        return path
     try:
-        verts, faces = shape_extraction.extract_mesh(volume, level)
+        return shape_extraction.save_generator_shape(G, ws, path, shape_res, level, mesh_colors, device)
     except ValueError as err:
         raise click.ClickException(f'{path}: {err}; choose another --level')
-    colors = None
-    if mesh_colors:
-        colors = shape_extraction.vertex_colors(sample_fn, verts, shape_res, box_warp, device=device)
-    shape_extraction.write_mesh(path, verts, faces, colors)
-    return path
 
 
 def output_names(seeds, shapes, shape_format):

@@ -21,11 +21,7 @@ import torch
 from tqdm import tqdm
 
 import dnnlib
-from camera_utils import LookAtPoseSampler
 from training import cli_utils, generation, shape_extraction
-
-# The video trajectory uses 3.14 for pi (so does the keyframe camera): released videos were rendered this way.
-HALF_TURN = 3.14
 
 # ----------------------------------------------------------------------------
 # Keyframes and interpolation.
@@ -69,13 +65,6 @@ def map_keyframes(G, all_seeds, label, grid_w, grid_h, num_keyframes, psi, trunc
 # Frames.
 
 
-def orbit_camera(frame_idx, num_frames, pivot, radius, device):
-    """The video trajectory: a yaw swing of +-0.35 and a pitch swing of +-0.25 over one loop."""
-    phase = 2 * HALF_TURN * frame_idx / num_frames
-    return LookAtPoseSampler.sample(HALF_TURN / 2 + 0.35 * np.sin(phase), HALF_TURN / 2 - 0.05 + 0.25 * np.cos(phase),
-                                    pivot, radius=radius, device=device)
-
-
 def render_cell(G, w, label, image_mode):
     """One cell of a frame, [C, H, W] in [-1, 1]; depth is negated (near = bright) and min-max normalised."""
     with torch.no_grad():
@@ -113,17 +102,10 @@ def trajectory_path(mp4):
 
 
 def extract_frame_shape(G, w, path, resolution, device):
-    """Mesh of the frame's w with gen_videos' borders (0; 38/256 at the top of the second axis), level 10."""
-    sample_fn = lambda coordinates, directions: G.sample_mixed(coordinates, directions, w, noise_mode='const')
-    sigmas = shape_extraction.sample_density_grid(sample_fn, resolution, G.rendering_kwargs['box_warp'],
-                                                  device=device)
-    volume = shape_extraction.finish_volume(sigmas, pad=int(30 * resolution / 256), pad_value=0,
-                                            pad_top=int(38 * resolution / 256))
     try:
-        verts, faces = shape_extraction.extract_mesh(volume, level=10)
+        shape_extraction.save_frame_mesh(G, w, path, resolution, device)
     except ValueError as err:
         raise click.ClickException(f'{path}: {err}')
-    shape_extraction.write_ply(path, verts, faces)
 
 # ----------------------------------------------------------------------------
 
@@ -139,7 +121,7 @@ def gen_interp_video(G, mp4, seeds, shuffle_seed=None, w_frames=60 * 4, kind='cu
     all_seeds, num_keyframes = keyframe_seeds(seeds, num_keyframes, grid_w, grid_h, shuffle_seed)
     pivot, radius = generation.camera_sphere(G.rendering_kwargs, device=device)
     intrinsics = generation.intrinsics_matrix(generation.focal_length(cfg), device=device)
-    frontal = generation.look_at_label(HALF_TURN / 2, HALF_TURN / 2, pivot, radius, intrinsics)
+    frontal = generation.look_at_label(generation.HALF_TURN / 2, generation.HALF_TURN / 2, pivot, radius, intrinsics)
     ws = map_keyframes(G, all_seeds, frontal, grid_w, grid_h, num_keyframes, psi, truncation_cutoff)
     grid = make_interpolators(ws, kind=kind, wraps=wraps)
 
@@ -155,7 +137,7 @@ def gen_interp_video(G, mp4, seeds, shuffle_seed=None, w_frames=60 * 4, kind='cu
                 cells = []
                 for yi in range(grid_h):
                     for xi in range(grid_w):
-                        cam2world = orbit_camera(frame_idx, num_frames, pivot, radius, device)
+                        cam2world = generation.orbit_camera(frame_idx, num_frames, pivot, radius, device)
                         all_poses.append(cam2world.squeeze(0).cpu().numpy())
                         # The spline's float64 goes in as is: the super-resolution affines then run in double.
                         w = torch.from_numpy(grid[yi][xi](frame_idx / w_frames)).to(device)

@@ -29,11 +29,9 @@ import torch
 from tqdm import tqdm
 
 import dnnlib
-import gen_samples
-import gen_videos
 from dataset_tool import make_transform
 from metrics.metric_utils import FeatureDetectorError
-from training import network_pickle, presets, projection
+from training import generation, network_pickle, presets, projection, shape_extraction
 from training.camera_validation import LABEL_DIM, DatasetError, check_camera_labels, parse_dataset_json
 from training.cli_utils import one_line_errors, trust_embedded_code_option
 from training.perceptual import PerceptualDistance
@@ -124,7 +122,7 @@ def load_snapshot(network_pkl, trust_embedded_code):
 
 def side_by_side(*images):
     """[1, 3, H, W] images in [-1, 1] -> one [H, n * W, 3] uint8 array."""
-    return gen_samples.to_uint8(torch.cat(images, dim=3))[0].cpu().numpy()
+    return generation.to_uint8(torch.cat(images, dim=3))[0].cpu().numpy()
 
 
 def render(G, ws, c, seed):
@@ -142,9 +140,9 @@ def write_novel_views(G, ws, c, path, num_frames, seed):
         writer = imageio.get_writer(tmp_path, mode='I', fps=30, codec='libx264', bitrate='10M')
         try:
             for frame_idx in tqdm(range(num_frames), desc='novel views'):
-                cam2world = gen_videos.orbit_camera(frame_idx, num_frames, pivot, radius, ws.device)
-                view = gen_samples.camera_label(cam2world, c[:, 16:])
-                writer.append_data(gen_samples.to_uint8(render(G, ws, view, seed + frame_idx))[0].cpu().numpy())
+                cam2world = generation.orbit_camera(frame_idx, num_frames, pivot, radius, ws.device)
+                view = generation.camera_label(cam2world, c[:, 16:])
+                writer.append_data(generation.to_uint8(render(G, ws, view, seed + frame_idx))[0].cpu().numpy())
         finally:
             writer.close()
 
@@ -216,13 +214,13 @@ def run_stages(G, target, c, loss_fn, proj_opts, tune_opts, seed, record):
               default=False, show_default=True)
 @click.option('--shape-res', help='Voxel grid side for --shapes', type=click.IntRange(min=2), default=512,
               show_default=True)
-@click.option('--device', help='Torch device (default: cuda if available, else cpu)', type=str, default=None)
+@click.option('--device', help='Torch device (default: cuda if available, else cpu)', type=generation.DEVICE, default=None)
 @trust_embedded_code_option
 @one_line_errors
 def run_projection(network_pkl, target_path, camera, outdir, latent_space, num_steps, pti_steps, pti_lr, loss_kind,
                    mse_weight, seed, num_frames, shapes, shape_res, device, trust_embedded_code):
     """Project a photo into an EG3D generator's latent space and render it from new views."""
-    device = gen_samples.pick_device(device)
+    device = generation.parse_device(device)
     photo = read_target(target_path)
     label = read_camera(camera, target_path)
     data = load_snapshot(network_pkl, trust_embedded_code)
@@ -255,13 +253,13 @@ def run_projection(network_pkl, target_path, camera, outdir, latent_space, num_s
     G_final = G_proj if G_tuned is None else G_tuned
     panels = [target, render(G_proj, ws, c, seed)] + ([] if G_tuned is None else [render(G_tuned, ws, c, seed)])
     print(f'PSNR of the fit: {float(projection.psnr(panels[-1], target)):.2f} dB')
-    gen_samples.save_png(os.path.join(outdir, 'proj.png'), side_by_side(*panels))
+    generation.save_png(os.path.join(outdir, 'proj.png'), side_by_side(*panels))
     write_latent(os.path.join(outdir, 'projected_w.npz'), ws, c)
     if G_tuned is not None:
         save_tuned_snapshot(os.path.join(outdir, 'tuned.pkl'), data, G_tuned)
     write_novel_views(G_final, ws, c, os.path.join(outdir, 'novel_views.mp4'), num_frames, seed)
     if shapes:
-        gen_videos.extract_frame_shape(G_final, ws, os.path.join(outdir, 'shape.ply'), shape_res, device)
+        shape_extraction.save_frame_mesh(G_final, ws, os.path.join(outdir, 'shape.ply'), shape_res, device)
 
 
 if __name__ == '__main__':

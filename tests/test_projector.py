@@ -16,10 +16,9 @@ from test_perceptual import write_stand_in_detector
 from test_projection import build_projection_generator, frontal_camera, render, target_latent
 
 import dnnlib
-import gen_samples
 import projector
 from metrics import metric_utils
-from training import network_pickle
+from training import generation, network_pickle
 
 pytestmark = pytest.mark.filterwarnings('ignore:`torch.jit')
 
@@ -44,7 +43,7 @@ def inputs(tmp_path_factory):
 
     c = frontal_camera()
     photo = str(folder / 'face.png')
-    PIL.Image.fromarray(gen_samples.to_uint8(render(G, target_latent(G, c), c))[0].numpy()).save(photo)
+    PIL.Image.fromarray(generation.to_uint8(render(G, target_latent(G, c), c))[0].numpy()).save(photo)
     label = c[0].tolist()
     dataset_json = str(folder / 'dataset.json')
     with open(dataset_json, 'w') as f:
@@ -88,8 +87,8 @@ def test_end_to_end_with_tuning_and_perceptual_loss(inputs, tmp_path, monkeypatc
     with open(os.path.join(out, 'tuned.pkl'), 'rb') as f:
         data = network_pickle.load_network_pkl(f)
     assert data['training_set_kwargs'] == dict(resolution=128)
-    G = gen_samples.load_generator(os.path.join(out, 'tuned.pkl'), torch.device('cpu'))
-    tuned_panel = gen_samples.to_uint8(render(G, ws, c, seed=0))[0].numpy().astype(int)  # --seed's default
+    G = generation.load_generator(os.path.join(out, 'tuned.pkl'), torch.device('cpu'))
+    tuned_panel = generation.to_uint8(render(G, ws, c, seed=0))[0].numpy().astype(int)  # --seed's default
     assert np.abs(tuned_panel - panels[:, 2]).max() <= 1
 
 

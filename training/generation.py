@@ -127,3 +127,15 @@ def save_png(path: str, array: np.ndarray) -> None:
     assert array.dtype == np.uint8 and array.ndim in (2, 3), f'{array.dtype} array of shape {array.shape}'
     with dnnlib.util.atomic_output(path) as tmp_path:
         PIL.Image.fromarray(array).save(tmp_path, format='png')
+
+
+# The video trajectory uses 3.14 for pi (so does the keyframe camera): released videos were rendered this way.
+HALF_TURN = 3.14
+
+
+def orbit_camera(frame_idx, num_frames, pivot, radius, device):
+    """The video trajectory: a yaw swing of +-0.35 and a pitch swing of +-0.25 over one loop."""
+    phase = 2 * HALF_TURN * frame_idx / num_frames
+    yaw = HALF_TURN / 2 + 0.35 * np.sin(phase)
+    pitch = HALF_TURN / 2 - 0.05 + 0.25 * np.cos(phase)
+    return LookAtPoseSampler.sample(yaw, pitch, pivot, radius=radius, device=device)

@@ -191,3 +191,39 @@ def read_mrc(path):
     if data.ndim != 3:
         raise ValueError(f'{path}: expected a 3-D volume, got shape {data.shape}')
     return data
+
+
+# ----------------------------------------------------------------------------
+# Shapes of a generator at given ws, as the generation tools write them.
+
+
+def _density_of(G, ws, resolution, device):
+    sample_fn = lambda coordinates, directions: G.sample_mixed(coordinates, directions, ws, noise_mode='const')
+    return sample_fn, sample_density_grid(sample_fn, resolution, G.rendering_kwargs['box_warp'], device=device)
+
+
+def save_generator_shape(G, ws, path, resolution, level, mesh_colors, device) -> str:
+    """gen_samples' shape: an .mrc density volume, or a .ply/.obj mesh at iso-level `level` (by extension).
+
+    Raises ValueError when the level crosses no surface.
+    """
+    sample_fn, sigmas = _density_of(G, ws, resolution, device)
+    volume = finish_volume(sigmas, pad=int(30 * resolution / 256), pad_value=-1000)
+    if path.lower().endswith('.mrc'):
+        write_mrc(path, volume)
+        return path
+    verts, faces = extract_mesh(volume, level)
+    colors = vertex_colors(sample_fn, verts, resolution, G.rendering_kwargs['box_warp'], device=device) \
+        if mesh_colors else None
+    write_mesh(path, verts, faces, colors)
+    return path
+
+
+def save_frame_mesh(G, ws, path, resolution, device) -> str:
+    """gen_videos' per-frame mesh: zero borders (38/256 on top of the second axis), level 10, .ply."""
+    _, sigmas = _density_of(G, ws, resolution, device)
+    volume = finish_volume(sigmas, pad=int(30 * resolution / 256), pad_value=0, pad_top=int(38 * resolution / 256))
+    verts, faces = extract_mesh(volume, level=10)
+    write_ply(path, verts, faces)
+    return path
+

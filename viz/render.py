@@ -14,13 +14,11 @@ import tempfile
 import threading
 import time
 
-import click
 import numpy as np
 import torch
 
 from camera_utils import FOV_to_intrinsics, LookAtPoseSampler
-from gen_samples import camera_label, generate_shape, to_uint8
-from training import network_pickle, presets
+from training import generation, network_pickle, presets, shape_extraction
 from viz.colormap import colorize_depth
 from viz.view_request import MESH_FORMATS, RequestError, ViewRequest, parse_view_request
 
@@ -91,7 +89,7 @@ class Renderer:
         pivot = torch.tensor(info['avg_camera_pivot'], dtype=torch.float32, device=self.device)
         cam2world = LookAtPoseSampler.sample(math.pi / 2 + math.radians(yaw), math.pi / 2 - math.radians(pitch),
                                              pivot, radius=info['avg_camera_radius'] * distance, device=self.device)
-        return camera_label(cam2world, FOV_to_intrinsics(fov, device=self.device))
+        return generation.camera_label(cam2world, FOV_to_intrinsics(fov, device=self.device))
 
     def _conditioning(self, request: ViewRequest, info, camera):
         if request.conditioning == 'camera':
@@ -214,14 +212,14 @@ class Renderer:
             return colorize_depth(out['image_depth'][0, 0].float().cpu().numpy())
         image = out[output] if output in out else out['image_raw']
         assert image.ndim == 4 and image.shape[1] == 3, f'{output}: unexpected shape {tuple(image.shape)}'
-        return to_uint8(image)[0].cpu().numpy()
+        return generation.to_uint8(image)[0].cpu().numpy()
 
     # ------------------------------------------------------------------------
     # Shapes.
 
     @torch.no_grad()
     def export_mesh(self, request, shape_res=128, mesh_format='.ply', level=10.0, capture_dir=None) -> tuple:
-        """Iso-surface of the current latent through gen_samples' shape export -> (file name, file bytes).
+        """Iso-surface of the current latent through the shape export of gen_samples.py -> (file name, file bytes).
 
         The file is also kept in `capture_dir` when one is given.
         """
@@ -237,12 +235,10 @@ class Renderer:
         camera = self._camera(info, request.yaw, request.pitch, request.distance, request.fov or info['fov'])
         ws = self._latent(G, request, self._conditioning(request, info, camera))
         with tempfile.TemporaryDirectory() as tmp_dir:
+            path = os.path.join(capture_dir or tmp_dir, f'seed{request.seed:04d}{mesh_format}')
             try:
-                path = generate_shape(G, ws, request.seed, capture_dir or tmp_dir, shape_res, mesh_format, level,
-                                      mesh_colors=True, device=self.device)
-            except click.ClickException as err:
-                # The message starts with the temporary path and ends with gen_samples' flag name.
-                reason = err.message.split(': ', 1)[-1].replace('--level', 'iso-level')
-                raise RequestError(f'mesh of seed {request.seed}: {reason}') from err
+                shape_extraction.save_generator_shape(G, ws, path, shape_res, level, mesh_colors=True, device=self.device)
+            except ValueError as err:
+                raise RequestError(f'mesh of seed {request.seed}: {err}; choose another iso-level') from err
             with open(path, 'rb') as f:
                 return os.path.basename(path), f.read()
