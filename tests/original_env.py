@@ -62,28 +62,18 @@ _module_of_source = {}
 def persistent_class(orig_class):
     if orig_class in _made_persistent:
         return orig_class
-    module_src = _source_of_module[sys.modules[orig_class.__module__]]
 
-    class Decorator(orig_class):
-        _orig_module_src = module_src
-        _orig_class_name = orig_class.__name__
+    def __init__(self, *args, **kwargs):
+        orig_class.__init__(self, *args, **kwargs)
+        self._init_args, self._init_kwargs = copy.deepcopy((args, kwargs))
 
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            self._init_args = copy.deepcopy(args)
-            self._init_kwargs = copy.deepcopy(kwargs)
-
-        @property
-        def init_args(self):
-            return copy.deepcopy(self._init_args)
-
-        @property
-        def init_kwargs(self):
-            return dnnlib.EasyDict(copy.deepcopy(self._init_kwargs))
-
-    Decorator.__name__ = orig_class.__name__
-    _made_persistent.add(Decorator)
-    return Decorator
+    members = dict(__init__=__init__, _orig_class_name=orig_class.__name__,
+        _orig_module_src=_source_of_module[sys.modules[orig_class.__module__]],
+        init_args=property(lambda self: copy.deepcopy(self._init_args)),
+        init_kwargs=property(lambda self: dnnlib.EasyDict(copy.deepcopy(self._init_kwargs))))
+    wrapped = type(orig_class.__name__, (orig_class,), members)
+    _made_persistent.add(wrapped)
+    return wrapped
 
 
 def _module_for(src):

@@ -27,14 +27,10 @@ class SynthesisBlockNoUp(torch.nn.Module):
             fp16_channels_last=False, fused_modconv_default=True, **layer_kwargs):
         assert architecture in ('orig', 'skip', 'resnet')
         super().__init__()
-        self.in_channels = in_channels
-        self.w_dim = w_dim
-        self.resolution = resolution
-        self.img_channels = img_channels
-        self.is_last = is_last
-        self.architecture = architecture
-        self.use_fp16 = use_fp16
-        self.channels_last = use_fp16 and fp16_channels_last
+        self.resolution, self.w_dim = resolution, w_dim
+        self.in_channels, self.img_channels = in_channels, img_channels
+        self.architecture, self.is_last = architecture, is_last
+        self.use_fp16, self.channels_last = use_fp16, (use_fp16 and fp16_channels_last)
         self.fused_modconv_default = fused_modconv_default
         self.register_buffer('resample_filter', upfirdn2d.setup_filter(resample_filter)) # Stored, never used.
         layer_kwargs = dict(w_dim=w_dim, resolution=resolution, conv_clamp=conv_clamp, channels_last=self.channels_last,
