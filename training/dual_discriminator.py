@@ -69,7 +69,7 @@ class _ConditionalTrunk(torch.nn.Module):
         next_layer = 0
         for res in self.block_resolutions:
             tmp_channels = width(res)
-            block = DiscriminatorBlock(0 if res == img_resolution else tmp_channels, tmp_channels, width(res // 2),
+            block = DiscriminatorBlock(tmp_channels if res < img_resolution else 0, tmp_channels, width(res // 2),
                 resolution=res, first_layer_idx=next_layer, use_fp16=(res >= lowest_fp16_res), **block_kwargs,
                 **shared)
             self.add_module(f'b{res}', block)
