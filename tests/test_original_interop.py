@@ -7,11 +7,11 @@ import os
 import subprocess
 import sys
 
+import original_env
 import pytest
 import torch
 
 import dnnlib
-import original_env
 from training.network_pickle import load_network_pkl, save_network_pkl
 
 HELPER = os.path.abspath(original_env.__file__)
