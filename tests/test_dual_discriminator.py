@@ -146,7 +146,7 @@ def test_dummy_dual_discriminator_fades_raw_image(monkeypatch):
     D = _tiny(dd.DummyDualDiscriminator)
     assert D.raw_fade == 1 and D.img_channels == 6
     seen = []
-    monkeypatch.setattr(dd, 'run_discriminator_trunk', lambda module, x, c, **kw: seen.append(x) or x[:, :1, 0, 0])
+    monkeypatch.setattr(D, '_score', lambda x, c, **kw: seen.append(x) or x[:, :1, 0, 0])
     image_raw = torch.ones(2, 3, 8, 8)
     D(dict(image=torch.zeros(2, 3, 16, 16), image_raw=image_raw), torch.randn(2, 4))
     D(dict(image=torch.zeros(2, 3, 16, 16), image_raw=image_raw), torch.randn(2, 4))

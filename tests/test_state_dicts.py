@@ -186,7 +186,7 @@ def test_pickle_round_trip(networks):
         assert list(ours) == list(theirs)
         assert all(torch.equal(ours[name], theirs[name]) for name in ours)
     G = pickle.loads(pickle.dumps(networks[0]))
-    assert G.superresolution.block0.resolution_factor == 1 # Class attribute of SynthesisBlockNoUp.
+    assert G.superresolution.block0.conv0.up == 1 # SynthesisBlockNoUp keeps the resolution.
     assert G.rendering_kwargs == networks[0].rendering_kwargs and G.neural_rendering_resolution == 64
 
 #----------------------------------------------------------------------------

@@ -91,58 +91,31 @@ def _rotate3d(axis, theta, **kwargs):
 class AugmentPipe(torch.nn.Module):
     """Applies each enabled augmentation with probability strength * p.
 
-    Everything forward() reads is one of the constructor-named attributes or a buffer, so instances
-    restored from official pickles (which carry exactly those) behave identically.
+    Everything forward() reads is one of the constructor-named attributes or a buffer: pickled instances
+    carry exactly those.
     """
 
     def __init__(self,
-        xflip=0, rotate90=0, xint=0, xint_max=0.125,
-        scale=0, rotate=0, aniso=0, xfrac=0, scale_std=0.2, rotate_max=1, aniso_std=0.2, xfrac_std=0.125,
-        brightness=0, contrast=0, lumaflip=0, hue=0, saturation=0,
-        brightness_std=0.2, contrast_std=0.5, hue_max=1, saturation_std=1,
-        imgfilter=0, imgfilter_bands=[1, 1, 1, 1], imgfilter_std=1,
-        noise=0, cutout=0, noise_std=0.1, cutout_size=0.5,
+        xflip=0, rotate90=0, xint=0, xint_max=0.125,                            # Pixel blitting.
+        scale=0, rotate=0, aniso=0, xfrac=0,                                    # General geometric transforms ...
+        scale_std=0.2, rotate_max=1, aniso_std=0.2, xfrac_std=0.125,            # ... and their ranges.
+        brightness=0, contrast=0, lumaflip=0, hue=0, saturation=0,              # Colour transforms ...
+        brightness_std=0.2, contrast_std=0.5, hue_max=1, saturation_std=1,      # ... and their ranges.
+        imgfilter=0, imgfilter_bands=[1, 1, 1, 1], imgfilter_std=1,             # Image-space filtering.
+        noise=0, cutout=0, noise_std=0.1, cutout_size=0.5,                      # Image-space corruptions.
     ):
         super().__init__()
-        self.register_buffer('p', torch.ones([]))  # Overall multiplier; ADA adjusts it during training.
-
-        # Pixel blitting.
-        self.xflip = float(xflip)
-        self.rotate90 = float(rotate90)
-        self.xint = float(xint)
-        self.xint_max = float(xint_max)
-
-        # General geometric transforms.
-        self.scale = float(scale)
-        self.rotate = float(rotate)
-        self.aniso = float(aniso)
-        self.xfrac = float(xfrac)
-        self.scale_std = float(scale_std)
-        self.rotate_max = float(rotate_max)
-        self.aniso_std = float(aniso_std)
-        self.xfrac_std = float(xfrac_std)
-
-        # Colour transforms.
-        self.brightness = float(brightness)
-        self.contrast = float(contrast)
-        self.lumaflip = float(lumaflip)
-        self.hue = float(hue)
-        self.saturation = float(saturation)
-        self.brightness_std = float(brightness_std)
-        self.contrast_std = float(contrast_std)
-        self.hue_max = float(hue_max)
-        self.saturation_std = float(saturation_std)
-
-        # Image-space filtering.
-        self.imgfilter = float(imgfilter)
+        # Every setting becomes a float attribute of the same name (the band gains a list): pickles carry them.
+        settings = dict(xflip=xflip, rotate90=rotate90, xint=xint, xint_max=xint_max, scale=scale, rotate=rotate,
+            aniso=aniso, xfrac=xfrac, scale_std=scale_std, rotate_max=rotate_max, aniso_std=aniso_std,
+            xfrac_std=xfrac_std, brightness=brightness, contrast=contrast, lumaflip=lumaflip, hue=hue,
+            saturation=saturation, brightness_std=brightness_std, contrast_std=contrast_std, hue_max=hue_max,
+            saturation_std=saturation_std, imgfilter=imgfilter, imgfilter_std=imgfilter_std, noise=noise,
+            cutout=cutout, noise_std=noise_std, cutout_size=cutout_size)
+        for name, value in settings.items():
+            setattr(self, name, float(value))
         self.imgfilter_bands = list(imgfilter_bands)
-        self.imgfilter_std = float(imgfilter_std)
-
-        # Image-space corruptions.
-        self.noise = float(noise)
-        self.cutout = float(cutout)
-        self.noise_std = float(noise_std)
-        self.cutout_size = float(cutout_size)
+        self.register_buffer('p', torch.ones([]))  # Overall multiplier; ADA adjusts it during training.
 
         # Anti-aliasing filter for the 2x up/down-sampling around geometric resampling (sum 1, separable).
         sym6 = torch.as_tensor(_SYM6, dtype=torch.float32)
@@ -252,8 +225,8 @@ class AugmentPipe(torch.nn.Module):
 
     def _draw_rotation(self, N, p_rot, device, q, post):
         """Draw theta for one rotation half; the output is rotated by -theta, so the inverse rotates by +theta.
-        A debug percentile sets the pre-rotation only and leaves the post-rotation (post=True) at zero, as the
-        original pipe does."""
+        A debug percentile sets the pre-rotation only and leaves the post-rotation (post=True) at zero, so
+        that debug views match pickled pipes' behaviour."""
         theta = (torch.rand([N], device=device) * 2 - 1) * np.pi * self.rotate_max
         theta = self._gate(theta, p_rot, torch.zeros_like(theta), [N])
         if q is not None:

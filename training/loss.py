@@ -35,7 +35,7 @@ def neural_rendering_resolution_at(cur_nimg, initial, final, fade_kimg):
     """Resolution of the raw rendering: initial, or a linear fade to final rounded half-to-even."""
     if final is None:
         return initial
-    # Fix: the original divides by zero when fade_kimg is 0; treat that as an immediate switch.
+    # A zero-length fade switches at once (docs/compat.md).
     alpha = min(cur_nimg / (fade_kimg * 1e3), 1) if fade_kimg > 0 else 1
     return int(np.rint(initial * (1 - alpha) + final * alpha))
 
@@ -49,37 +49,30 @@ def blur_image(img, sigma):
 
 #----------------------------------------------------------------------------
 
+# Loss terms evaluated by each training phase (train.py's phase names).
+PHASE_TERMS = {
+    'Gmain': ('Gmain',), 'Greg': ('Greg',), 'Gboth': ('Gmain', 'Greg'),
+    'Dmain': ('Dgen', 'Dreal'), 'Dreg': ('Dr1',), 'Dboth': ('Dgen', 'Dreal', 'Dr1'),
+}
+
 class StyleGAN2Loss(Loss):
-    def __init__(self, device, G, D, augment_pipe=None,
-        r1_gamma                                = 10,       # R1 weight.
-        style_mixing_prob                       = 0,        # Probability of mixing the ws of two latents.
-        blur_init_sigma                         = 0,        # D input blur at the start.
-        blur_fade_kimg                          = 0,        # Length of the blur fade.
-        neural_rendering_resolution_initial     = 64,
-        neural_rendering_resolution_final       = None,     # None: no resolution fade.
-        neural_rendering_resolution_fade_kimg   = 0,
-        gpc_reg_fade_kimg                       = 1000,     # Length of the camera-swapping fade.
-        gpc_reg_prob                            = None,     # None: no generator pose conditioning.
-        dual_discrimination                     = False,    # R1 also w.r.t. the raw rendering.
-        filter_mode                             = 'antialiased', # How reals are resized to the raw resolution.
-    ):
+    def __init__(self, device, G, D, augment_pipe=None, r1_gamma=10, style_mixing_prob=0,
+            blur_init_sigma=0, blur_fade_kimg=0,        # D input blur, fading out over blur_fade_kimg.
+            neural_rendering_resolution_initial=64, neural_rendering_resolution_final=None,
+            neural_rendering_resolution_fade_kimg=0,    # final None: no resolution fade.
+            gpc_reg_fade_kimg=1000, gpc_reg_prob=None,  # gpc_reg_prob None: no generator pose conditioning.
+            dual_discrimination=False,                  # R1 also w.r.t. the raw rendering.
+            filter_mode='antialiased'):                 # How reals are resized to the raw resolution.
         super().__init__()
         assert gpc_reg_prob is None or (0 <= gpc_reg_prob <= 1)
-        self.device = device
-        self.G = G
-        self.D = D
-        self.augment_pipe = augment_pipe
-        self.r1_gamma = r1_gamma
-        self.style_mixing_prob = style_mixing_prob
-        self.blur_init_sigma = blur_init_sigma
-        self.blur_fade_kimg = blur_fade_kimg
-        self.neural_rendering_resolution_initial = neural_rendering_resolution_initial
-        self.neural_rendering_resolution_final = neural_rendering_resolution_final
-        self.neural_rendering_resolution_fade_kimg = neural_rendering_resolution_fade_kimg
-        self.gpc_reg_fade_kimg = gpc_reg_fade_kimg
-        self.gpc_reg_prob = gpc_reg_prob
-        self.dual_discrimination = dual_discrimination
-        self.filter_mode = filter_mode
+        self.device, self.G, self.D, self.augment_pipe = device, G, D, augment_pipe
+        self.r1_gamma, self.style_mixing_prob = r1_gamma, style_mixing_prob
+        self.dual_discrimination, self.filter_mode = dual_discrimination, filter_mode
+        # Schedules over the number of real images shown: arguments of the *_at() functions above.
+        self.blur_schedule = (blur_init_sigma, blur_fade_kimg)
+        self.gpc_schedule = (gpc_reg_prob, gpc_reg_fade_kimg)
+        self.resolution_schedule = (neural_rendering_resolution_initial, neural_rendering_resolution_final,
+            neural_rendering_resolution_fade_kimg)
         self.resample_filter = upfirdn2d.setup_filter([1, 3, 3, 1], device=device)
         # Count of backpropagated loss terms that were not finite; read and reset by the training loop.
         self.nonfinite = torch.zeros([], device=device)
@@ -110,108 +103,102 @@ class StyleGAN2Loss(Loss):
     def run_G(self, z, c, swapping_prob, neural_rendering_resolution, update_emas=False):
         c_gen_conditioning = self._conditioning(c, swapping_prob, per_sample=True)
         ws = self.G.mapping(z, c_gen_conditioning, update_emas=update_emas)
-        # The second mapping sees the unswapped camera (as in the original).
+        # The mixing mapping sees the unswapped camera.
         ws = self._mix_styles(ws, z, c)
         gen_output = self.G.synthesis(ws, c, neural_rendering_resolution=neural_rendering_resolution,
                                       update_emas=update_emas)
         return gen_output, ws
 
+    def _augment(self, img):
+        """Augment the image and the raw image with the same draws: the raw image is upsampled, stacked on the
+        channels, augmented, split off and downsampled again."""
+        def resize(x, size):
+            return torch.nn.functional.interpolate(x, size=size, mode='bilinear', align_corners=False, antialias=True)
+        image, raw = img['image'], img['image_raw']
+        stacked = self.augment_pipe(torch.cat([image, resize(raw, image.shape[2:])], dim=1))
+        img['image'] = stacked[:, :image.shape[1]]
+        img['image_raw'] = resize(stacked[:, image.shape[1]:], raw.shape[2:])
+
     def run_D(self, img, c, blur_sigma=0, update_emas=False):
-        # The dict entries are replaced by what D actually sees, so R1 below differentiates w.r.t. those.
+        # The dict entries are replaced by what D actually sees, so R1 differentiates w.r.t. those.
         img['image'] = blur_image(img['image'], blur_sigma)
         if self.augment_pipe is not None:
-            num_channels = img['image'].shape[1]
-            raw_size = img['image_raw'].shape[2:]
-            raw_up = torch.nn.functional.interpolate(img['image_raw'], size=img['image'].shape[2:], mode='bilinear',
-                                                     align_corners=False, antialias=True)
-            augmented = self.augment_pipe(torch.cat([img['image'], raw_up], dim=1))
-            img['image'] = augmented[:, :num_channels]
-            img['image_raw'] = torch.nn.functional.interpolate(augmented[:, num_channels:], size=raw_size,
-                                                               mode='bilinear', align_corners=False, antialias=True)
+            self._augment(img)
         return self.D(img, c, update_emas=update_emas)
 
     def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, gain, cur_nimg):
-        assert phase in ['Gmain', 'Greg', 'Gboth', 'Dmain', 'Dreg', 'Dboth']
+        assert phase in PHASE_TERMS
+        terms = set(PHASE_TERMS[phase])
         if self.G.rendering_kwargs.get('density_reg', 0) == 0:
-            phase = {'Greg': 'none', 'Gboth': 'Gmain'}.get(phase, phase)
+            terms.discard('Greg')
         if self.r1_gamma == 0:
-            phase = {'Dreg': 'none', 'Dboth': 'Dmain'}.get(phase, phase)
-        blur_sigma = blur_sigma_at(cur_nimg, self.blur_init_sigma, self.blur_fade_kimg)
-        swapping_prob = swapping_prob_at(cur_nimg, self.gpc_reg_prob, self.gpc_reg_fade_kimg)
-        nrr = neural_rendering_resolution_at(cur_nimg, self.neural_rendering_resolution_initial,
-                                             self.neural_rendering_resolution_final,
-                                             self.neural_rendering_resolution_fade_kimg)
+            terms.discard('Dr1')
+        blur_sigma = blur_sigma_at(cur_nimg, *self.blur_schedule)
+        swapping_prob = swapping_prob_at(cur_nimg, *self.gpc_schedule)
+        nrr = neural_rendering_resolution_at(cur_nimg, *self.resolution_schedule)
+        fake_args = dict(gen_z=gen_z, gen_c=gen_c, swapping_prob=swapping_prob, nrr=nrr, blur_sigma=blur_sigma,
+            gain=gain)
 
-        # The real raw target is blurred like D's image input (the fake raw image never is; original behaviour).
-        real_img_raw = filtered_resizing(real_img, size=nrr, f=self.resample_filter, filter_mode=self.filter_mode)
-        real_img_raw = blur_image(real_img_raw, blur_sigma)
-        real_img = {'image': real_img, 'image_raw': real_img_raw}
-
-        # Gmain: make D call the fakes real.
-        if phase in ['Gmain', 'Gboth']:
-            with torch.autograd.profiler.record_function('Gmain_forward'):
-                gen_img, _gen_ws = self.run_G(gen_z, gen_c, swapping_prob=swapping_prob,
-                                              neural_rendering_resolution=nrr)
-                gen_logits = self.run_D(gen_img, gen_c, blur_sigma=blur_sigma)
-                training_stats.report('Loss/scores/fake', gen_logits)
-                training_stats.report('Loss/signs/fake', gen_logits.sign())
-                loss_Gmain = torch.nn.functional.softplus(-gen_logits)
-                training_stats.report('Loss/G/loss', loss_Gmain)
-            with torch.autograd.profiler.record_function('Gmain_backward'):
-                self._backward(loss_Gmain, gain)
-
-        # Greg: keep the density field smooth (and, for the monotonic variants, non-increasing towards -z).
-        if phase in ['Greg', 'Gboth']:
+        if 'Gmain' in terms:
+            self._fake_term(for_generator=True, **fake_args)
+        if 'Greg' in terms:
             self._density_regularization(gen_z, gen_c, swapping_prob, gain)
+        loss_Dgen = self._fake_term(for_generator=False, **fake_args) if 'Dgen' in terms else 0
+        if terms & {'Dreal', 'Dr1'}:
+            # The real raw image is blurred like D's image input; generated raw images are not blurred.
+            raw = filtered_resizing(real_img, size=nrr, f=self.resample_filter, filter_mode=self.filter_mode)
+            real = {'image': real_img, 'image_raw': blur_image(raw, blur_sigma)}
+            self._real_terms(real, real_c, blur_sigma, gain, terms, loss_Dgen)
 
-        # Dmain, fake half: make D call the fakes fake.
-        loss_Dgen = 0
-        if phase in ['Dmain', 'Dboth']:
-            with torch.autograd.profiler.record_function('Dgen_forward'):
-                gen_img, _gen_ws = self.run_G(gen_z, gen_c, swapping_prob=swapping_prob,
-                                              neural_rendering_resolution=nrr, update_emas=True)
-                gen_logits = self.run_D(gen_img, gen_c, blur_sigma=blur_sigma, update_emas=True)
-                training_stats.report('Loss/scores/fake', gen_logits)
-                training_stats.report('Loss/signs/fake', gen_logits.sign())
-                loss_Dgen = torch.nn.functional.softplus(gen_logits)
-            with torch.autograd.profiler.record_function('Dgen_backward'):
-                self._backward(loss_Dgen, gain)
+    def _fake_term(self, gen_z, gen_c, swapping_prob, nrr, blur_sigma, gain, for_generator):
+        """Gmain (G wants D to call its images real) or Dgen (D wants to call them fake); returns the loss."""
+        label = 'Gmain' if for_generator else 'Dgen'
+        with torch.autograd.profiler.record_function(label + '_forward'):
+            gen_img, _ = self.run_G(gen_z, gen_c, swapping_prob=swapping_prob, neural_rendering_resolution=nrr,
+                update_emas=not for_generator)
+            logits = self.run_D(gen_img, gen_c, blur_sigma=blur_sigma, update_emas=not for_generator)
+            training_stats.report('Loss/scores/fake', logits)
+            training_stats.report('Loss/signs/fake', logits.sign())
+            loss = torch.nn.functional.softplus(-logits if for_generator else logits)
+            if for_generator:
+                training_stats.report('Loss/G/loss', loss)
+        with torch.autograd.profiler.record_function(label + '_backward'):
+            self._backward(loss, gain)
+        return loss
 
-        # Dmain real half and Dreg (R1): make D call the reals real; penalize its input gradient.
-        if phase in ['Dmain', 'Dreg', 'Dboth']:
-            name = {'Dmain': 'Dreal', 'Dreg': 'Dr1', 'Dboth': 'Dreal_Dr1'}[phase]
-            with torch.autograd.profiler.record_function(name + '_forward'):
-                with_r1 = phase in ['Dreg', 'Dboth']
-                real_img_tmp = {key: value.detach().requires_grad_(with_r1) for key, value in real_img.items()}
-                real_logits = self.run_D(real_img_tmp, real_c, blur_sigma=blur_sigma)
-                training_stats.report('Loss/scores/real', real_logits)
-                training_stats.report('Loss/signs/real', real_logits.sign())
+    def _real_terms(self, real, real_c, blur_sigma, gain, terms, loss_Dgen):
+        """Dreal (D wants to call reals real) and/or Dr1 (R1 penalty on D's input gradient), one backward."""
+        label = '_'.join(term for term in ('Dreal', 'Dr1') if term in terms)
+        with_r1 = 'Dr1' in terms
+        with torch.autograd.profiler.record_function(label + '_forward'):
+            real = {key: value.detach().requires_grad_(with_r1) for key, value in real.items()}
+            logits = self.run_D(real, real_c, blur_sigma=blur_sigma)
+            training_stats.report('Loss/scores/real', logits)
+            training_stats.report('Loss/signs/real', logits.sign())
+            loss = 0
+            if 'Dreal' in terms:
+                loss = torch.nn.functional.softplus(-logits)
+                training_stats.report('Loss/D/loss', loss_Dgen + loss)
+            if with_r1:
+                loss = loss + self._r1_term(real, logits)
+        with torch.autograd.profiler.record_function(label + '_backward'):
+            self._backward(loss, gain)
 
-                loss_Dreal = 0
-                if phase in ['Dmain', 'Dboth']:
-                    loss_Dreal = torch.nn.functional.softplus(-real_logits)
-                    training_stats.report('Loss/D/loss', loss_Dgen + loss_Dreal)
-
-                loss_Dr1 = 0
-                if with_r1:
-                    inputs = [real_img_tmp['image'], real_img_tmp['image_raw']] if self.dual_discrimination \
-                        else [real_img_tmp['image']]
-                    with torch.autograd.profiler.record_function('r1_grads'), conv2d_gradfix.no_weight_gradients():
-                        r1_grads = torch.autograd.grad(outputs=[real_logits.sum()], inputs=inputs, create_graph=True,
-                                                       only_inputs=True)
-                    r1_penalty = sum(grad.square().sum([1, 2, 3]) for grad in r1_grads)
-                    loss_Dr1 = r1_penalty * (self.r1_gamma / 2)
-                    training_stats.report('Loss/r1_penalty', r1_penalty)
-                    training_stats.report('Loss/D/reg', loss_Dr1)
-
-            with torch.autograd.profiler.record_function(name + '_backward'):
-                self._backward(loss_Dreal + loss_Dr1, gain)
+    def _r1_term(self, real, logits):
+        inputs = [real['image'], real['image_raw']] if self.dual_discrimination else [real['image']]
+        with torch.autograd.profiler.record_function('r1_grads'), conv2d_gradfix.no_weight_gradients():
+            grads = torch.autograd.grad(outputs=[logits.sum()], inputs=inputs, create_graph=True, only_inputs=True)
+        penalty = sum(grad.square().sum([1, 2, 3]) for grad in grads)
+        term = penalty * (self.r1_gamma / 2)
+        training_stats.report('Loss/r1_penalty', penalty)
+        training_stats.report('Loss/D/reg', term)
+        return term
 
     def _density_ws(self, gen_z, gen_c, swapping_prob, mix):
-        # One swap decision for the whole chunk here (unlike run_G's per-sample draw; original behaviour).
+        # One swap decision for the whole batch here, unlike run_G's per-sample draw.
         c_gen_conditioning = self._conditioning(gen_c, swapping_prob, per_sample=False)
         ws = self.G.mapping(gen_z, c_gen_conditioning, update_emas=False)
-        # Fix: the original raises NameError here when style_mixing_prob > 0; mix as in run_G instead.
+        # Style mixing as in run_G (docs/compat.md).
         return self._mix_styles(ws, gen_z, gen_c) if mix else ws
 
     def _sigma_pairs(self, ws, initial, perturbed):
@@ -225,7 +212,7 @@ class StyleGAN2Loss(Loss):
         options = self.G.rendering_kwargs
         reg_type = options['reg_type']
         if options.get('density_reg', 0) <= 0 or reg_type not in ['l1', 'monotonic-detach', 'monotonic-fixed']:
-            return # 'l1-alt' and 'total-variation' are accepted but compute nothing (original behaviour).
+            return # 'l1-alt' and 'total-variation' are accepted but compute nothing.
 
         with torch.autograd.profiler.record_function('Greg_forward'):
             if reg_type == 'l1':

@@ -5,23 +5,81 @@ All classes are persistent and built from keyword arguments by TriPlaneGenerator
 (`rendering_kwargs['superresolution_module']`).
 """
 
-# The import list mirrors the official module's (compat.md §9); some names are unused here.
-import numpy as np  # noqa: F401
+# Only names listed in compat.md §9 are imported, and used with the meaning spec/networks.md gives them:
+# snapshots embed this source, and the original EG3D executes it against its own networks_stylegan2.
 import torch
 
 from torch_utils import misc, persistence
 from torch_utils.ops import upfirdn2d
-from training.networks_stylegan2 import Conv2dLayer, SynthesisBlock, SynthesisLayer, ToRGBLayer  # noqa: F401
-from training.networks_stylegan3 import SynthesisLayer as AFSynthesisLayer  # noqa: F401
+from training.networks_stylegan2 import Conv2dLayer, SynthesisBlock, SynthesisLayer, ToRGBLayer
 
 #----------------------------------------------------------------------------
 
 @persistence.persistent_class
-class SynthesisBlockNoUp(SynthesisBlock):
-    """SynthesisBlock that keeps the input resolution: conv0 does not upsample and the incoming image is
-    added to without upsampling. The ToRGB output is added IN PLACE into the given image tensor, which
-    official outputs depend on (see _HybridSuperresolution._refine)."""
-    resolution_factor = 1
+class SynthesisBlockNoUp(torch.nn.Module):
+    """A SynthesisBlock (same constructor, members and pickled attributes) that stays at its input
+    resolution: conv0 does not upsample and the incoming image is not upsampled before the ToRGB add.
+    That add happens IN PLACE on the given image tensor, which official outputs depend on (see
+    _HybridSuperresolution._refine)."""
+
+    def __init__(self, in_channels, out_channels, w_dim, resolution, img_channels, is_last,
+            architecture='skip', resample_filter=[1, 3, 3, 1], conv_clamp=256, use_fp16=False,
+            fp16_channels_last=False, fused_modconv_default=True, **layer_kwargs):
+        assert architecture in ('orig', 'skip', 'resnet')
+        super().__init__()
+        self.resolution, self.w_dim = resolution, w_dim
+        self.in_channels, self.img_channels = in_channels, img_channels
+        self.architecture, self.is_last = architecture, is_last
+        self.use_fp16, self.channels_last = use_fp16, (use_fp16 and fp16_channels_last)
+        self.fused_modconv_default = fused_modconv_default
+        self.register_buffer('resample_filter', upfirdn2d.setup_filter(resample_filter)) # Stored, never used.
+        layer_kwargs = dict(w_dim=w_dim, resolution=resolution, conv_clamp=conv_clamp, channels_last=self.channels_last,
+            **layer_kwargs)
+
+        # Registration order fixes the init RNG order: const or conv0, conv1, torgb, skip.
+        if in_channels == 0:
+            self.const = torch.nn.Parameter(torch.randn([out_channels, resolution, resolution]))
+        else:
+            self.conv0 = SynthesisLayer(in_channels, out_channels, **layer_kwargs)
+        self.conv1 = SynthesisLayer(out_channels, out_channels, **layer_kwargs)
+        self.num_conv = 1 if in_channels == 0 else 2
+        self.num_torgb = 1 if (is_last or architecture == 'skip') else 0
+        if self.num_torgb:
+            self.torgb = ToRGBLayer(out_channels, img_channels, w_dim=w_dim, conv_clamp=conv_clamp,
+                channels_last=self.channels_last)
+        if in_channels != 0 and architecture == 'resnet':
+            # Registered with up=2 so that the parameters and pickled kwargs match; forward rejects 'resnet'.
+            self.skip = Conv2dLayer(in_channels, out_channels, kernel_size=1, bias=False, up=2,
+                resample_filter=resample_filter, channels_last=self.channels_last)
+
+    def forward(self, x, img, ws, force_fp32=False, fused_modconv=None, update_emas=False, **layer_kwargs):
+        del update_emas # Nothing to track.
+        if self.architecture == 'resnet':
+            raise ValueError('SynthesisBlockNoUp: architecture "resnet" cannot run (its skip layer upsamples)')
+        misc.assert_shape(ws, [None, self.num_conv + self.num_torgb, self.w_dim])
+        half = self.use_fp16 and not force_fp32 and ws.device.type == 'cuda' # fp16 only on CUDA.
+        dtype = torch.float16 if half else torch.float32
+        memory_format = torch.channels_last if (half and self.channels_last) else torch.contiguous_format
+        if fused_modconv is None:
+            fused_modconv = self.fused_modconv_default
+        if fused_modconv == 'inference_only':
+            fused_modconv = not self.training
+        styles = list(ws.unbind(dim=1))
+        layer_kwargs = dict(layer_kwargs, fused_modconv=fused_modconv)
+
+        if self.in_channels == 0:
+            x = self.const.to(dtype=dtype, memory_format=memory_format).unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])
+        else:
+            misc.assert_shape(x, [None, self.in_channels, self.resolution, self.resolution])
+            x = self.conv0(x.to(dtype=dtype, memory_format=memory_format), styles.pop(0), **layer_kwargs)
+        x = self.conv1(x, styles.pop(0), **layer_kwargs)
+        if self.num_torgb:
+            if img is not None:
+                misc.assert_shape(img, [None, self.img_channels, self.resolution, self.resolution])
+            y = self.torgb(x, styles.pop(0), fused_modconv=fused_modconv)
+            y = y.to(dtype=torch.float32, memory_format=torch.contiguous_format)
+            img = y if img is None else img.add_(y)
+        return x, img
 
 #----------------------------------------------------------------------------
 
@@ -32,7 +90,7 @@ class _HybridSuperresolution(torch.nn.Module):
     _input_resolution = None        # Resolution that block0 works at (stored as `input_resolution`).
     _block0_class = SynthesisBlock  # SynthesisBlockNoUp where block0 keeps the input resolution.
     _block_channels = (128, 64)     # Output channels of block0 and block1.
-    _has_resample_filter = True     # Official modules store an unused `resample_filter` buffer (except 8XDC).
+    _has_resample_filter = True     # An unused `resample_filter` buffer is part of the layout (not for 8XDC).
     _resize_smaller_only = False    # Resize only narrower inputs; otherwise any width but input_resolution.
 
     def __init__(self, channels, img_resolution, sr_num_fp16_res, sr_antialias,
