@@ -297,10 +297,6 @@ class SynthesisBlock(torch.nn.Module):
     skip image is upsampled and the ToRGB output added. ws [N, num_conv + num_torgb, w_dim] are used in that
     order. `fused_modconv_default`: True, False or 'inference_only' (fused in eval mode)."""
 
-    # Output / input resolution. A class attribute (pickles do not carry it), overridden to 1 by
-    # SynthesisBlockNoUp in superresolution.py.
-    resolution_factor = 2
-
     def __init__(self, in_channels: int, out_channels: int, *, w_dim: int, resolution: int, img_channels: int,
             is_last: bool, architecture: str = 'skip', resample_filter=[1, 3, 3, 1], conv_clamp=256,
             use_fp16: bool = False, fp16_channels_last: bool = False, fused_modconv_default=True, **layer_kwargs):
@@ -317,14 +313,13 @@ class SynthesisBlock(torch.nn.Module):
         if in_channels == 0:
             self.const = torch.nn.Parameter(torch.randn([out_channels, resolution, resolution]))
         else:
-            upsample = dict(up=2, resample_filter=resample_filter) if self.resolution_factor == 2 else {}
-            self.conv0 = SynthesisLayer(in_channels, out_channels, **upsample, **shared, **layer_kwargs)
+            self.conv0 = SynthesisLayer(in_channels, out_channels, up=2, resample_filter=resample_filter, **shared,
+                **layer_kwargs)
         self.conv1 = SynthesisLayer(out_channels, out_channels, **shared, **layer_kwargs)
         if self._has_torgb():
             self.torgb = ToRGBLayer(out_channels, img_channels, w_dim=w_dim, conv_clamp=conv_clamp,
                 channels_last=self.channels_last)
         if in_channels != 0 and architecture == 'resnet':
-            # Upsamples even when resolution_factor is 1, so a resnet SynthesisBlockNoUp cannot run (none is built).
             self.skip = Conv2dLayer(in_channels, out_channels, kernel_size=1, bias=False, up=2,
                 resample_filter=resample_filter, channels_last=self.channels_last)
 
@@ -352,7 +347,7 @@ class SynthesisBlock(torch.nn.Module):
         dtype, layout = _block_format(use_fp16=self.use_fp16, channels_last=self.channels_last,
             force_fp32=force_fp32, device=ws.device)
         fused_modconv = self._fused_modconv(fused_modconv)
-        in_size = self.resolution // self.resolution_factor
+        in_size = self.resolution // 2
         if self.in_channels == 0:
             x = self.const.to(dtype=dtype, memory_format=layout).unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])
         else:
@@ -362,12 +357,11 @@ class SynthesisBlock(torch.nn.Module):
         x = self._features(x, w_iter, dict(layer_kwargs, fused_modconv=fused_modconv))
         if img is not None:
             misc.assert_shape(img, [None, self.img_channels, in_size, in_size])
-            if self.resolution_factor != 1:
-                img = upfirdn2d.upsample2d(img, self.resample_filter)
+            img = upfirdn2d.upsample2d(img, self.resample_filter)
         if self._has_torgb():
             rgb = self.torgb(x, next(w_iter), fused_modconv=fused_modconv)
             rgb = rgb.to(dtype=torch.float32, memory_format=torch.contiguous_format)
-            # In place: a SynthesisBlockNoUp thereby writes into its caller's tensor (see superresolution.py).
+            # img is a fresh upsampled tensor here, so adding in place is safe.
             img = rgb if img is None else img.add_(rgb)
         assert x.dtype == dtype and (img is None or img.dtype == torch.float32)
         return x, img
