@@ -35,7 +35,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import dnnlib  # noqa: E402
 import train  # noqa: E402
 from torch_utils.ops import conv2d_gradfix, grid_sample_gradfix  # noqa: E402
-from training import generation, presets, training_loop  # noqa: E402
+from training import generation, presets  # noqa: E402
+from training import phases as training_phases  # noqa: E402
 
 _RESOLUTIONS = dict(ffhq=512, afhq=512, shapenet=128)
 
@@ -83,7 +84,7 @@ def benchmark(c, device, iters, warmup):
         augment_pipe = dnnlib.util.construct_class_by_name(**c.augment_kwargs).train().requires_grad_(False).to(device)
         augment_pipe.p.copy_(torch.as_tensor(c.get('augment_p', 0)))
     loss = dnnlib.util.construct_class_by_name(device=device, G=G, D=D, augment_pipe=augment_pipe, **c.loss_kwargs)
-    phases, _optimizers = training_loop.setup_phases(G=G, D=D, G_opt_kwargs=c.G_opt_kwargs, D_opt_kwargs=c.D_opt_kwargs,
+    phases, _optimizers = training_phases.setup_phases(G=G, D=D, G_opt_kwargs=c.G_opt_kwargs, D_opt_kwargs=c.D_opt_kwargs,
                                                      G_reg_interval=c.get('G_reg_interval'),
                                                      D_reg_interval=c.get('D_reg_interval', 16))
 
@@ -93,7 +94,7 @@ def benchmark(c, device, iters, warmup):
     for batch_idx in range(warmup + iters):
         real = torch.randint(0, 256, [per_gpu, 3, res, res], device=device).to(torch.float32) / 127.5 - 1
         real_c = torch.from_numpy(np.stack([training_set.get_label(i % len(training_set)) for i in range(per_gpu)]))
-        all_gen_z, all_gen_c = training_loop.draw_generator_inputs(training_set, num_phases=len(phases),
+        all_gen_z, all_gen_c = training_phases.draw_generator_inputs(training_set, num_phases=len(phases),
                                                                    batch_size=c.batch_size, batch_gpu=c.batch_gpu,
                                                                    z_dim=G.z_dim, device=device)
         if batch_idx == warmup and device.type == 'cuda':
@@ -101,9 +102,9 @@ def benchmark(c, device, iters, warmup):
         if device.type == 'cuda':
             torch.cuda.synchronize(device)
         start = time.perf_counter()
-        training_loop.run_phases(phases, loss, real.split(c.batch_gpu), real_c.to(device).split(c.batch_gpu),
+        training_phases.run_phases(phases, loss, real.split(c.batch_gpu), real_c.to(device).split(c.batch_gpu),
                                  all_gen_z, all_gen_c, batch_idx=batch_idx, cur_nimg=0, num_gpus=1, device=device)
-        training_loop.update_ema(G_ema, G, cur_nimg=batch_idx * c.batch_size, batch_size=c.batch_size,
+        training_phases.update_ema(G_ema, G, cur_nimg=batch_idx * c.batch_size, batch_size=c.batch_size,
                                  ema_kimg=c.ema_kimg, ema_rampup=c.get('ema_rampup', 0.05))
         if device.type == 'cuda':
             torch.cuda.synchronize(device)

@@ -8,6 +8,7 @@ import torch
 
 from torch_utils import training_stats
 from torch_utils.ops import conv2d_gradfix, upfirdn2d
+from training import presets
 from training.dual_discriminator import filtered_resizing
 
 #----------------------------------------------------------------------------
@@ -58,7 +59,7 @@ PHASE_TERMS = {
 class StyleGAN2Loss(Loss):
     def __init__(self, device, G, D, augment_pipe=None, r1_gamma=10, style_mixing_prob=0,
             blur_init_sigma=0, blur_fade_kimg=0,        # D input blur, fading out over blur_fade_kimg.
-            neural_rendering_resolution_initial=64, neural_rendering_resolution_final=None,
+            neural_rendering_resolution_initial=presets.NEURAL_RENDERING_RESOLUTION, neural_rendering_resolution_final=None,
             neural_rendering_resolution_fade_kimg=0,    # final None: no resolution fade.
             gpc_reg_fade_kimg=1000, gpc_reg_prob=None,  # gpc_reg_prob None: no generator pose conditioning.
             dual_discrimination=False,                  # R1 also w.r.t. the raw rendering.
