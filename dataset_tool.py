@@ -24,7 +24,6 @@ import json
 import math
 import os
 import pickle
-import re
 import shutil
 import tarfile
 import zipfile
@@ -37,6 +36,7 @@ import PIL.ImageMode
 from tqdm import tqdm
 
 import dnnlib
+from training import cli_utils
 from training.camera_validation import (
     LABEL_DIM,
     DatasetError,
@@ -60,14 +60,6 @@ def has_image_ext(path):
 
 def is_zip_name(path):
     return str(path).split('.')[-1] == 'zip'  # Case-sensitive: --dest=OUT.ZIP is a folder.
-
-def parse_pair(ctx, param, value):
-    if value is None:
-        return None
-    match = re.fullmatch(r'(\d+)[x,](\d+)', value)
-    if match is None or int(match.group(1)) == 0 or int(match.group(2)) == 0:
-        raise click.BadParameter(f'expected WxH with positive integers, got {value!r}', ctx=ctx, param=param)
-    return int(match.group(1)), int(match.group(2))
 
 #----------------------------------------------------------------------------
 # Sources.
@@ -450,7 +442,7 @@ def convert(src, dest, transform_image, resized):
 @click.option('--dest', help='Output folder or uncompressed .zip', metavar='PATH')
 @click.option('--max-images', help='Stop after this many input images', type=int)
 @click.option('--transform', help='Crop mode (needs --resolution)', type=click.Choice(['center-crop', 'center-crop-wide']))
-@click.option('--resolution', help='Output size, e.g. 512x512', metavar='WxH', type=str, callback=parse_pair)
+@click.option('--resolution', help='Output size, e.g. 512x512', metavar='WxH', type=cli_utils.POSITIVE_PAIR)
 @click.option('--check-only', help='Only check the source\'s camera labels and images; write nothing', is_flag=True)
 @click.option('--check-cameras', help='Refuse camera labels with geometry problems (reported as warnings otherwise)',
               metavar='BOOL', type=bool, default=False, show_default=True)

@@ -66,12 +66,7 @@ def _parse_kimg(value):
     return int(number) if float(number).is_integer() else float(number)
 
 def _parse_grid(value):
-    if isinstance(value, list):
-        return value
-    width, height = cli_utils.parse_tuple(value)
-    if width < 1 or height < 1:
-        raise ValueError(f'"{value}" needs positive integers')
-    return [width, height]
+    return list(value) if isinstance(value, list) else list(cli_utils.parse_tuple(value, min_value=1))
 
 KIMG = cli_utils.click_type(_parse_kimg, 'number')
 GRID = cli_utils.click_type(_parse_grid, 'WxH')

@@ -314,7 +314,7 @@ def test_usage_errors(tmp_path):
     assert run_tool('--source', src, '--dest', '').exit_code == 2
     assert run_tool('--source', src).exit_code == 2
     result = run_tool('--source', src, '--dest', str(tmp_path / 'o.zip'), '--resolution=8by8')
-    assert result.exit_code == 2 and 'expected WxH' in result.output
+    assert result.exit_code == 2 and '"8by8" is not a pair' in result.output
     result = run_tool('--source', src, '--dest', str(tmp_path / 'o.zip'), '--transform=center-crop')
     assert result.exit_code == 1 and '--transform=center-crop needs --resolution=WxH' in result.output
     result = run_tool('--source', str(tmp_path / 'missing'), '--dest', str(tmp_path / 'o.zip'))
