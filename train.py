@@ -37,7 +37,7 @@ import torch
 import dnnlib
 from metrics import metric_main
 from torch_utils import training_stats
-from training import presets, snapshot, training_loop
+from training import presets, rendering_config, snapshot, training_loop
 
 #----------------------------------------------------------------------------
 # Presets.
@@ -292,11 +292,12 @@ def build_config(opts):
         'decoder_lr_mul': opts.decoder_lr_mul,
         'sr_antialias': True,
     }
-    rendering_options.update(presets.rendering_preset(opts.cfg))
-    if opts.depth_resolution is not None:
-        rendering_options['depth_resolution'] = opts.depth_resolution
-    if opts.depth_resolution_importance is not None:
-        rendering_options['depth_resolution_importance'] = opts.depth_resolution_importance
+    # Rendering config (rcfg): preset or JSON file, then the override flags.
+    try:
+        rendering_options.update(rendering_config.resolve_rendering_options(
+            opts.cfg, overrides=rendering_config.overrides_from_opts(opts)))
+    except rendering_config.RenderingConfigError as err:
+        raise click.ClickException(str(err))
 
     c.G_kwargs.rendering_kwargs = rendering_options
     c.G_kwargs.num_fp16_res = 0
@@ -326,7 +327,8 @@ def build_config(opts):
             c.augment_p = opts.p
 
     # Description string (also what --resume=latest looks for).
-    desc = f'{opts.cfg:s}-{dataset_name:s}-gpus{c.num_gpus:d}-batch{c.batch_size:d}-gamma{c.loss_kwargs.r1_gamma:g}'
+    cfg_name = rendering_config.config_name(opts.cfg) # rcfg: a config file's stem.
+    desc = f'{cfg_name:s}-{dataset_name:s}-gpus{c.num_gpus:d}-batch{c.batch_size:d}-gamma{c.loss_kwargs.r1_gamma:g}'
     if opts.desc is not None:
         desc += f'-{opts.desc}'
 
@@ -494,10 +496,10 @@ def launch_torchrun(opts, world):
 
 #----------------------------------------------------------------------------
 
-@click.command()
+@click.command(epilog=rendering_config.TRAIN_HELP_EPILOG) # rcfg: the new-dataset workflow in --help.
 # Required.
 @click.option('--outdir', help='Parent directory of the run directories', metavar='DIR', required=True)
-@click.option('--cfg', help='Rendering preset', type=click.Choice(['ffhq', 'afhq', 'shapenet']), required=True)
+@click.option('--cfg', help='Rendering preset or JSON rendering config file', type=rendering_config.ConfigArg(), required=True)
 @click.option('--data', help='Dataset zip or folder', metavar='[ZIP|DIR]', type=str, required=True)
 @click.option('--gpus', help='Number of GPUs (processes)', metavar='INT', type=click.IntRange(min=1), required=True)
 @click.option('--batch', help='Total batch size over all GPUs', metavar='INT', type=click.IntRange(min=1), required=True)
@@ -558,6 +560,7 @@ def launch_torchrun(opts, world):
 @click.option('--nan-limit', help='Stop after this many consecutive iterations with non-finite losses or gradients (0: never)', metavar='INT', type=click.IntRange(min=0), default=_NAN_LIMIT_DEFAULT, show_default=True)
 @click.option('--depth-resolution', help='Coarse samples per ray  [default: from --cfg]', metavar='INT', type=click.IntRange(min=1))
 @click.option('--depth-resolution-importance', help='Importance samples per ray  [default: from --cfg]', metavar='INT', type=click.IntRange(min=0))
+@rendering_config.override_options # rcfg: --ray-start, --ray-end, --box-warp, --white-back, --avg-camera-radius/-pivot.
 @click.option('--grid', help='Size of the snapshot image grids  [default: from the resolution]', metavar='WxH', type=GridSize())
 def main(**kwargs):
     """Train EG3D on a camera-labelled dataset (see the module docstring for examples)."""
