@@ -499,7 +499,7 @@ def launch_torchrun(opts, world):
 @click.command(epilog=rendering_config.TRAIN_HELP_EPILOG) # rcfg: the new-dataset workflow in --help.
 # Required.
 @click.option('--outdir', help='Parent directory of the run directories', metavar='DIR', required=True)
-@click.option('--cfg', help='Rendering preset or JSON rendering config file', type=rendering_config.ConfigArg(), required=True)
+@click.option('--cfg', help='Rendering preset or JSON rendering config file', metavar='[ffhq|afhq|shapenet|FILE.json]', type=rendering_config.ConfigArg(), required=True)
 @click.option('--data', help='Dataset zip or folder', metavar='[ZIP|DIR]', type=str, required=True)
 @click.option('--gpus', help='Number of GPUs (processes)', metavar='INT', type=click.IntRange(min=1), required=True)
 @click.option('--batch', help='Total batch size over all GPUs', metavar='INT', type=click.IntRange(min=1), required=True)

@@ -73,15 +73,28 @@ _CHECKS = dict(depth_resolution=_integer(2), depth_resolution_importance=_intege
                avg_camera_pivot=_pivot)
 assert tuple(_CHECKS) == OPTION_KEYS
 
-def _check_ray_range(options, where):
-    """ray_start/ray_end: both 'auto' (per-ray box intersection) or numbers with start < end."""
+def _where(source, key):
+    """Error prefix of an option: its flag, or the file (or preset) and the key."""
+    return source if source.startswith('--') else f'{source}: {key}'
+
+def _check_ray_range(options, sources, explicit):
+    """ray_start/ray_end: both 'auto' (per-ray box intersection) or numbers with start < end.
+
+    sources maps each option to where it was set; an empty range is blamed on ray_start only when the user set
+    it more directly than ray_end (flag over file key over base preset), `explicit` holding those rankings.
+    """
     start, end = options['ray_start'], options['ray_end']
     if (start == 'auto') != (end == 'auto'):
-        raise RenderingConfigError(f'{where("ray_end" if start == "auto" else "ray_start")}: ray_start and ray_end '
-                                   f'must both be "auto" or both numbers, got {json.dumps(start)} and '
-                                   f'{json.dumps(end)}')
-    if start != 'auto' and end <= start:
-        raise RenderingConfigError(f'{where("ray_end")}: must be greater than ray_start ({end} <= {start})')
+        key = 'ray_start' if start == 'auto' else 'ray_end'
+        problem = (f'ray_start and ray_end must both be "auto" or both numbers, got {json.dumps(start)} and '
+                   f'{json.dumps(end)}')
+    elif start != 'auto' and end <= start:
+        key = 'ray_start' if explicit.get('ray_start', 0) > explicit.get('ray_end', 0) else 'ray_end'
+        problem = (f'must be less than ray_end ({start} >= {end})' if key == 'ray_start' else
+                   f'must be greater than ray_start ({end} <= {start})')
+    else:
+        return
+    raise RenderingConfigError(f'{_where(sources[key], key)}: {problem}')
 
 #----------------------------------------------------------------------------
 
@@ -121,7 +134,7 @@ def load_config_file(path: str) -> dict:
                 options[key] = _CHECKS[key](data[key])
             except ValueError as err:
                 raise RenderingConfigError(f'{path}: {key}: {err}')
-    _check_ray_range(options, where=lambda key: f'{path}: {key}')
+    _check_ray_range(options, sources={key: path for key in options}, explicit={key: 1 for key in data})
     return _ordered(options)
 
 def _ordered(options):
@@ -147,6 +160,7 @@ def resolve_rendering_options(cfg: str, overrides: dict) -> dict:
     else:
         options = presets.rendering_preset(cfg)
     source = {key: cfg for key in options}
+    explicit = {}
     for key, value in overrides.items():
         if value is None:
             continue
@@ -156,12 +170,15 @@ def resolve_rendering_options(cfg: str, overrides: dict) -> dict:
         except ValueError as err:
             raise RenderingConfigError(f'{OVERRIDE_FLAGS[key]}: {err}')
         source[key] = OVERRIDE_FLAGS[key]
-    _check_ray_range(options, where=lambda key: source[key] if source[key].startswith('--')
-                     else f'{source[key]}: {key}')
+        explicit[key] = 1
+    _check_ray_range(options, sources=source, explicit=explicit)
     return _ordered(options)
 
 #----------------------------------------------------------------------------
 # Fine-tuning from a network pickle: its rendering_kwargs are not restored, the new run's options win.
+
+def _show(options, key):
+    return json.dumps(_comparable(options[key])) if key in options else '(not set)'
 
 def _comparable(value):
     if isinstance(value, (list, tuple)):
@@ -173,10 +190,9 @@ def describe_rendering_differences(ours: dict, theirs: dict) -> list:
     lines = []
     keys = list(ours) + [key for key in theirs if key not in ours]
     for key in keys:
-        mine, other = ours.get(key, '(unset)'), theirs.get(key, '(unset)')
-        if _comparable(mine) != _comparable(other):
-            lines.append(f'rendering option {key}: this run uses {json.dumps(mine)}, the resumed pickle was '
-                         f'trained with {json.dumps(other)}')
+        if key not in ours or key not in theirs or _comparable(ours[key]) != _comparable(theirs[key]):
+            lines.append(f'rendering option {key}: this run uses {_show(ours, key)}, the resumed pickle was '
+                         f'trained with {_show(theirs, key)}')
     return lines
 
 def warn_rendering_differences(ours: dict, theirs: dict, pkl: str) -> None:
@@ -189,7 +205,7 @@ def warn_rendering_differences(ours: dict, theirs: dict, pkl: str) -> None:
 
 class ConfigArg(click.ParamType):
     """--cfg: a preset name, or the path of a JSON config file (read later, with one-line errors)."""
-    name = '[ffhq|afhq|shapenet|FILE.json]'
+    name = 'cfg'
 
     def convert(self, value, param, ctx):
         if is_config_file(value) and not value.lower().endswith('.json') and not os.path.isfile(value):
@@ -198,8 +214,8 @@ class ConfigArg(click.ParamType):
         return value
 
 class RayBound(click.ParamType):
-    """A non-negative distance or 'auto'."""
-    name = 'FLOAT|auto'
+    """A distance or 'auto' (range checks come with the other options)."""
+    name = 'ray bound'
 
     def convert(self, value, param, ctx):
         if value == 'auto' or isinstance(value, (int, float)):
@@ -211,7 +227,7 @@ class RayBound(click.ParamType):
 
 class Pivot(click.ParamType):
     """Three comma-separated numbers."""
-    name = 'X,Y,Z'
+    name = 'pivot'
 
     def convert(self, value, param, ctx):
         if isinstance(value, (list, tuple)):
@@ -250,8 +266,9 @@ def override_options(fn):
     """Adds the override flags of the options that --depth-resolution(-importance) do not already cover."""
     flags = [
         click.option('--ray-start', help='Near bound of every ray, or "auto" (with --ray-end=auto: clip each ray '
-                     'to the box)  [default: from --cfg]', type=RayBound()),
-        click.option('--ray-end', help='Far bound of every ray, or "auto"  [default: from --cfg]', type=RayBound()),
+                     'to the box)  [default: from --cfg]', metavar='FLOAT|auto', type=RayBound()),
+        click.option('--ray-end', help='Far bound of every ray, or "auto"  [default: from --cfg]',
+                     metavar='FLOAT|auto', type=RayBound()),
         click.option('--box-warp', help='Side of the cube the tri-planes span  [default: from --cfg]',
                      metavar='FLOAT', type=float),
         click.option('--white-back', help='White background behind the volume  [default: from --cfg]',
@@ -259,7 +276,7 @@ def override_options(fn):
         click.option('--avg-camera-radius', help='Camera distance the scripts orbit at  [default: from --cfg]',
                      metavar='FLOAT', type=float),
         click.option('--avg-camera-pivot', help='Point the scripts\' cameras look at  [default: from --cfg]',
-                     type=Pivot()),
+                     metavar='X,Y,Z', type=Pivot()),
     ]
     for flag in reversed(flags):
         fn = flag(fn)
