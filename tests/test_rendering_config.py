@@ -3,12 +3,17 @@ through a snapshot to gen_samples.py."""
 
 import json
 import os
+import pickle
+
+import numpy as np
 
 import pytest
 from click.testing import CliRunner
+from test_gen_samples import write_tiny_snapshot
 from test_train import invoke, make_dataset, parse_config, tiny_args
 
 import gen_samples
+import gen_videos
 import legacy
 import train
 from training import presets, rendering_config
@@ -52,6 +57,14 @@ def test_presets_and_overrides():
     assert options == dict(presets.RENDERING_PRESETS['shapenet'], ray_start='auto', ray_end='auto',
                            avg_camera_pivot=[0.0, 0.0, 0.1], white_back=False)
     assert list(options) == list(presets.RENDERING_PRESETS['shapenet'])
+
+def test_example_configs():
+    configs = os.path.join(os.path.dirname(__file__), '..', 'docs', 'configs')
+    objects = load_config_file(os.path.join(configs, 'objects360.json'))
+    assert objects == dict(presets.RENDERING_PRESETS['shapenet'], ray_start='auto', ray_end='auto',
+                           avg_camera_radius=1.2)
+    frontal = load_config_file(os.path.join(configs, 'frontal_full.json'))
+    assert frontal == dict(presets.RENDERING_PRESETS['ffhq'], white_back=False)
 
 def test_config_name():
     assert rendering_config.config_name('afhq') == 'afhq'
@@ -197,6 +210,26 @@ def test_custom_config_trains_and_renders_with_its_options(data128, tmp_path, mo
     assert result.exit_code == 0, result.output
     assert os.path.isfile(tmp_path / 'out' / 'seed0000.png')
     assert len(cameras) == 4 and all(camera == ([0.0, pytest.approx(0.05), 0.0], 1.8) for camera in cameras)
+
+@pytest.mark.slow
+def test_gen_videos_and_shapes_with_auto_bounds(tmp_path, monkeypatch):
+    network = write_tiny_snapshot(str(tmp_path / 'network-snapshot-000000.pkl'))
+    with open(network, 'rb') as f:
+        data = pickle.load(f)
+    data['G_ema'].rendering_kwargs.update(ray_start='auto', ray_end='auto', avg_camera_radius=1.9,
+                                          avg_camera_pivot=[0, 0.05, 0])
+    with open(network, 'wb') as f:
+        pickle.dump(data, f)
+    monkeypatch.chdir(tmp_path) # gen_videos.py writes shapes to the working directory.
+    result = CliRunner().invoke(gen_videos.generate_videos, [
+        '--network', network, '--seeds=5', '--w-frames=2', '--outdir=videos', '--image_mode=image_depth',
+        '--nrr=16', '--sample_mult=1.5', '--shapes=true', '--shape-res=16'])
+    assert result.exit_code == 0, result.output
+    assert sorted(os.listdir('interpolation_5_5')) == ['0000_shape.ply', '0001_shape.ply']
+    trajectory = np.load(os.path.join('videos', 'interpolation_trajectory.npy'))
+    assert np.allclose(np.linalg.norm(trajectory[:, :3, 3], axis=1), 1.9, atol=1e-5) # Sphere around the origin,
+    to_pivot = [0, 0.05, 0] - trajectory[:, :3, 3] # looking at the pivot.
+    assert np.allclose(trajectory[:, :3, 2], to_pivot / np.linalg.norm(to_pivot, axis=1, keepdims=True), atol=1e-5)
 
 #----------------------------------------------------------------------------
 # Fine-tuning from a pickle with other rendering options.
