@@ -146,22 +146,22 @@ def test_ray_range_error_names_its_source(tmp_path):
 # train.py with a config file.
 
 def test_guide_command_dry_run(tmp_path):
-    data = make_dataset(tmp_path / 'mydata_512', num_images=1, resolution=512)
+    data = make_dataset(tmp_path / 'mycars_128', num_images=1, resolution=128)
     config = write_config(tmp_path / 'myconfig.json', {'base': 'shapenet', 'ray_start': 'auto', 'ray_end': 'auto',
                                                        'avg_camera_radius': 1.2, 'avg_camera_pivot': [0, 0, 0]})
-    resume = tmp_path / 'shapenet512-128.pkl'
+    resume = tmp_path / 'shapenetcars128-64.pkl'
     resume.write_bytes(b'')
     outdir = tmp_path / 'runs'
     result = invoke([f'--outdir={outdir}', f'--cfg={config}', f'--data={data}', '--gpus=8', '--batch=32',
                      '--gamma=0.3', f'--resume={resume}', '--dry-run'])
     assert result.exit_code == 0, result.output
-    assert f'Output directory:    {outdir / "00000-myconfig-mydata_512-gpus8-batch32-gamma0.3"}' in result.output
+    assert f'Output directory:    {outdir / "00000-myconfig-mycars_128-gpus8-batch32-gamma0.3"}' in result.output
     assert not outdir.exists()
     options = json.loads(result.output[result.output.index('{'):result.output.index('\nOutput directory:')])
     rendering = options['G_kwargs']['rendering_kwargs']
     assert list(rendering)[-8:] == list(rendering_config.OPTION_KEYS)
     assert (rendering['ray_start'], rendering['ray_end'], rendering['avg_camera_radius']) == ('auto', 'auto', 1.2)
-    assert rendering['superresolution_module'] == 'training.superresolution.SuperresolutionHybrid8XDC'
+    assert rendering['superresolution_module'] == 'training.superresolution.SuperresolutionHybrid2X'
     assert options['resume_pkl'] == str(resume)
 
 def test_config_file_equal_to_preset_gives_the_same_options(data128, tmp_path):
@@ -175,7 +175,7 @@ def test_help_walks_through_the_workflow():
     result = CliRunner().invoke(train.main, ['--help'])
     assert result.exit_code == 0
     for text in ['--cfg [ffhq|afhq|shapenet|FILE.json]', '--ray-start FLOAT|auto', '--avg-camera-pivot X,Y,Z',
-                 'python dataset_tool.py', '"base": "shapenet"', '--cfg=myconfig.json', '--resume=shapenet512-128.pkl',
+                 'python dataset_tool.py', '"base": "shapenet"', '--cfg=myconfig.json', '--resume=shapenetcars128-64.pkl',
                  'python gen_samples.py']:
         assert text in result.output, text
 
@@ -244,8 +244,8 @@ def test_describe_rendering_differences(capsys):
         'rendering option white_back: this run uses (not set), the resumed pickle was trained with true',
     ]
     assert rendering_config.describe_rendering_differences(theirs, dict(theirs)) == []
-    rendering_config.warn_rendering_differences(ours, theirs, 'shapenet512-128.pkl')
+    rendering_config.warn_rendering_differences(ours, theirs, 'shapenetcars128-64.pkl')
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 3 and lines[0] == ('Warning: shapenet512-128.pkl: rendering option ray_start: this run uses '
+    assert len(lines) == 3 and lines[0] == ('Warning: shapenetcars128-64.pkl: rendering option ray_start: this run uses '
                                             '"auto", the resumed pickle was trained with 0.1 (the new value applies; '
                                             'only parameters and buffers are resumed)')

@@ -244,7 +244,7 @@ class Pivot(click.ParamType):
 TRAIN_HELP_EPILOG = """\b
 Your own dataset (docs/training.md, "Your own dataset: rendering config files"):
   1. Images with camera labels in dataset.json (docs/cameras.md), converted and checked:
-       python dataset_tool.py --source=mydata/ --dest=mydata_512.zip --resolution=512x512
+       python dataset_tool.py --source=mycars/ --dest=mycars_128.zip --resolution=128x128
   2. A rendering config, e.g. myconfig.json (keys not given come from the base preset):
        {"base": "shapenet", "ray_start": "auto", "ray_end": "auto",
         "avg_camera_radius": 1.2, "avg_camera_pivot": [0, 0, 0]}
@@ -252,14 +252,15 @@ Your own dataset (docs/training.md, "Your own dataset: rendering config files"):
      ray_start and ray_end (distances, or both "auto" to clip each ray to the box), box_warp,
      white_back, avg_camera_radius, avg_camera_pivot. Without a base, all but white_back are
      required. The matching flags (--ray-start, --box-warp, ...) override the file.
-  3. Fine-tune a released network (ShapeNet for 360-degree data, FFHQ for front-facing data):
-       python train.py --outdir=runs --cfg=myconfig.json --data=mydata_512.zip --gpus=8 \\
-         --batch=32 --gamma=0.3 --resume=shapenet512-128.pkl
+  3. Fine-tune a released network of the same resolution (ShapeNet cars for 360-degree data,
+     FFHQ or AFHQ at 512 px for front-facing data):
+       python train.py --outdir=runs --cfg=myconfig.json --data=mycars_128.zip --gpus=8 \\
+         --batch=32 --gamma=0.3 --resume=shapenetcars128-64.pkl
      Only parameters and buffers come from the pickle: the rendering options of --cfg and the
      flags apply, and each one that differs from the pickle's is reported as a warning.
   4. Render with the options the snapshot carries (camera radius, pivot, ray bounds):
        python gen_samples.py --outdir=out --seeds=0-3 \\
-         --network=runs/00000-myconfig-mydata_512-gpus8-batch32-gamma0.3/network-snapshot-000000.pkl
+         --network=runs/00000-myconfig-mycars_128-gpus8-batch32-gamma0.3/network-snapshot-000000.pkl
 """
 
 def override_options(fn):
