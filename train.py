@@ -558,7 +558,7 @@ def launch_torchrun(opts, world):
 # Additions of this project (their defaults keep the original behaviour).
 @click.option('--resume-mode', help='auto: restore the full training state when the snapshot has one and the setup matches; full: always; networks: never (original behaviour)', type=click.Choice(['auto', 'full', 'networks']), default='auto', show_default=True)
 @click.option('--nan-limit', help='Stop after this many consecutive iterations with non-finite losses or gradients (0: never)', metavar='INT', type=click.IntRange(min=0), default=_NAN_LIMIT_DEFAULT, show_default=True)
-@click.option('--depth-resolution', help='Coarse samples per ray  [default: from --cfg]', metavar='INT', type=click.IntRange(min=1))
+@click.option('--depth-resolution', help='Coarse samples per ray  [default: from --cfg]', metavar='INT', type=click.IntRange(min=2)) # rcfg: min 2 (was 1).
 @click.option('--depth-resolution-importance', help='Importance samples per ray  [default: from --cfg]', metavar='INT', type=click.IntRange(min=0))
 @rendering_config.override_options # rcfg: --ray-start, --ray-end, --box-warp, --white-back, --avg-camera-radius/-pivot.
 @click.option('--grid', help='Size of the snapshot image grids  [default: from the resolution]', metavar='WxH', type=GridSize())

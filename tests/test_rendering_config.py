@@ -117,7 +117,6 @@ def test_bad_config_files(data128, tmp_path, data, message):
     (['--ray-start=-1'], '--ray-start: must be >= 0'),
     (['--avg-camera-radius=0'], '--avg-camera-radius: must be a positive number, got 0.0'),
     (['--box-warp=-1.6'], '--box-warp: must be a positive number, got -1.6'),
-    (['--depth-resolution=1'], '--depth-resolution: must be an integer >= 2, got 1'),
 ])
 def test_bad_overrides(data128, tmp_path, extra, message):
     result = invoke(tiny_args(tmp_path / 'runs', data128, *extra))
@@ -126,7 +125,7 @@ def test_bad_overrides(data128, tmp_path, extra, message):
     assert not (tmp_path / 'runs').exists()
 
 @pytest.mark.parametrize('extra', [['--cfg=cars'], ['--ray-end=far'], ['--avg-camera-pivot=0,1'],
-                                   ['--white-back=maybe']])
+                                   ['--white-back=maybe'], ['--depth-resolution=1']])
 def test_override_usage_errors(data128, tmp_path, extra):
     result = invoke(tiny_args(tmp_path / 'runs', data128, *extra))
     assert result.exit_code == 2, result.output
