@@ -168,14 +168,15 @@ def test_config_file_equal_to_preset_gives_the_same_options(data128, tmp_path):
     c_file, desc_file = parse_config(tiny_args(tmp_path, data128, f'--cfg={config}'))
     c_preset, desc_preset = parse_config(tiny_args(tmp_path, data128))
     assert json.dumps(c_file) == json.dumps(c_preset)
-    assert (desc_file, desc_preset) == ('cars-cars_128-gpus1-batch2-gamma0.3', 'shapenet-cars_128-gpus1-batch2-gamma0.3')
+    assert desc_file == 'cars-cars_128-gpus1-batch2-gamma0.3'
+    assert desc_preset == 'shapenet-cars_128-gpus1-batch2-gamma0.3'
 
 def test_help_walks_through_the_workflow():
     result = CliRunner().invoke(train.main, ['--help'])
     assert result.exit_code == 0
     for text in ['--cfg [ffhq|afhq|shapenet|FILE.json]', '--ray-start FLOAT|auto', '--avg-camera-pivot X,Y,Z',
-                 'python dataset_tool.py', '"base": "shapenet"', '--cfg=myconfig.json', '--resume=shapenetcars128-64.pkl',
-                 'python gen_samples.py']:
+                 'python dataset_tool.py', '"base": "shapenet"', '--cfg=myconfig.json',
+                 '--resume=shapenetcars128-64.pkl', 'python gen_samples.py']:
         assert text in result.output, text
 
 @pytest.mark.slow
@@ -245,6 +246,6 @@ def test_describe_rendering_differences(capsys):
     assert rendering_config.describe_rendering_differences(theirs, dict(theirs)) == []
     rendering_config.warn_rendering_differences(ours, theirs, 'shapenetcars128-64.pkl')
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 3 and lines[0] == ('Warning: shapenetcars128-64.pkl: rendering option ray_start: this run uses '
-                                            '"auto", the resumed pickle was trained with 0.1 (the new value applies; '
-                                            'only parameters and buffers are resumed)')
+    assert len(lines) == 3
+    assert lines[0] == ('Warning: shapenetcars128-64.pkl: rendering option ray_start: this run uses "auto", the resumed '
+                        'pickle was trained with 0.1 (the new value applies; only parameters and buffers are resumed)')
