@@ -247,5 +247,6 @@ def test_describe_rendering_differences(capsys):
     rendering_config.warn_rendering_differences(ours, theirs, 'shapenetcars128-64.pkl')
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 3
-    assert lines[0] == ('Warning: shapenetcars128-64.pkl: rendering option ray_start: this run uses "auto", the resumed '
-                        'pickle was trained with 0.1 (the new value applies; only parameters and buffers are resumed)')
+    assert lines[0] == ('Warning: shapenetcars128-64.pkl: rendering option ray_start: this run uses "auto", the '
+                        'resumed pickle was trained with 0.1 (the new value applies; only parameters and buffers '
+                        'are resumed)')
