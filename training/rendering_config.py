@@ -80,8 +80,8 @@ def _where(source, key):
 def _check_ray_range(options, sources, explicit):
     """ray_start/ray_end: both 'auto' (per-ray box intersection) or numbers with start < end.
 
-    sources maps each option to where it was set; an empty range is blamed on ray_start only when the user set
-    it more directly than ray_end (flag over file key over base preset), `explicit` holding those rankings.
+    sources maps each option to where it was set (file, preset or flag); an empty range is blamed on ray_start
+    only when it is in `explicit` (set by the user at this level: a file key, a flag) and ray_end is not.
     """
     start, end = options['ray_start'], options['ray_end']
     if (start == 'auto') != (end == 'auto'):
@@ -89,7 +89,7 @@ def _check_ray_range(options, sources, explicit):
         problem = (f'ray_start and ray_end must both be "auto" or both numbers, got {json.dumps(start)} and '
                    f'{json.dumps(end)}')
     elif start != 'auto' and end <= start:
-        key = 'ray_start' if explicit.get('ray_start', 0) > explicit.get('ray_end', 0) else 'ray_end'
+        key = 'ray_start' if 'ray_start' in explicit and 'ray_end' not in explicit else 'ray_end'
         problem = (f'must be less than ray_end ({start} >= {end})' if key == 'ray_start' else
                    f'must be greater than ray_start ({end} <= {start})')
     else:
@@ -134,7 +134,7 @@ def load_config_file(path: str) -> dict:
                 options[key] = _CHECKS[key](data[key])
             except ValueError as err:
                 raise RenderingConfigError(f'{path}: {key}: {err}')
-    _check_ray_range(options, sources={key: path for key in options}, explicit={key: 1 for key in data})
+    _check_ray_range(options, sources={key: path for key in options}, explicit=set(data))
     return _ordered(options)
 
 def _ordered(options):
@@ -160,7 +160,7 @@ def resolve_rendering_options(cfg: str, overrides: dict) -> dict:
     else:
         options = presets.rendering_preset(cfg)
     source = {key: cfg for key in options}
-    explicit = {}
+    explicit = set()
     for key, value in overrides.items():
         if value is None:
             continue
@@ -170,7 +170,7 @@ def resolve_rendering_options(cfg: str, overrides: dict) -> dict:
         except ValueError as err:
             raise RenderingConfigError(f'{OVERRIDE_FLAGS[key]}: {err}')
         source[key] = OVERRIDE_FLAGS[key]
-        explicit[key] = 1
+        explicit.add(key)
     _check_ray_range(options, sources=source, explicit=explicit)
     return _ordered(options)
 
