@@ -18,6 +18,7 @@ import legacy
 import train
 from training import presets, rendering_config
 from training.rendering_config import RenderingConfigError, load_config_file, resolve_rendering_options
+from viz.render import Renderer
 
 #----------------------------------------------------------------------------
 
@@ -196,8 +197,9 @@ def test_custom_config_trains_and_renders_with_its_options(data128, tmp_path, mo
     G = legacy.load_network_pkl(str(run_dir / 'network-snapshot-000000.pkl'))['G_ema']
     assert {key: G.rendering_kwargs[key] for key in expected} == expected
 
-    # gen_samples.py (and the viewer, via presets.camera_orbit) orbit the file's camera.
-    assert presets.camera_orbit(G.rendering_kwargs) == ([0.0, 0.05, 0.0], 1.8)
+    # The viewer and gen_samples.py orbit the file's camera.
+    info = Renderer._describe(G)
+    assert (info['avg_camera_pivot'], info['avg_camera_radius'], info['depth_resolution']) == ([0.0, 0.05, 0.0], 1.8, 4)
     cameras = []
     sample = gen_samples.LookAtPoseSampler.sample
     def recording_sample(horizontal_mean, vertical_mean, lookat_position, radius, **kwargs):
