@@ -38,7 +38,7 @@ import torch
 import dnnlib
 from metrics import metric_main
 from torch_utils import distributed, training_stats
-from training import cli_utils, network_pickle, presets, snapshot, training_loop
+from training import cli_utils, network_pickle, presets, rendering_config, snapshot, training_loop
 from training import training_options as sections
 
 # Default of the command line that no library shares.
@@ -187,7 +187,11 @@ def build_config(opts):
         check_process_count(opts.gpus) # A dry run may be prepared on a machine without the GPUs.
 
     c = dnnlib.EasyDict()
-    c.G_kwargs = sections.generator_kwargs(opts, sections.rendering_kwargs_for(opts, dataset.resolution, sr_module))
+    try:
+        rendering_kwargs = sections.rendering_kwargs_for(opts, dataset.resolution, sr_module)
+    except rendering_config.RenderingConfigError as err:
+        raise click.ClickException(str(err))
+    c.G_kwargs = sections.generator_kwargs(opts, rendering_kwargs)
     c.D_kwargs = sections.discriminator_kwargs(opts)
     c.G_opt_kwargs = sections.adam_kwargs(opts.glr if opts.glr is not None else sections.G_LR)
     c.D_opt_kwargs = sections.adam_kwargs(opts.dlr)
@@ -316,10 +320,10 @@ def launch_torchrun(opts, world):
 
 #----------------------------------------------------------------------------
 
-@click.command()
+@click.command(epilog=rendering_config.TRAIN_HELP_EPILOG)
 # Required.
 @click.option('--outdir', help='Parent directory of the run directories', metavar='DIR', required=True)
-@click.option('--cfg', help='Rendering preset', type=click.Choice(['ffhq', 'afhq', 'shapenet']), required=True)
+@click.option('--cfg', help='Rendering preset or JSON rendering config file', metavar='[ffhq|afhq|shapenet|FILE.json]', type=rendering_config.ConfigArg(), required=True)
 @click.option('--data', help='Dataset zip or folder', metavar='[ZIP|DIR]', type=str, required=True)
 @click.option('--gpus', help='Number of GPUs (processes)', metavar='INT', type=click.IntRange(min=1), required=True)
 @click.option('--batch', help='Total batch size over all GPUs', metavar='INT', type=click.IntRange(min=1), required=True)
@@ -378,8 +382,9 @@ def launch_torchrun(opts, world):
 # Additions of this project; their defaults change nothing (docs/training.md).
 @click.option('--resume-mode', help='auto: restore the full training state when the snapshot has one and the setup matches; full: always; networks: never', type=click.Choice(['auto', 'full', 'networks']), default='auto', show_default=True)
 @click.option('--nan-limit', help='Stop after this many consecutive iterations with non-finite losses or gradients (0: never)', metavar='INT', type=click.IntRange(min=0), default=training_loop.DEFAULTS.nan_limit, show_default=True)
-@click.option('--depth-resolution', help='Coarse samples per ray  [default: from --cfg]', metavar='INT', type=click.IntRange(min=1))
+@click.option('--depth-resolution', help='Coarse samples per ray  [default: from --cfg]', metavar='INT', type=click.IntRange(min=2))
 @click.option('--depth-resolution-importance', help='Importance samples per ray  [default: from --cfg]', metavar='INT', type=click.IntRange(min=0))
+@rendering_config.override_options
 @cli_utils.trust_embedded_code_option
 @click.option('--grid', help='Size of the snapshot image grids  [default: from the resolution]', metavar='WxH', type=GRID)
 @cli_utils.one_line_errors

@@ -20,7 +20,7 @@ import dnnlib
 from metrics import metric_main
 from torch_utils import misc, training_stats
 from torch_utils.ops import conv2d_gradfix, grid_sample_gradfix
-from training import network_pickle, snapshot
+from training import network_pickle, rendering_config, snapshot
 from training.image_grid import export_fakes, save_image_grid, setup_snapshot_image_grid
 from training.phases import ada_adjustment, draw_generator_inputs, run_phases, setup_phases, update_ema
 
@@ -211,6 +211,8 @@ def _build_networks(o, rank, device, training_set, log):
     if o.resume_pkl is not None and rank == 0:
         log(f'Resuming from "{o.resume_pkl}"')
         resumed = network_pickle.open_network_pkl(o.resume_pkl, trust_embedded_code=o.trust_embedded_code)
+        rendering_config.warn_rendering_differences(G.rendering_kwargs,
+                                                    getattr(resumed['G_ema'], 'rendering_kwargs', {}), o.resume_pkl)
         for key, module in dict(G=G, D=D, G_ema=G_ema).items():
             misc.copy_params_and_buffers(resumed[key], module, require_all=False)
         del resumed

@@ -5,7 +5,7 @@ section; train.py assembles them and runs the checks.
 """
 
 import dnnlib
-from training import presets
+from training import rendering_config
 
 G_LR = 0.0025   # Every EG3D preset trains G at this rate.
 AUGMENT_STRENGTHS = dict(xflip=1, rotate90=1, xint=1, scale=1, rotate=1, aniso=1, xfrac=1, brightness=1,
@@ -21,10 +21,9 @@ def rendering_kwargs_for(opts, resolution, sr_module):
         density_reg_p_dist=opts.density_reg_p_dist, reg_type=opts.reg_type, decoder_lr_mul=opts.decoder_lr_mul,
         sr_antialias=True,
     )
-    rendering_kwargs.update(presets.rendering_preset(opts.cfg))
-    for key in ('depth_resolution', 'depth_resolution_importance'):
-        if opts[key] is not None:
-            rendering_kwargs[key] = opts[key]
+    # The preset or config file, then the override flags; raises rendering_config.RenderingConfigError.
+    rendering_kwargs.update(rendering_config.resolve_rendering_options(
+        opts.cfg, overrides=rendering_config.overrides_from_opts(opts)))
     return rendering_kwargs
 
 
@@ -79,5 +78,5 @@ def augment_options(aug, target, p):
 
 
 def run_description(opts, dataset_name):
-    desc = f'{opts.cfg}-{dataset_name}-gpus{opts.gpus}-batch{opts.batch}-gamma{opts.gamma:g}'
+    desc = f'{rendering_config.config_name(opts.cfg)}-{dataset_name}-gpus{opts.gpus}-batch{opts.batch}-gamma{opts.gamma:g}'
     return desc if opts.desc is None else f'{desc}-{opts.desc}'
