@@ -15,6 +15,7 @@ import gen_samples
 import gen_videos
 import legacy
 import train
+from camera_utils import LookAtPoseSampler
 from training import presets, rendering_config
 from training.rendering_config import RenderingConfigError, load_config_file, resolve_rendering_options
 from viz.render import Renderer
@@ -200,11 +201,11 @@ def test_custom_config_trains_and_renders_with_its_options(data128, tmp_path, mo
     info = Renderer._describe(G)
     assert (info['avg_camera_pivot'], info['avg_camera_radius'], info['depth_resolution']) == ([0.0, 0.05, 0.0], 1.8, 4)
     cameras = []
-    sample = gen_samples.LookAtPoseSampler.sample
+    sample = LookAtPoseSampler.sample
     def recording_sample(horizontal_mean, vertical_mean, lookat_position, radius, **kwargs):
         cameras.append((lookat_position.tolist(), radius))
         return sample(horizontal_mean, vertical_mean, lookat_position, radius=radius, **kwargs)
-    monkeypatch.setattr(gen_samples.LookAtPoseSampler, 'sample', recording_sample)
+    monkeypatch.setattr(LookAtPoseSampler, 'sample', recording_sample)
     network = str(run_dir / 'network-snapshot-000000.pkl')
     result = CliRunner().invoke(gen_samples.generate_images, ['--network', network, '--seeds=0',
                                                               f'--outdir={tmp_path / "out"}', '--device=cpu'])
