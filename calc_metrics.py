@@ -10,7 +10,7 @@ import torch
 import dnnlib
 from metrics import metric_main, metric_utils
 from torch_utils import distributed, misc, training_stats
-from training import cli_utils, network_pickle
+from training import cli_utils, generation
 
 #----------------------------------------------------------------------------
 # The evaluating processes.
@@ -137,10 +137,7 @@ def calc_metrics(ctx, network_pkl, metrics, data, mirror, gpus, verbose, trust_e
 
         if verbose:
             print(f'Loading network from "{network_pkl}"...')
-        try:
-            snapshot = network_pickle.open_network_pkl(network_pkl, trust_embedded_code=trust_embedded_code)
-        except network_pickle.NetworkPickleError as err:
-            raise click.ClickException(str(err))
+        snapshot = generation.open_snapshot(network_pkl, trust_embedded_code=trust_embedded_code)
         G = snapshot['G_ema']
         dataset_kwargs = dataset_options(ctx, data, mirror, snapshot.get('training_set_kwargs'), G)
         if verbose:

@@ -106,10 +106,7 @@ def read_camera(camera, target_path):
 
 def load_snapshot(network_pkl, trust_embedded_code):
     print(f'Loading networks from "{network_pkl}"...')
-    try:
-        data = network_pickle.open_network_pkl(network_pkl, trust_embedded_code=trust_embedded_code)
-    except network_pickle.NetworkPickleError as err:
-        raise click.ClickException(str(err))
+    data = generation.open_snapshot(network_pkl, trust_embedded_code=trust_embedded_code)
     G = data['G_ema']
     if not (hasattr(G, 'backbone') and hasattr(G, 'rendering_kwargs')) or G.c_dim != LABEL_DIM:
         raise click.ClickException(f'{network_pkl}: G_ema is not an EG3D generator with {LABEL_DIM}-number camera '

@@ -1,7 +1,6 @@
 """dataset_preprocessing/ffhq/validate_ffhq.py: files checked against the metadata's sizes and MD5s."""
 
 import hashlib
-import importlib.util
 import io
 import json
 import os
@@ -9,14 +8,7 @@ import os
 import numpy as np
 import PIL.Image
 import pytest
-
-FFHQ = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'dataset_preprocessing', 'ffhq')
-
-def load(name):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(FFHQ, f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from test_ffhq_alignment import load
 
 validate_ffhq = load('validate_ffhq')
 
