@@ -55,62 +55,56 @@ def persistent_class(orig_class):
     assert isinstance(orig_class, type)
     if is_persistent(orig_class):
         return orig_class
-
     assert orig_class.__module__ in sys.modules
-    orig_module = sys.modules[orig_class.__module__]
-    orig_module_src = _module_source(orig_module)
+    defining_module = sys.modules[orig_class.__module__]
+    namespace = dict(
+        _orig_module_src=_module_source(defining_module),
+        _orig_class_name=orig_class.__name__,
+        __init__=_recording_init(orig_class, defining_module),
+        __reduce__=_record_reduce(orig_class),
+        init_args=property(lambda self: copy.deepcopy(self._init_args)),
+        init_kwargs=property(lambda self: dnnlib.EasyDict(copy.deepcopy(self._init_kwargs))),
+        __module__=orig_class.__module__,
+        __qualname__=orig_class.__qualname__,
+        __doc__=orig_class.__doc__,
+    )
+    persistent = type(orig_class)(orig_class.__name__, (orig_class,), namespace)
+    _decorators.add(persistent)
+    return persistent
 
-    class Decorator(orig_class):
-        _orig_module_src = orig_module_src
-        _orig_class_name = orig_class.__name__
 
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            self._init_args = copy.deepcopy(args)
-            self._init_kwargs = copy.deepcopy(kwargs)
-            assert orig_class.__name__ in orig_module.__dict__
-            _check_pickleable(self.__reduce__())
+def _recording_init(orig_class, defining_module):
+    def __init__(self, *args, **kwargs):
+        orig_class.__init__(self, *args, **kwargs)
+        self._init_args, self._init_kwargs = copy.deepcopy(args), copy.deepcopy(kwargs)
+        # The record names the class by its module-level name; a nested class could not be found again.
+        assert defining_module.__dict__.get(orig_class.__name__) is not None
+        _check_pickleable(self.__reduce__())
+    return __init__
 
-        @property
-        def init_args(self):
-            return copy.deepcopy(self._init_args)
 
-        @property
-        def init_kwargs(self):
-            return dnnlib.EasyDict(copy.deepcopy(self._init_kwargs))
-
-        def __reduce__(self):
-            fields = list(super().__reduce__())
-            fields += [None] * max(3 - len(fields), 0)
-            if fields[0] is not _reconstruct_persistent_obj:
-                meta = dict(type='class', version=_VERSION, module_src=self._orig_module_src,
-                            class_name=self._orig_class_name, state=fields[2])
-                fields[0] = _reconstruct_persistent_obj
-                fields[1] = (meta,)
-                fields[2] = None
-            return tuple(fields)
-
-    Decorator.__name__ = orig_class.__name__
-    Decorator.__qualname__ = orig_class.__qualname__
-    Decorator.__module__ = orig_class.__module__
-    Decorator.__doc__ = orig_class.__doc__
-    _decorators.add(Decorator)
-    return Decorator
+def _record_reduce(orig_class):
+    def __reduce__(self):
+        reduced = tuple(orig_class.__reduce__(self))
+        reduced += (None,) * (3 - len(reduced))
+        if reduced[0] is _reconstruct_persistent_obj:
+            return reduced  # An inner persistent base class already produced the record.
+        meta = dict(type='class', version=_VERSION, module_src=self._orig_module_src,
+                    class_name=self._orig_class_name, state=reduced[2])
+        return (_reconstruct_persistent_obj, (meta,), None) + reduced[3:]
+    return __reduce__
 
 
 def is_persistent(obj) -> bool:
     """True for a persistent class or an instance of one."""
-    try:
-        if obj in _decorators:
-            return True
-    except TypeError:
-        pass
-    return type(obj) in _decorators
+    candidates = (obj, type(obj)) if isinstance(obj, type) else (type(obj),)
+    return any(candidate in _decorators for candidate in candidates)
 
 
 def import_hook(hook):
     """Register hook(meta) -> meta, called on every record before it is resolved (e.g. to patch old sources)."""
-    assert callable(hook)
+    if not callable(hook):
+        raise TypeError(f'import_hook() needs a callable, not {type(hook).__name__}')
     _import_hooks.append(hook)
     return hook
 
@@ -133,14 +127,17 @@ def allow_embedded_code(allow: bool = True):
 def _reconstruct_persistent_obj(meta):
     """Rebuild an object from its record. Named in every pickle: its name and signature must not change."""
     meta = _prepare_meta(meta)
-    cls = resolve_record_class(meta)
-    obj = cls.__new__(cls)
-    setstate = getattr(obj, '__setstate__', None)
-    if callable(setstate):
-        setstate(meta.state)
+    return _instance_from_state(resolve_record_class(meta), meta.state)
+
+
+def _instance_from_state(cls, state):
+    # Records carry the instance state, not constructor calls: __init__ must not run here.
+    instance = cls.__new__(cls)
+    if callable(getattr(instance, '__setstate__', None)):
+        instance.__setstate__(state)
     else:
-        obj.__dict__.update(meta.state)
-    return obj
+        vars(instance).update(state)
+    return instance
 
 
 def _prepare_meta(meta):
