@@ -2,13 +2,11 @@
 
 `@persistent_class` makes instances pickle as a reduce tuple
 `(_reconstruct_persistent_obj, (meta,), None)`, where `meta` records the full text of the defining module,
-the class name and the instance state (see ../shared/spec/compat.md §2 for the exact layout, which the
-official EG3D snapshots use and which we write unchanged).
+the class name and the instance state; official EG3D snapshots use exactly this layout (version 6).
 
-Unpickling differs from the original on purpose: by default a record is mapped onto this repository's
-class of the same name (found by comparing the classes the embedded module defines with ours), so
-loading never executes text from the file. Executing the embedded source, which pickles from other
-forks need, is an explicit opt-in: `with allow_embedded_code(): ...` or `legacy.load_network_pkl(...,
+Unpickling maps a record onto this repository's class of the same name by default (found by comparing
+the classes the embedded module defines with ours), so loading never executes text from the file
+(docs/compat.md). Executing the embedded source, which pickles from other forks need, is an explicit opt-in: `with allow_embedded_code(): ...` or `legacy.load_network_pkl(...,
 trust_embedded_code=True)`.
 """
 
@@ -176,10 +174,27 @@ def match_known_module(module_src: str, class_name: str):
     Class names alone are ambiguous (networks_stylegan2 and networks_stylegan3 share several), so the
     whole set of top-level class names decides. The source is parsed, never executed.
     """
-    embedded = _top_level_class_names(module_src)
-    if class_name not in embedded:
+    if class_name not in _top_level_class_names(module_src):
         return None
-    best, best_score = None, 0.0
+    score, module = max(_modules_defining(module_src, class_name), default=(0.0, None), key=lambda item: item[0])
+    # Require a clear majority of shared classes so a foreign module with one familiar name is not matched.
+    return module if score >= 0.5 else None
+
+
+def counterpart_class(module_src: str, class_name: str):
+    """Our persistent class named `class_name` (the best-matching module decides between namesakes), or None.
+
+    Used when converting a fork's pickle: the fork's module may differ a lot from ours, so only the class
+    name has to agree; parameter names and shapes are checked when the network is rebuilt.
+    """
+    score, module = max(_modules_defining(module_src, class_name), default=(0.0, None), key=lambda item: item[0])
+    return None if module is None else persistent_class(module.__dict__[class_name])
+
+
+def _modules_defining(module_src: str, class_name: str) -> list:
+    """(share of class names in common with `module_src`, module) for each of our modules with a persistent `class_name`."""
+    embedded = _top_level_class_names(module_src)
+    found = []
     for name in KNOWN_MODULES:
         try:
             module = importlib.import_module(name)
@@ -187,12 +202,9 @@ def match_known_module(module_src: str, class_name: str):
             continue
         ours = _top_level_class_names(_module_source(module))
         if class_name not in ours or not is_persistent(module.__dict__.get(class_name)):
-            continue
-        score = len(ours & embedded) / len(ours | embedded)
-        if score > best_score:
-            best, best_score = module, score
-    # Require a clear majority of shared classes so a foreign module with one familiar name is not matched.
-    return best if best_score >= 0.5 else None
+            continue  # Absent, or only imported there.
+        found.append((len(ours & embedded) / len(ours | embedded), module))
+    return found
 
 
 _class_names_cache = dict()
