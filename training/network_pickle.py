@@ -73,14 +73,17 @@ def repository_class(name):
     return obj if issubclass(obj, (torch.nn.Module, torch.utils.data.Dataset)) else None
 
 
+_TRUST_HINT = ('; refused without importing it (trust_embedded_code=True / --trust-embedded-code lifts this, '
+               'for files you trust)')
+
+
 def _refusal(path: str, value) -> str:
-    return (f'{path}: {json.dumps(value)} is not a class of this repository; refused without importing it '
-            f'(pass trust_embedded_code=True / --trust-embedded-code only if you trust the file)')
+    return f'{path}: {json.dumps(value)} is not a class of this repository'
 
 
 def _require_repository_class(name) -> None:
     if repository_class(name) is None:
-        raise NetworkPickleError(_refusal('class name', name))
+        raise NetworkPickleError(_refusal('class name', name) + _TRUST_HINT)
 
 
 def _holds_name(key) -> bool:
@@ -270,7 +273,10 @@ def rebase_onto_repository(data: dict, force_fp16: bool = False) -> dict:
     the result pickles with our classes (and our source), so it loads without trust. Raises NetworkPickleError
     naming the network and the reason when a class has no counterpart here or its parameters differ.
     """
-    check_names(data)
+    try:
+        check_names(data)
+    except NetworkPickleError as err:
+        raise NetworkPickleError(f'{err} (the converted snapshot could not be loaded)') from err
     result = dict(data)
     for key in NETWORK_KEYS:
         net = data.get(key)
@@ -340,7 +346,10 @@ def _read_snapshot(f, force_fp16: bool, trust_embedded_code: bool) -> dict:
     result.setdefault('training_set_kwargs', None)
     guard = contextlib.nullcontext() if trust_embedded_code else dnnlib.util.restrict_names(_require_repository_class)
     if not trust_embedded_code:
-        check_names(data)
+        try:
+            check_names(data)
+        except NetworkPickleError as err:
+            raise NetworkPickleError(f'{err}{_TRUST_HINT}') from err
     with persistence.allow_embedded_code(trust_embedded_code), guard:
         for key in NETWORK_KEYS:
             try:
