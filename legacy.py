@@ -1,4 +1,4 @@
-"""Convert network pickles to this repository's snapshot format; also the import path the original README uses.
+"""Convert network pickles to this repository's snapshot format; also the import path the README documents.
 
 `import legacy; legacy.load_network_pkl(f)` keeps working: the loader lives in training/network_pickle.py.
 """

@@ -113,7 +113,7 @@ def test_force_fp16_rebuilds_and_keeps_rendering_resolution(official_bytes):
     data = legacy.load_network_pkl(io.BytesIO(official_bytes), force_fp16=True)
     assert data['G_ema'].init_kwargs['num_fp16_res'] == 4 and data['G_ema'].init_kwargs['conv_clamp'] == 256
     assert data['D'].init_kwargs['num_fp16_res'] == 4
-    assert data['G_ema'].neural_rendering_resolution == 16  # the original resets it to 64
+    assert data['G_ema'].neural_rendering_resolution == 16  # kept, not reset to 64 (docs/compat.md)
 
 
 def test_own_snapshot_round_trips_in_fresh_process(snapshot, expected_image, tmp_path):
