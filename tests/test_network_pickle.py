@@ -9,9 +9,9 @@ import textwrap
 
 import pytest
 import torch
+from test_legacy import _tiny_snapshot
 
 import dnnlib
-from test_legacy import _tiny_snapshot
 from torch_utils import persistence
 from training import network_pickle
 from training.network_pickle import NetworkPickleError, load_network_pkl

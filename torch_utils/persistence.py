@@ -6,8 +6,8 @@ the class name and the instance state; official EG3D snapshots use exactly this 
 
 Unpickling maps a record onto this repository's class of the same name by default (found by comparing
 the classes the embedded module defines with ours), so loading never executes text from the file
-(docs/compat.md). Executing the embedded source, which pickles from other forks need, is an explicit opt-in: `with allow_embedded_code(): ...` or `legacy.load_network_pkl(...,
-trust_embedded_code=True)`.
+(docs/compat.md). Executing the embedded source, which pickles from other forks need, is an explicit
+opt-in: `with allow_embedded_code(): ...` or `legacy.load_network_pkl(..., trust_embedded_code=True)`.
 """
 
 import ast
@@ -192,7 +192,7 @@ def counterpart_class(module_src: str, class_name: str):
 
 
 def _modules_defining(module_src: str, class_name: str) -> list:
-    """(share of class names in common with `module_src`, module) for each of our modules with a persistent `class_name`."""
+    """(share of class names in common with `module_src`, module) for our modules defining persistent `class_name`."""
     embedded = _top_level_class_names(module_src)
     found = []
     for name in KNOWN_MODULES:
