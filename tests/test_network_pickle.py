@@ -132,6 +132,12 @@ def test_names_outside_the_repository_are_refused_before_import(snapshot, canary
     assert 'pickle_canary' not in sys.modules
 
 
+def test_class_object_instead_of_a_name_is_refused(snapshot):
+    payload = _tampered(snapshot, 'training_set_kwargs', ['class_name'], torch.nn.Sequential)
+    with pytest.raises(NetworkPickleError, match=r"^<network pickle>: training_set_kwargs.class_name: <class 'torch"):
+        load_network_pkl(io.BytesIO(payload))
+
+
 def test_repository_classes_are_accepted(snapshot):
     loaded = load_network_pkl(io.BytesIO(pickle.dumps(snapshot)))
     assert loaded['G'].init_kwargs.rendering_kwargs['superresolution_module'].endswith('.SuperresolutionHybrid2X')

@@ -78,7 +78,8 @@ _TRUST_HINT = ('; refused without importing it (trust_embedded_code=True / --tru
 
 
 def _refusal(path: str, value) -> str:
-    return f'{path}: {json.dumps(value)} is not a class of this repository'
+    shown = json.dumps(value) if isinstance(value, str) else repr(value)
+    return f'{path}: {shown} is not a class of this repository'
 
 
 def _require_repository_class(name) -> None:
@@ -130,7 +131,9 @@ def check_names(data: dict) -> None:
         children = list(_children(value))
         for suffix, child in children:
             key = suffix[1:]
-            if _holds_name(key) and isinstance(child, str) and repository_class(child) is None:
+            # A callable (a class the pickle references) stands where a name belongs: refused like a foreign name.
+            named = isinstance(child, str) or callable(child)
+            if _holds_name(key) and named and repository_class(child) is None:
                 raise NetworkPickleError(_refusal(path + suffix, child))
         pending.extend((path + suffix, child) for suffix, child in reversed(children))
 
