@@ -94,24 +94,28 @@ def _holds_name(key) -> bool:
 
 
 def _children(value):
-    """(path suffix, child) pairs of a value of unpickled data; tensors and scalars have none."""
+    """(path suffix, key, child) for each part of a value of unpickled data; tensors and scalars have none."""
     if isinstance(value, (PersistentRecord, torch.nn.Module)):
-        state = _node_state(value)
-        for key, item in state.items():
+        for key, item in _node_state(value).items():
             if key in ('_init_args', '_init_kwargs'):
-                yield key.replace('_init', '.init'), item
+                yield key.replace('_init', '.init'), key, item
             elif key == '_modules':
-                yield from ((f'.{name}', child) for name, child in (item or {}).items())
+                yield from ((_key_path(name), name, child) for name, child in (item or {}).items())
             elif key not in ('_parameters', '_buffers'):
-                yield _key_path(key), item
+                yield _key_path(key), key, item
     elif isinstance(value, dict):
-        yield from ((_key_path(key), item) for key, item in value.items())
+        yield from ((_key_path(key), key, item) for key, item in value.items())
     elif isinstance(value, (list, tuple, set, frozenset)):
-        yield from ((f'[{index}]', item) for index, item in enumerate(value))
+        yield from ((f'[{index}]', None, item) for index, item in enumerate(value))
 
 
 def _key_path(key) -> str:
     return f'.{key}' if isinstance(key, str) and key.isidentifier() else f'[{key!r}]'
+
+
+def _is_name_like(value) -> bool:
+    # A class or function the pickle references, standing where a name belongs, is refused like a foreign name.
+    return isinstance(value, (str, type)) or (callable(value) and not isinstance(value, torch.nn.Module))
 
 
 def check_names(data: dict) -> None:
@@ -121,21 +125,17 @@ def check_names(data: dict) -> None:
     training_set_kwargs (which the tools construct later). Nothing is imported for a refused name.
     """
     seen = set()
-    pending = [(_key_path(key)[1:] if isinstance(key, str) else repr(key), item) for key, item in data.items()]
-    pending.reverse()
+    pending = [(key if isinstance(key, str) else repr(key), item) for key, item in reversed(data.items())]
     while pending:
         path, value = pending.pop()
         if id(value) in seen:
             continue
         seen.add(id(value))
         children = list(_children(value))
-        for suffix, child in children:
-            key = suffix[1:]
-            # A callable (a class the pickle references) stands where a name belongs: refused like a foreign name.
-            named = isinstance(child, str) or callable(child)
-            if _holds_name(key) and named and repository_class(child) is None:
+        for suffix, key, child in children:
+            if _holds_name(key) and _is_name_like(child) and repository_class(child) is None:
                 raise NetworkPickleError(_refusal(path + suffix, child))
-        pending.extend((path + suffix, child) for suffix, child in reversed(children))
+        pending.extend((path + suffix, child) for suffix, _key, child in reversed(children))
 
 
 def _load_storage_on_cpu(data: bytes):
