@@ -7,6 +7,7 @@ import random
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 import torch
 from test_legacy import _tiny_snapshot
@@ -232,3 +233,16 @@ def test_missing_file_and_bad_url(tmp_path):
         network_pickle.open_network_pkl(str(tmp_path / 'nope.pkl'))
     with pytest.raises(NetworkPickleError, match='http://nodots'):
         network_pickle.open_network_pkl('http://nodots/x.pkl')
+
+
+class _ObjectScalar:
+    """numpy's scalar reconstructor asked for an object scalar: reading it would turn bytes into a pointer."""
+
+    def __reduce__(self):
+        multiarray = np._core.multiarray if hasattr(np, '_core') else np.core.multiarray
+        return (multiarray.scalar, (np.dtype(object), b'\x01' * 8))
+
+
+def test_object_scalar_is_refused():
+    with pytest.raises(NetworkPickleError, match=r'cannot read the network pickle \(ValueError: .*OBJECT'):
+        load_network_pkl(io.BytesIO(pickle.dumps(dict(G=_ObjectScalar(), D=None, G_ema=None))))
