@@ -8,6 +8,7 @@ import os
 import re
 import sys
 import tempfile
+import threading
 import types
 import urllib.error
 import urllib.parse
@@ -24,17 +25,17 @@ class EasyDict(dict):
     Network pickles reference this class as `dnnlib.util.EasyDict`, so it must stay in this module.
     """
 
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(name)
+    __setattr__ = dict.__setitem__
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        self[name] = value
+    def __getattr__(self, name: str) -> Any:
+        if name not in self:
+            raise AttributeError(f'no key {name!r}')
+        return self[name]
 
     def __delattr__(self, name: str) -> None:
-        del self[name]
+        if name not in self:
+            raise AttributeError(f'no key {name!r}')
+        dict.__delitem__(self, name)
 
 
 # ----------------------------------------------------------------------------
@@ -84,37 +85,30 @@ def remove_stale_temp_files(directory: str) -> list:
 
 
 class Logger:
-    """Copies everything written to stdout and stderr into a log file as well."""
+    """Copies everything written to stdout and stderr into a log file as well (a context manager)."""
 
     def __init__(self, file_name: Optional[str] = None, file_mode: str = 'w', should_flush: bool = True):
-        self.file = open(file_name, file_mode) if file_name is not None else None
         self.should_flush = should_flush
-        self.stdout = sys.stdout
-        self.stderr = sys.stderr
-        sys.stdout = self
-        sys.stderr = self
+        self.file = None if file_name is None else open(file_name, file_mode)
+        self.stdout, self.stderr = sys.stdout, sys.stderr
+        sys.stdout = sys.stderr = self
 
-    def __enter__(self) -> 'Logger':
-        return self
-
-    def __exit__(self, exc_type, exc_value, traceback) -> None:
-        self.close()
+    def _sinks(self) -> list:
+        # Both captured streams end up on the console's stdout; the log file gets a copy.
+        return [sink for sink in (self.file, self.stdout) if sink is not None]
 
     def write(self, text) -> None:
-        if isinstance(text, bytes):
-            text = text.decode()
-        if len(text) == 0:
+        text = text.decode() if isinstance(text, bytes) else text
+        if not text:
             return
-        if self.file is not None:
-            self.file.write(text)
-        self.stdout.write(text)
+        for sink in self._sinks():
+            sink.write(text)
         if self.should_flush:
             self.flush()
 
     def flush(self) -> None:
-        if self.file is not None:
-            self.file.flush()
-        self.stdout.flush()
+        for sink in self._sinks():
+            sink.flush()
 
     def isatty(self) -> bool:
         return False
@@ -122,13 +116,18 @@ class Logger:
     def close(self) -> None:
         self.flush()
         # Only restore the streams we replaced; another Logger may have been installed since.
-        if sys.stdout is self:
-            sys.stdout = self.stdout
-        if sys.stderr is self:
-            sys.stderr = self.stderr
-        if self.file is not None:
-            self.file.close()
-            self.file = None
+        for stream_name, saved in (('stdout', self.stdout), ('stderr', self.stderr)):
+            if getattr(sys, stream_name) is self:
+                setattr(sys, stream_name, saved)
+        log_file, self.file = self.file, None
+        if log_file is not None:
+            log_file.close()
+
+    def __enter__(self) -> 'Logger':
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
 
 
 # ----------------------------------------------------------------------------
@@ -178,7 +177,25 @@ def get_obj_from_module(module: types.ModuleType, obj_name: str) -> Any:
     return obj
 
 
+_name_checks = threading.local()  # .check: callable(name) that raises to refuse a name, or None.
+
+
+@contextlib.contextmanager
+def restrict_names(check):
+    """Within this context (in this thread), get_obj_by_name() and the constructors built on it first pass every
+    name to check(name), which raises to refuse it; nothing is imported for a refused name."""
+    previous = getattr(_name_checks, 'check', None)
+    _name_checks.check = check
+    try:
+        yield
+    finally:
+        _name_checks.check = previous
+
+
 def get_obj_by_name(name: str) -> Any:
+    check = getattr(_name_checks, 'check', None)
+    if check is not None:
+        check(name)
     module, obj_name = get_module_from_obj_name(name)
     return get_obj_from_module(module, obj_name)
 
@@ -207,16 +224,12 @@ def set_cache_dir(path: Optional[str]) -> None:
 
 
 def make_cache_dir_path(*paths: str) -> str:
-    """Path inside the cache: set_cache_dir() > $DNNLIB_CACHE_DIR > $HOME/.cache/dnnlib > temp dir."""
-    if _dnnlib_cache_dir is not None:
-        return os.path.join(_dnnlib_cache_dir, *paths)
-    if 'DNNLIB_CACHE_DIR' in os.environ:
-        return os.path.join(os.environ['DNNLIB_CACHE_DIR'], *paths)
-    if 'HOME' in os.environ:
-        return os.path.join(os.environ['HOME'], '.cache', 'dnnlib', *paths)
-    if 'USERPROFILE' in os.environ:
-        return os.path.join(os.environ['USERPROFILE'], '.cache', 'dnnlib', *paths)
-    return os.path.join(tempfile.gettempdir(), '.cache', 'dnnlib', *paths)
+    """Path inside the cache: set_cache_dir() > $DNNLIB_CACHE_DIR > ~/.cache/dnnlib (HOME, USERPROFILE) > temp dir."""
+    root = _dnnlib_cache_dir if _dnnlib_cache_dir is not None else os.environ.get('DNNLIB_CACHE_DIR')
+    if root is None:
+        home = os.environ.get('HOME', os.environ.get('USERPROFILE'))
+        root = os.path.join(home if home is not None else tempfile.gettempdir(), '.cache', 'dnnlib')
+    return os.path.join(root, *paths)
 
 
 def is_url(obj: Any, allow_file_urls: bool = False) -> bool:

@@ -1,6 +1,7 @@
 import hashlib
 import os
 import pickle
+import sys
 
 import pytest
 
@@ -16,6 +17,9 @@ def test_easydict_attribute_access_and_pickle():
     assert 'a' not in d
     with pytest.raises(AttributeError):
         _ = d.missing
+    with pytest.raises(AttributeError):
+        del d.missing
+    assert not hasattr(d, 'missing') and getattr(d, 'b') == 2
     assert dnnlib.EasyDict is util.EasyDict
     assert b'dnnlib.util' in pickle.dumps(d)
     assert pickle.loads(pickle.dumps(d)) == {'b': 2}
@@ -107,3 +111,45 @@ def test_logger_tees_to_file(tmp_path, capsys):
         print('to both')
     assert 'to both' in capsys.readouterr().out
     assert log.read_text() == 'to both\n'
+
+
+def test_make_cache_dir_path_order(monkeypatch, tmp_path):
+    monkeypatch.setattr(util, '_dnnlib_cache_dir', None)
+    monkeypatch.setenv('DNNLIB_CACHE_DIR', str(tmp_path / 'env'))
+    assert util.make_cache_dir_path('x') == os.path.join(str(tmp_path / 'env'), 'x')
+    monkeypatch.delenv('DNNLIB_CACHE_DIR')
+    monkeypatch.setenv('HOME', str(tmp_path / 'home'))
+    assert util.make_cache_dir_path('x') == os.path.join(str(tmp_path / 'home'), '.cache', 'dnnlib', 'x')
+    monkeypatch.delenv('HOME')
+    monkeypatch.setenv('USERPROFILE', str(tmp_path / 'profile'))
+    assert util.make_cache_dir_path() == os.path.join(str(tmp_path / 'profile'), '.cache', 'dnnlib')
+
+
+def test_restrict_names_vetoes_before_import(tmp_path, monkeypatch):
+    (tmp_path / 'restrict_canary.py').write_text(f'open({str(tmp_path / "MARKER")!r}, "w").close()\nvalue = 1\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    def only_dnnlib(name):
+        if not name.startswith('dnnlib.'):
+            raise PermissionError(name)
+    with util.restrict_names(only_dnnlib):
+        assert util.construct_class_by_name(class_name='dnnlib.util.EasyDict', a=1) == {'a': 1}
+        with pytest.raises(PermissionError, match='restrict_canary.value'):
+            util.get_obj_by_name('restrict_canary.value')
+    assert not (tmp_path / 'MARKER').exists()
+    assert util.get_obj_by_name('restrict_canary.value') == 1  # the check ends with the context
+    assert (tmp_path / 'MARKER').exists()
+    del sys.modules['restrict_canary']
+
+
+def test_logger_tees_stderr_and_restores_streams(tmp_path, capsys):
+    before = sys.stdout, sys.stderr
+    log = tmp_path / 'log.txt'
+    with util.Logger(file_name=str(log), file_mode='w', should_flush=False) as logger:
+        print('out')
+        print('err', file=sys.stderr)
+        sys.stdout.write(b'bytes\n')
+        assert not logger.isatty()
+    assert (sys.stdout, sys.stderr) == before
+    assert log.read_text() == 'out\nerr\nbytes\n'
+    assert capsys.readouterr().out == 'out\nerr\nbytes\n'

@@ -113,7 +113,7 @@ def test_force_fp16_rebuilds_and_keeps_rendering_resolution(official_bytes):
     data = legacy.load_network_pkl(io.BytesIO(official_bytes), force_fp16=True)
     assert data['G_ema'].init_kwargs['num_fp16_res'] == 4 and data['G_ema'].init_kwargs['conv_clamp'] == 256
     assert data['D'].init_kwargs['num_fp16_res'] == 4
-    assert data['G_ema'].neural_rendering_resolution == 16  # the original resets it to 64
+    assert data['G_ema'].neural_rendering_resolution == 16  # kept, not reset to 64 (docs/compat.md)
 
 
 def test_own_snapshot_round_trips_in_fresh_process(snapshot, expected_image, tmp_path):
@@ -221,3 +221,86 @@ def test_cli_converts_and_reports_errors(official_bytes, tmp_path, monkeypatch):
     result = CliRunner().invoke(legacy.convert_network_pickle, ['--source', url, '--dest', str(dest)])
     assert result.exit_code != 0
     assert url in result.output and dnnlib.util.url_cache_path(url) in result.output
+
+
+# ----------------------------------------------------------------------------
+# Converting a fork's pickle (--trust-embedded-code) into one that loads without trust.
+
+FORK_CLASSES = ''.join(f'\n\nclass ForkOnly{index}:\n    pass\n' for index in range(40))
+
+
+@pytest.fixture
+def fork_marker(tmp_path):
+    return tmp_path / 'FORK_CODE_RAN'
+
+
+def _fork_pickle(obj, marker) -> bytes:
+    """pickle.dumps(obj) as a fork would write it: every embedded module defines many classes we lack (so it
+    matches none of ours) and leaves a marker file when executed."""
+    with pytest.MonkeyPatch.context() as patch:
+        for cls in list(persistence._decorators):
+            patch.setattr(cls, '_orig_module_src', f'{cls._orig_module_src}{FORK_CLASSES}\n'
+                                                   f'open({str(marker)!r}, "a").close()\n')
+        return pickle.dumps(obj)
+
+
+def _convert(source, dest, *flags):
+    return CliRunner().invoke(legacy.convert_network_pickle, ['--source', str(source), '--dest', str(dest), *flags])
+
+
+def test_fork_pickle_converts_to_one_that_loads_without_trust(snapshot, expected_image, fork_marker, tmp_path):
+    source, dest = tmp_path / 'fork.pkl', tmp_path / 'converted.pkl'
+    source.write_bytes(_fork_pickle(snapshot, fork_marker))
+    with pytest.raises(legacy.NetworkPickleError, match='matches none of this repository\'s modules'):
+        legacy.load_network_pkl(str(source))
+    assert not fork_marker.exists()
+
+    result = _convert(source, dest, '--trust-embedded-code')
+    assert result.exit_code == 0, result.output
+    assert fork_marker.exists()  # the fork's code did run, after the warning
+    assert f'WARNING: {source}: TRUSTING EMBEDDED CODE' in result.stderr
+    fork_marker.unlink()
+
+    assert b'ForkOnly' not in dest.read_bytes()
+    data = legacy.load_network_pkl(str(dest))
+    assert not fork_marker.exists()
+    from training.triplane import TriPlaneGenerator
+    assert type(data['G_ema']) is TriPlaneGenerator and data['G_ema'].neural_rendering_resolution == 16
+    assert torch.allclose(_render(data['G_ema']), expected_image, atol=1e-6)
+    assert float(data['augment_pipe'].p) == pytest.approx(0.3)
+    assert data['training_set_kwargs'] == snapshot['training_set_kwargs']
+
+
+def _foreign_record(class_name):
+    src = f'import torch\nclass {class_name}(torch.nn.Module):\n    pass\n'
+    meta = dict(type='class', version=6, module_src=src, class_name=class_name, state=dict(training=False))
+
+    class Record:
+        def __reduce__(self):
+            return (persistence._reconstruct_persistent_obj, (meta,))
+    return Record()
+
+
+def _with_extra_parameter(G):
+    G = copy.deepcopy(G)
+    G.backbone.fork_gain = torch.nn.Parameter(torch.ones([]))
+    return G
+
+
+@pytest.mark.parametrize('change, reason', [
+    (lambda s: dict(s, G=_foreign_record('ForkGenerator')), 'G: class "ForkGenerator" has no counterpart in this '
+                                                            'repository'),
+    (lambda s: dict(s, G_ema=_with_extra_parameter(s['G_ema'])), 'G_ema: TriPlaneGenerator: parameters/buffers do not '
+                                                                 'match this repository\'s class (missing: [], '
+                                                                 'unexpected: [\'backbone.fork_gain\'])'),
+    (lambda s: dict(s, training_set_kwargs=dict(s['training_set_kwargs'], class_name='fork.data.Loader')),
+     'training_set_kwargs.class_name: "fork.data.Loader" is not a class of this repository'),
+])
+def test_fork_pickle_without_counterpart_is_refused(snapshot, fork_marker, tmp_path, change, reason):
+    source, dest = tmp_path / 'fork.pkl', tmp_path / 'converted.pkl'
+    source.write_bytes(_fork_pickle(change(snapshot), fork_marker))
+    result = _convert(source, dest, '--trust-embedded-code')
+    assert result.exit_code == 1 and result.stdout == f'Loading "{source}"...\n'
+    assert result.stderr.splitlines()[-1].startswith(f'Error: {source}: {reason}'), result.stderr
+    assert len(result.stderr.splitlines()) == 2  # the trust warning and the error
+    assert not dest.exists()

@@ -151,3 +151,17 @@ def test_official_module_sources_map_onto_our_modules(class_names, class_name, e
     # The class sets of the official EG3D modules (compat.md §3): records map by the whole set, never by executing it.
     module = persistence.match_known_module(_stub_source(*class_names), class_name)
     assert (module.__name__ if module is not None else None) == expected
+
+
+@pytest.mark.parametrize('class_names, class_name, expected', [
+    (['TriPlaneGenerator', 'OSGDecoder'] + [f'ForkOnly{i}' for i in range(20)], 'TriPlaneGenerator', 'training.triplane'),
+    (['FullyConnectedLayer', 'SynthesisInput', 'ForkA', 'ForkB', 'ForkC', 'ForkD', 'ForkE', 'ForkF', 'ForkG', 'ForkH'],
+     'FullyConnectedLayer', 'training.networks_stylegan3'),  # the namesakes are told apart by the other classes
+    (['ForkGenerator'], 'ForkGenerator', None),
+    (['OSGDecoder'], 'OSGDecoder', None),  # ours, but not a persistent class
+])
+def test_counterpart_class_goes_by_name(class_names, class_name, expected):
+    cls = persistence.counterpart_class(_stub_source(*class_names), class_name)
+    assert (cls.__module__ if cls is not None else None) == expected
+    if cls is not None:
+        assert persistence.is_persistent(cls) and cls.__name__ == class_name

@@ -2,14 +2,12 @@
 
 `@persistent_class` makes instances pickle as a reduce tuple
 `(_reconstruct_persistent_obj, (meta,), None)`, where `meta` records the full text of the defining module,
-the class name and the instance state (see ../shared/spec/compat.md §2 for the exact layout, which the
-official EG3D snapshots use and which we write unchanged).
+the class name and the instance state; official EG3D snapshots use exactly this layout (version 6).
 
-Unpickling differs from the original on purpose: by default a record is mapped onto this repository's
-class of the same name (found by comparing the classes the embedded module defines with ours), so
-loading never executes text from the file. Executing the embedded source, which pickles from other
-forks need, is an explicit opt-in: `with allow_embedded_code(): ...` or `legacy.load_network_pkl(...,
-trust_embedded_code=True)`.
+Unpickling maps a record onto this repository's class of the same name by default (found by comparing
+the classes the embedded module defines with ours), so loading never executes text from the file
+(docs/compat.md). Executing the embedded source, which pickles from other forks need, is an explicit
+opt-in: `with allow_embedded_code(): ...` or `legacy.load_network_pkl(..., trust_embedded_code=True)`.
 """
 
 import ast
@@ -55,62 +53,56 @@ def persistent_class(orig_class):
     assert isinstance(orig_class, type)
     if is_persistent(orig_class):
         return orig_class
-
     assert orig_class.__module__ in sys.modules
-    orig_module = sys.modules[orig_class.__module__]
-    orig_module_src = _module_source(orig_module)
+    defining_module = sys.modules[orig_class.__module__]
+    namespace = dict(
+        _orig_module_src=_module_source(defining_module),
+        _orig_class_name=orig_class.__name__,
+        __init__=_recording_init(orig_class, defining_module),
+        __reduce__=_record_reduce(orig_class),
+        init_args=property(lambda self: copy.deepcopy(self._init_args)),
+        init_kwargs=property(lambda self: dnnlib.EasyDict(copy.deepcopy(self._init_kwargs))),
+        __module__=orig_class.__module__,
+        __qualname__=orig_class.__qualname__,
+        __doc__=orig_class.__doc__,
+    )
+    persistent = type(orig_class)(orig_class.__name__, (orig_class,), namespace)
+    _decorators.add(persistent)
+    return persistent
 
-    class Decorator(orig_class):
-        _orig_module_src = orig_module_src
-        _orig_class_name = orig_class.__name__
 
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            self._init_args = copy.deepcopy(args)
-            self._init_kwargs = copy.deepcopy(kwargs)
-            assert orig_class.__name__ in orig_module.__dict__
-            _check_pickleable(self.__reduce__())
+def _recording_init(orig_class, defining_module):
+    def __init__(self, *args, **kwargs):
+        orig_class.__init__(self, *args, **kwargs)
+        self._init_args, self._init_kwargs = copy.deepcopy(args), copy.deepcopy(kwargs)
+        # The record names the class by its module-level name; a nested class could not be found again.
+        assert defining_module.__dict__.get(orig_class.__name__) is not None
+        _check_pickleable(self.__reduce__())
+    return __init__
 
-        @property
-        def init_args(self):
-            return copy.deepcopy(self._init_args)
 
-        @property
-        def init_kwargs(self):
-            return dnnlib.EasyDict(copy.deepcopy(self._init_kwargs))
-
-        def __reduce__(self):
-            fields = list(super().__reduce__())
-            fields += [None] * max(3 - len(fields), 0)
-            if fields[0] is not _reconstruct_persistent_obj:
-                meta = dict(type='class', version=_VERSION, module_src=self._orig_module_src,
-                            class_name=self._orig_class_name, state=fields[2])
-                fields[0] = _reconstruct_persistent_obj
-                fields[1] = (meta,)
-                fields[2] = None
-            return tuple(fields)
-
-    Decorator.__name__ = orig_class.__name__
-    Decorator.__qualname__ = orig_class.__qualname__
-    Decorator.__module__ = orig_class.__module__
-    Decorator.__doc__ = orig_class.__doc__
-    _decorators.add(Decorator)
-    return Decorator
+def _record_reduce(orig_class):
+    def __reduce__(self):
+        reduced = tuple(orig_class.__reduce__(self))
+        reduced += (None,) * (3 - len(reduced))
+        if reduced[0] is _reconstruct_persistent_obj:
+            return reduced  # An inner persistent base class already produced the record.
+        meta = dict(type='class', version=_VERSION, module_src=self._orig_module_src,
+                    class_name=self._orig_class_name, state=reduced[2])
+        return (_reconstruct_persistent_obj, (meta,), None) + reduced[3:]
+    return __reduce__
 
 
 def is_persistent(obj) -> bool:
     """True for a persistent class or an instance of one."""
-    try:
-        if obj in _decorators:
-            return True
-    except TypeError:
-        pass
-    return type(obj) in _decorators
+    candidates = (obj, type(obj)) if isinstance(obj, type) else (type(obj),)
+    return any(candidate in _decorators for candidate in candidates)
 
 
 def import_hook(hook):
     """Register hook(meta) -> meta, called on every record before it is resolved (e.g. to patch old sources)."""
-    assert callable(hook)
+    if not callable(hook):
+        raise TypeError(f'import_hook() needs a callable, not {type(hook).__name__}')
     _import_hooks.append(hook)
     return hook
 
@@ -133,14 +125,17 @@ def allow_embedded_code(allow: bool = True):
 def _reconstruct_persistent_obj(meta):
     """Rebuild an object from its record. Named in every pickle: its name and signature must not change."""
     meta = _prepare_meta(meta)
-    cls = resolve_record_class(meta)
-    obj = cls.__new__(cls)
-    setstate = getattr(obj, '__setstate__', None)
-    if callable(setstate):
-        setstate(meta.state)
+    return _instance_from_state(resolve_record_class(meta), meta.state)
+
+
+def _instance_from_state(cls, state):
+    # Records carry the instance state, not constructor calls: __init__ must not run here.
+    instance = cls.__new__(cls)
+    if callable(getattr(instance, '__setstate__', None)):
+        instance.__setstate__(state)
     else:
-        obj.__dict__.update(meta.state)
-    return obj
+        vars(instance).update(state)
+    return instance
 
 
 def _prepare_meta(meta):
@@ -179,10 +174,27 @@ def match_known_module(module_src: str, class_name: str):
     Class names alone are ambiguous (networks_stylegan2 and networks_stylegan3 share several), so the
     whole set of top-level class names decides. The source is parsed, never executed.
     """
-    embedded = _top_level_class_names(module_src)
-    if class_name not in embedded:
+    if class_name not in _top_level_class_names(module_src):
         return None
-    best, best_score = None, 0.0
+    score, module = max(_modules_defining(module_src, class_name), default=(0.0, None), key=lambda item: item[0])
+    # Require a clear majority of shared classes so a foreign module with one familiar name is not matched.
+    return module if score >= 0.5 else None
+
+
+def counterpart_class(module_src: str, class_name: str):
+    """Our persistent class named `class_name` (the best-matching module decides between namesakes), or None.
+
+    Used when converting a fork's pickle: the fork's module may differ a lot from ours, so only the class
+    name has to agree; parameter names and shapes are checked when the network is rebuilt.
+    """
+    score, module = max(_modules_defining(module_src, class_name), default=(0.0, None), key=lambda item: item[0])
+    return None if module is None else persistent_class(module.__dict__[class_name])
+
+
+def _modules_defining(module_src: str, class_name: str) -> list:
+    """(share of class names in common with `module_src`, module) for our modules defining persistent `class_name`."""
+    embedded = _top_level_class_names(module_src)
+    found = []
     for name in KNOWN_MODULES:
         try:
             module = importlib.import_module(name)
@@ -190,12 +202,9 @@ def match_known_module(module_src: str, class_name: str):
             continue
         ours = _top_level_class_names(_module_source(module))
         if class_name not in ours or not is_persistent(module.__dict__.get(class_name)):
-            continue
-        score = len(ours & embedded) / len(ours | embedded)
-        if score > best_score:
-            best, best_score = module, score
-    # Require a clear majority of shared classes so a foreign module with one familiar name is not matched.
-    return best if best_score >= 0.5 else None
+            continue  # Absent, or only imported there.
+        found.append((len(ours & embedded) / len(ours | embedded), module))
+    return found
 
 
 _class_names_cache = dict()

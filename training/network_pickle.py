@@ -1,14 +1,19 @@
 """Reading network pickles (official EG3D snapshots and our own) safely, and writing them.
 
 `load_network_pkl(f)` never executes code from the file by default. Globals resolve through an
-allow-list; each persistent record (a network with its embedded source, compat.md §2) becomes a fresh
-instance of this repository's class of the same name, built from the pickled constructor arguments,
-and every parameter and buffer is copied over by name. The original instead executes the embedded
-source; `trust_embedded_code=True` does that too, for pickles of forks whose classes we do not have.
+allow-list; every class or function name the data holds (`class_name`, `superresolution_module`, ... at
+any depth) must name a class of this repository; each persistent record (a network with its embedded
+source) becomes a fresh instance of this repository's class of the same name, built from the pickled
+constructor arguments, and every parameter and buffer is copied over by name. `trust_embedded_code=True`
+lifts all of this and executes the embedded source, for pickles of forks whose classes we do not have;
+`rebase_onto_repository()` then turns such networks into ours (docs/compat.md).
 """
 
+import contextlib
 import copy
+import importlib
 import io
+import json
 import os
 import pickle
 import sys
@@ -20,6 +25,10 @@ import dnnlib
 from torch_utils import misc, persistence
 
 SNAPSHOT_KEYS = ('training_set_kwargs', 'G', 'D', 'G_ema', 'augment_pipe')
+NETWORK_KEYS = ('G', 'D', 'G_ema', 'augment_pipe')
+
+# Our modules whose classes a snapshot may name (networks, super-resolution modules, augmentation, datasets).
+NAME_MODULES = persistence.KNOWN_MODULES + ('training.dataset',)
 
 # Plain attributes that training may change after construction, so they are taken from the pickle.
 _CARRIED_ATTRIBUTES = ('neural_rendering_resolution', 'rendering_kwargs')
@@ -42,6 +51,91 @@ class PersistentRecord:
         self.state = self.meta.state
         self.init_args = tuple(self.state.get('_init_args', ()))
         self.init_kwargs = dict(self.state.get('_init_kwargs', {}))
+
+
+# ----------------------------------------------------------------------------
+# Names of classes inside the data: the one allow-list.
+
+
+def repository_class(name):
+    """The class of this repository that `name` ('package.module.Class') denotes, or None.
+
+    Decided from the text first: only modules of this repository are ever imported here.
+    """
+    if not isinstance(name, str):
+        return None
+    module_name, _, attr = name.rpartition('.')
+    if module_name not in NAME_MODULES or not attr.isidentifier() or attr.startswith('_'):
+        return None
+    obj = importlib.import_module(module_name).__dict__.get(attr)
+    if not isinstance(obj, type) or obj.__module__ != module_name:
+        return None  # Absent, or imported from elsewhere.
+    return obj if issubclass(obj, (torch.nn.Module, torch.utils.data.Dataset)) else None
+
+
+_TRUST_HINT = ('; refused without importing it (trust_embedded_code=True / --trust-embedded-code lifts this, '
+               'for files you trust)')
+
+
+def _refusal(path: str, value) -> str:
+    shown = json.dumps(value) if isinstance(value, str) else repr(value)
+    return f'{path}: {shown} is not a class of this repository'
+
+
+def _require_repository_class(name) -> None:
+    if repository_class(name) is None:
+        raise NetworkPickleError(_refusal('class name', name) + _TRUST_HINT)
+
+
+def _holds_name(key) -> bool:
+    # dnnlib.util.construct_class_by_name() takes class_name; the generator resolves superresolution_module.
+    return isinstance(key, str) and (key in ('class_name', 'func_name') or
+                                     key.endswith(('_class_name', '_func_name', '_module', '_class')))
+
+
+def _children(value):
+    """(path suffix, key, child) for each part of a value of unpickled data; tensors and scalars have none."""
+    if isinstance(value, (PersistentRecord, torch.nn.Module)):
+        for key, item in _node_state(value).items():
+            if key in ('_init_args', '_init_kwargs'):
+                yield key.replace('_init', '.init'), key, item
+            elif key == '_modules':
+                yield from ((_key_path(name), name, child) for name, child in (item or {}).items())
+            elif key not in ('_parameters', '_buffers'):
+                yield _key_path(key), key, item
+    elif isinstance(value, dict):
+        yield from ((_key_path(key), key, item) for key, item in value.items())
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        yield from ((f'[{index}]', None, item) for index, item in enumerate(value))
+
+
+def _key_path(key) -> str:
+    return f'.{key}' if isinstance(key, str) and key.isidentifier() else f'[{key!r}]'
+
+
+def _is_name_like(value) -> bool:
+    # A class or function the pickle references, standing where a name belongs, is refused like a foreign name.
+    return isinstance(value, (str, type)) or (callable(value) and not isinstance(value, torch.nn.Module))
+
+
+def check_names(data: dict) -> None:
+    """Raise NetworkPickleError for the first class or function name in `data` that is not on the allow-list.
+
+    Everything is walked: constructor arguments at any depth, module attributes, nested networks,
+    training_set_kwargs (which the tools construct later). Nothing is imported for a refused name.
+    """
+    seen = set()
+    pending = [(key if isinstance(key, str) else repr(key), item) for key, item in reversed(data.items())]
+    while pending:
+        path, value = pending.pop()
+        if id(value) in seen:
+            continue
+        seen.add(id(value))
+        children = list(_children(value))
+        for suffix, key, child in children:
+            if _holds_name(key) and _is_name_like(child) and repository_class(child) is None:
+                raise NetworkPickleError(_refusal(path + suffix, child))
+        pending.extend((path + suffix, child) for suffix, _key, child in reversed(children))
 
 
 def _load_storage_on_cpu(data: bytes):
@@ -111,13 +205,12 @@ class _NetworkUnpickler(pickle.Unpickler):
 # Turning records into networks.
 
 
-def _node_state(node):
-    state = node.state if isinstance(node, PersistentRecord) else node.__dict__
-    return state
+def _node_state(node) -> dict:
+    return node.state if isinstance(node, PersistentRecord) else vars(node)
 
 
 def _record_tensors(node, prefix: str = '') -> dict:
-    """Every parameter and buffer below a record (or a plainly unpickled module), by state-dict name."""
+    """Every parameter and buffer below a record (or an unpickled module), by state-dict name."""
     state = _node_state(node)
     tensors = dict()
     for group in ('_parameters', '_buffers'):
@@ -130,24 +223,21 @@ def _record_tensors(node, prefix: str = '') -> dict:
     return tensors
 
 
-def build_network(record: PersistentRecord, force_fp16: bool = False) -> torch.nn.Module:
-    """A fresh network of our class for the record, with the record's parameters, buffers and carried attributes."""
-    cls = persistence.resolve_record_class(record.meta)
-    kwargs = copy.deepcopy(record.init_kwargs)
+def build_network(cls, init_args, init_kwargs, node, force_fp16: bool = False) -> torch.nn.Module:
+    """A fresh `cls` built from the constructor arguments, holding the parameters, buffers and carried attributes
+    of `node` (a record, or a network unpickled with trusted code)."""
+    kwargs = copy.deepcopy(dict(init_kwargs))
     if force_fp16:
-        _force_fp16_kwargs(kwargs)
-    net = cls(*copy.deepcopy(record.init_args), **kwargs)
-    _load_tensors(net, _record_tensors(record))
+        target = kwargs.get('synthesis_kwargs', kwargs)
+        target['num_fp16_res'] = 4
+        target['conv_clamp'] = 256
+    net = cls(*copy.deepcopy(tuple(init_args)), **kwargs)
+    _load_tensors(net, _record_tensors(node))
+    state = _node_state(node)
     for name in _CARRIED_ATTRIBUTES:
-        if name in record.state and hasattr(net, name):
-            setattr(net, name, copy.deepcopy(record.state[name]))
+        if name in state and hasattr(net, name):
+            setattr(net, name, copy.deepcopy(state[name]))
     return net.eval().requires_grad_(False)
-
-
-def _force_fp16_kwargs(kwargs: dict) -> None:
-    target = kwargs.get('synthesis_kwargs', kwargs)
-    target['num_fp16_res'] = 4
-    target['conv_clamp'] = 256
 
 
 def _load_tensors(net: torch.nn.Module, tensors: dict) -> None:
@@ -171,20 +261,46 @@ def _load_tensors(net: torch.nn.Module, tensors: dict) -> None:
 
 
 def _as_network(value, force_fp16: bool):
-    if value is None:
-        return None
     if isinstance(value, PersistentRecord):
-        return build_network(value, force_fp16=force_fp16)
+        cls = persistence.resolve_record_class(value.meta)
+        return build_network(cls, value.init_args, value.init_kwargs, value, force_fp16=force_fp16)
     if force_fp16 and persistence.is_persistent(value):
-        kwargs = value.init_kwargs
-        _force_fp16_kwargs(kwargs)
-        rebuilt = type(value)(*value.init_args, **kwargs)
-        misc.copy_params_and_buffers(value, rebuilt, require_all=True)
-        for name in _CARRIED_ATTRIBUTES:
-            if hasattr(value, name):
-                setattr(rebuilt, name, copy.deepcopy(getattr(value, name)))  # the original drops these: fix
-        value = rebuilt.eval().requires_grad_(False)
+        return build_network(type(value), value._init_args, value._init_kwargs, value, force_fp16=True)
     return value
+
+
+def rebase_onto_repository(data: dict, force_fp16: bool = False) -> dict:
+    """The snapshot with each network rebuilt as this repository's class of the same name.
+
+    For snapshots loaded with trust_embedded_code=True, whose networks may be instances of a fork's classes:
+    the result pickles with our classes (and our source), so it loads without trust. Raises NetworkPickleError
+    naming the network and the reason when a class has no counterpart here or its parameters differ.
+    """
+    try:
+        check_names(data)
+    except NetworkPickleError as err:
+        raise NetworkPickleError(f'{err} (the converted snapshot could not be loaded)') from err
+    result = dict(data)
+    for key in NETWORK_KEYS:
+        net = data.get(key)
+        if net is None:
+            continue
+        if not persistence.is_persistent(net):
+            raise NetworkPickleError(f'{key}: a {type(net).__name__} without recorded constructor arguments has no '
+                                     f'counterpart in this repository')
+        cls = persistence.counterpart_class(net._orig_module_src, net._orig_class_name)
+        if cls is None:
+            raise NetworkPickleError(f'{key}: class "{net._orig_class_name}" has no counterpart in this repository')
+        try:
+            with dnnlib.util.restrict_names(_require_repository_class):
+                result[key] = build_network(cls, net._init_args, net._init_kwargs, net,
+                                            force_fp16=force_fp16 and key != 'augment_pipe')
+        except NetworkPickleError as err:
+            raise NetworkPickleError(f'{key}: {err}') from err
+        except Exception as err:
+            raise NetworkPickleError(f'{key}: cannot rebuild it as this repository\'s {cls.__name__} '
+                                     f'({_describe(err)})') from err
+    return result
 
 
 # ----------------------------------------------------------------------------
@@ -193,56 +309,77 @@ def _as_network(value, force_fp16: bool):
 def load_network_pkl(f, force_fp16: bool = False, trust_embedded_code: bool = False) -> dict:
     """Read a network snapshot: dict(training_set_kwargs, G, D, G_ema, augment_pipe) with our classes.
 
-    `f` is a binary file object or a path. Errors come as NetworkPickleError with a one-line message.
+    `f` is a binary file object or a path. Every failure comes as NetworkPickleError with a one-line message.
     """
     if isinstance(f, (str, os.PathLike)):
-        with open(f, 'rb') as file:
+        try:
+            file = open(f, 'rb')
+        except OSError as err:
+            raise NetworkPickleError(f'{os.fspath(f)}: {err.strerror or _one_line(err)}') from err
+        with file:
             return load_network_pkl(file, force_fp16=force_fp16, trust_embedded_code=trust_embedded_code)
     source = getattr(f, 'name', '<network pickle>')
     if trust_embedded_code:
-        print(f'{source}: executing the source code embedded in the pickle (trust_embedded_code=True)', file=sys.stderr)
+        print(f'WARNING: {source}: TRUSTING EMBEDDED CODE: the Python code inside this pickle runs now, with your '
+              f'permissions, and can do anything you can; do this only for files from a source you trust',
+              file=sys.stderr, flush=True)
+    try:
+        return _read_snapshot(f, force_fp16=force_fp16, trust_embedded_code=trust_embedded_code)
+    except NetworkPickleError as err:
+        raise NetworkPickleError(f'{source}: {err}') from err
+    except Exception as err:
+        raise NetworkPickleError(f'{source}: cannot load the network pickle ({_describe(err)})') from err
 
+
+def _read_snapshot(f, force_fp16: bool, trust_embedded_code: bool) -> dict:
     try:
         with persistence.allow_embedded_code(trust_embedded_code):
             data = _NetworkUnpickler(f, trust_embedded_code=trust_embedded_code).load()
-    except persistence.EmbeddedCodeError as err:
-        raise NetworkPickleError(f'{source}: {err}') from err
-    except (EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError, ImportError, IndexError,
-            RuntimeError, KeyError) as err:
-        truncated = isinstance(err, EOFError) or 'truncated' in str(err)
-        kind = 'truncated file' if truncated else type(err).__name__
-        raise NetworkPickleError(f'{source}: cannot read the network pickle ({kind}: {_one_line(err)})') from err
-
+    except Exception as err:
+        raise NetworkPickleError(f'cannot read the network pickle ({_describe(err)})') from err
     if not isinstance(data, dict):
-        raise NetworkPickleError(f'{source}: not a network snapshot (the pickle holds a {type(data).__name__}, '
+        raise NetworkPickleError(f'not a network snapshot (the pickle holds a {type(data).__name__}, '
                                  f'expected a dict with keys G, D, G_ema)')
     missing = [key for key in ('G', 'D', 'G_ema') if key not in data]
     if missing:
-        raise NetworkPickleError(f'{source}: not a network snapshot (missing key{"s" if len(missing) > 1 else ""} '
+        raise NetworkPickleError(f'not a network snapshot (missing key{"s" if len(missing) > 1 else ""} '
                                  f'{", ".join(missing)})')
 
-    try:
-        with persistence.allow_embedded_code(trust_embedded_code):
-            result = dict(data)
-            for key in ('G', 'D', 'G_ema', 'augment_pipe'):
-                result[key] = _as_network(data.get(key), force_fp16=force_fp16 and key != 'augment_pipe')
-    except (persistence.EmbeddedCodeError, NetworkPickleError) as err:
-        raise NetworkPickleError(f'{source}: {err}') from err
+    result = dict(data)
     result.setdefault('training_set_kwargs', None)
-    result.setdefault('augment_pipe', None)
+    guard = contextlib.nullcontext() if trust_embedded_code else dnnlib.util.restrict_names(_require_repository_class)
+    if not trust_embedded_code:
+        try:
+            check_names(data)
+        except NetworkPickleError as err:
+            raise NetworkPickleError(f'{err}{_TRUST_HINT}') from err
+    with persistence.allow_embedded_code(trust_embedded_code), guard:
+        for key in NETWORK_KEYS:
+            try:
+                result[key] = _as_network(data.get(key), force_fp16=force_fp16 and key != 'augment_pipe')
+            except (persistence.EmbeddedCodeError, NetworkPickleError) as err:
+                raise NetworkPickleError(f'{key}: {_one_line(err)}') from err
+            except Exception as err:
+                raise NetworkPickleError(f'{key}: cannot rebuild the network ({_describe(err)})') from err
 
     for key in ('G', 'D', 'G_ema'):
         if not isinstance(result[key], torch.nn.Module):
-            raise NetworkPickleError(f'{source}: "{key}" is a {type(result[key]).__name__}, not a network')
+            raise NetworkPickleError(f'"{key}" is a {type(result[key]).__name__}, not a network')
     if result['augment_pipe'] is not None and not isinstance(result['augment_pipe'], torch.nn.Module):
-        raise NetworkPickleError(f'{source}: "augment_pipe" is not a network')
+        raise NetworkPickleError('"augment_pipe" is not a network')
     if result['training_set_kwargs'] is not None and not isinstance(result['training_set_kwargs'], dict):
-        raise NetworkPickleError(f'{source}: "training_set_kwargs" is not a dict')
+        raise NetworkPickleError('"training_set_kwargs" is not a dict')
     return result
 
 
+def _describe(err: BaseException) -> str:
+    if isinstance(err, EOFError) or 'truncated' in str(err):
+        return f'truncated file: {_one_line(err)}'
+    return f'{type(err).__name__}: {_one_line(err)}'
+
+
 def _one_line(err: BaseException) -> str:
-    return ' '.join(str(err).split())
+    return ' '.join(str(err).split()) or type(err).__name__
 
 
 def open_network_pkl(network_pkl: str, **load_kwargs) -> dict:
@@ -250,7 +387,9 @@ def open_network_pkl(network_pkl: str, **load_kwargs) -> dict:
     try:
         with dnnlib.util.open_url(network_pkl) as f:
             return load_network_pkl(f, **load_kwargs)
-    except (OSError, dnnlib.util.DownloadError) as err:
+    except NetworkPickleError:
+        raise
+    except Exception as err:
         message = _one_line(err)
         if network_pkl not in message:
             message = f'{network_pkl}: {message}'
@@ -260,3 +399,13 @@ def open_network_pkl(network_pkl: str, **load_kwargs) -> dict:
 def save_network_pkl(data: dict, path: str) -> None:
     """pickle.dump a snapshot dict; the file appears under `path` only once it is complete."""
     dnnlib.util.write_atomic(path, lambda f: pickle.dump(data, f))
+
+
+def portable_snapshot_bytes(data: dict) -> bytes:
+    """The snapshot pickled, after making sure it loads back without trust_embedded_code (else NetworkPickleError)."""
+    blob = pickle.dumps({key: data.get(key) for key in SNAPSHOT_KEYS})
+    try:
+        _read_snapshot(io.BytesIO(blob), force_fp16=False, trust_embedded_code=False)
+    except NetworkPickleError as err:
+        raise NetworkPickleError(f'the converted snapshot would not load without trusting its code: {err}') from err
+    return blob
