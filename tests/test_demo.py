@@ -54,6 +54,7 @@ def test_procedural_refuses_non_empty_outdir(tmp_path):
     assert os.listdir(tmp_path) == ['keep.txt']
 
 
+@pytest.mark.slow
 def test_demo_smoke_runs_whole_pipeline(tmp_path):
     outdir = tmp_path / 'demo'
     result = subprocess.run([sys.executable, os.path.join(REPO_ROOT, 'scripts', 'demo.py'), '--size=smoke',

@@ -116,6 +116,7 @@ def test_force_fp16_rebuilds_and_keeps_rendering_resolution(official_bytes):
     assert data['G_ema'].neural_rendering_resolution == 16  # kept, not reset to 64 (docs/compat.md)
 
 
+@pytest.mark.slow
 def test_own_snapshot_round_trips_in_fresh_process(snapshot, expected_image, tmp_path):
     path = tmp_path / 'network-snapshot-000000.pkl'
     legacy.save_network_pkl(snapshot, str(path))

@@ -416,6 +416,7 @@ def _distributed_worker(rank, init_file, tmp_path, out_file):
     torch.distributed.barrier()
     torch.distributed.destroy_process_group() # Exiting with live gloo threads can abort the process.
 
+@pytest.mark.slow
 def test_two_processes_match_one(env):
     with tempfile.TemporaryDirectory() as temp_dir:
         out_file = os.path.join(temp_dir, 'out.pt')

@@ -74,6 +74,7 @@ def test_reduce_tuple_matches_official_format(user_module):
     assert data.count(b'class Block(torch.nn.Module)') == 1
 
 
+@pytest.mark.slow
 def test_unpickle_in_fresh_process_without_defining_module(user_module, tmp_path):
     import torch
     net = user_module.Net(4, block_kwargs=dict(scale=3.0))

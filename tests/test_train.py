@@ -281,6 +281,7 @@ def test_resume_latest_and_state_decision(data128, tmp_path):
 #----------------------------------------------------------------------------
 # A short distributed run: 2 processes, gloo, CPU.
 
+@pytest.mark.slow
 def test_two_process_training_run(data128, tmp_path):
     outdir = tmp_path / 'runs'
     result = invoke(tiny_args(outdir, data128, '--gpus=2', '--batch-gpu=1', '--mbstd-group=1', '--gen_pose_cond=True',

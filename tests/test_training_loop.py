@@ -105,6 +105,7 @@ def test_atomic_write_failure_leaves_target(tmp_path):
 #----------------------------------------------------------------------------
 # Full runs with the real networks and loss.
 
+@pytest.mark.slow
 def test_resume_continues_exactly_after_a_failed_snapshot(data128, tmp_path, monkeypatch):
     # GPC swapping, a neural-rendering-resolution fade, ADA, density and R1 regularization every 2 iterations.
     c, _ = parse_config(tiny_args(tmp_path, data128, '--batch=1', '--mbstd-group=1', '--aug=ada',

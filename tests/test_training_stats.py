@@ -45,6 +45,7 @@ def _free_port():
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_collector_reduces_across_two_gloo_processes(tmp_path):
     script = textwrap.dedent('''
         import sys, torch, torch.distributed as dist
