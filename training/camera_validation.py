@@ -131,8 +131,26 @@ def check_camera_labels(labels, image_names=None, where='dataset.json', max_list
     if labels is None:
         errors.append(f'{where}: "labels" is null; EG3D needs a 25-number camera label per image')
         return report
+    _check_coverage(labels, image_names, where, max_listed, warnings)
+    stats['num_labels'] = len(labels)
+    names, arr = _well_formed_labels(labels, where, max_listed, errors)
+    if not names:
+        return report
+    pose = arr[:, :16].reshape(-1, 4, 4)
+    intr = arr[:, 16:].reshape(-1, 3, 3)
 
-    # Coverage: duplicates, images without labels, labels without images.
+    def flag(mask, message, into=errors):
+        if mask.any():
+            bad = [name for name, m in zip(names, mask) if m]
+            into.append(f'{where}: {len(bad)} label(s) {message}: {listing(bad, max_listed)}')
+
+    _check_matrices(pose, intr, flag, rot_tol, pp_tol, warnings)
+    _describe_cameras(pose, intr, where, stats, summary, warnings)
+    return report
+
+
+def _check_coverage(labels, image_names, where, max_listed, warnings):
+    """Warnings for duplicate names, images without labels and labels without images."""
     names = [name for name, _label in labels]
     seen, dups = set(), {}
     for name in names:
@@ -150,9 +168,10 @@ def check_camera_labels(labels, image_names=None, where='dataset.json', max_list
             warnings.append(f'{where}: {len(unlabeled)} of {len(image_names)} image(s) have no label: {listing(unlabeled, max_listed)}')
         if orphans:
             warnings.append(f'{where}: {len(orphans)} label(s) name no existing image: {listing(orphans, max_listed)}')
-    stats['num_labels'] = len(labels)
 
-    # Structure: 25 finite numbers.
+
+def _well_formed_labels(labels, where, max_listed, errors):
+    """(names, float64 [N, 25] array) of the labels that are 25 finite numbers; errors for the others."""
     label_of = dict(labels)
     names = list(label_of)
     bad_type = [name for name in names if not is_number_list(label_of[name])]
@@ -166,35 +185,25 @@ def check_camera_labels(labels, image_names=None, where='dataset.json', max_list
         errors.append(f'{where}: {len(bad_len)} label(s) do not have {LABEL_DIM} numbers (e.g. {first} has '
                       f'{len(label_of[first])}): {listing(bad_len, max_listed)}')
     names = [name for name in listed if len(label_of[name]) == LABEL_DIM]
-    if not names:
-        return report
-    arr = np.array([label_of[name] for name in names], dtype=np.float64)
+    arr = np.array([label_of[name] for name in names], dtype=np.float64).reshape(-1, LABEL_DIM)
     finite = np.isfinite(arr).all(axis=1)
     if not finite.all():
         bad = [name for name, ok in zip(names, finite) if not ok]
         errors.append(f'{where}: {len(bad)} label(s) contain NaN or infinity: {listing(bad, max_listed)}')
         names = [name for name, ok in zip(names, finite) if ok]
         arr = arr[finite]
-        if not names:
-            return report
+    return names, arr
 
-    pose = arr[:, :16].reshape(-1, 4, 4)
-    intr = arr[:, 16:].reshape(-1, 3, 3)
-    rot, centers = pose[:, :3, :3], pose[:, :3, 3]
 
-    def flag(mask, message, into=errors):
-        if mask.any():
-            bad = [name for name, m in zip(names, mask) if m]
-            into.append(f'{where}: {len(bad)} label(s) {message}: {listing(bad, max_listed)}')
-
-    # cam2world geometry.
+def _check_matrices(pose, intr, flag, rot_tol, pp_tol, warnings):
+    """Errors for malformed cam2world matrices and intrinsics; a warning for an off-centre principal point."""
+    rot = pose[:, :3, :3]
     flag(np.abs(pose[:, 3] - [0, 0, 0, 1]).max(axis=1) > 1e-4, 'have a cam2world bottom row other than 0 0 0 1')
     ortho_err = np.abs(np.einsum('nji,njk->nik', rot, rot) - np.eye(3)).max(axis=(1, 2))
     flag(ortho_err > rot_tol, f'have a rotation that is not orthonormal (max |R^T R - I| = {ortho_err.max():.3g})')
     det = np.linalg.det(rot)
     flag((ortho_err <= rot_tol) & (det < 0), 'have a rotation with determinant -1 (a reflection; one axis flipped?)')
 
-    # Normalised intrinsics.
     fx, fy, cx, cy = intr[:, 0, 0], intr[:, 1, 1], intr[:, 0, 2], intr[:, 1, 2]
     flag(np.abs(intr[:, 2] - [0, 0, 1]).max(axis=1) > 1e-6, 'have an intrinsics bottom row other than 0 0 1')
     flag(np.abs(intr[:, 1, 0]) > 1e-6, 'have a non-zero intrinsics entry (1, 0)')
@@ -204,7 +213,11 @@ def check_camera_labels(labels, image_names=None, where='dataset.json', max_list
     off_center = ~pixels & ((np.abs(cx - 0.5) > pp_tol) | (np.abs(cy - 0.5) > pp_tol))
     flag(off_center, f'have a principal point more than {pp_tol} from (0.5, 0.5) (mirror_dataset.py assumes 0.5)', warnings)
 
-    # Where the cameras are and where they look.
+
+def _describe_cameras(pose, intr, where, stats, summary, warnings):
+    """Where the cameras are and where they look: statistics, summary lines, and convention warnings."""
+    rot, centers = pose[:, :3, :3], pose[:, :3, 3]
+    fx, fy, cx, cy = intr[:, 0, 0], intr[:, 1, 1], intr[:, 0, 2], intr[:, 1, 2]
     dist = np.linalg.norm(centers, axis=1)
     dirs = rot[:, :, 2] / np.maximum(np.linalg.norm(rot[:, :, 2], axis=1, keepdims=True), 1e-12)
     along = np.einsum('ni,ni->n', centers, dirs)
@@ -212,11 +225,11 @@ def check_camera_labels(labels, image_names=None, where='dataset.json', max_list
     toward = along < 0                                                  # Origin in front of the camera.
     focus = least_squares_focus(centers, dirs)
     up = -rot[:, :, 1].mean(axis=0)                                     # Image up (-y) in world coordinates.
-    stats.update(num_cameras=len(names), distance=_stats(dist), axis_miss=_stats(miss),
+    stats.update(num_cameras=len(pose), distance=_stats(dist), axis_miss=_stats(miss),
                  frac_toward_origin=float(toward.mean()), focus=None if focus is None else focus.tolist(),
                  fx=_stats(fx), fy=_stats(fy), cx=_stats(cx), cy=_stats(cy), mean_up=up.tolist())
 
-    summary.append(f'Cameras: {len(names)} valid label(s)')
+    summary.append(f'Cameras: {len(pose)} valid label(s)')
     summary.append(f'  distance to origin:          {_fmt(stats["distance"])}')
     summary.append(f'  optical axis to origin:      {_fmt(stats["axis_miss"])} (closest approach)')
     summary.append(f'  looking toward the origin:   {100 * toward.mean():.1f}%')
@@ -235,10 +248,9 @@ def check_camera_labels(labels, image_names=None, where='dataset.json', max_list
                         'multiply each rotation by diag(1, -1, -1)')
     spread = np.linalg.norm(centers - centers.mean(axis=0), axis=1).max()
     rot_spread = np.abs(rot - rot[:1]).max()
-    if len(names) > 1 and spread < 1e-3 * max(np.median(dist), 1e-6) and rot_spread > 1e-2:
+    if len(pose) > 1 and spread < 1e-3 * max(np.median(dist), 1e-6) and rot_spread > 1e-2:
         warnings.append(f'{where}: all cameras sit at {_vec(centers.mean(axis=0))} while their rotations differ: '
                         'world-to-camera matrices? EG3D needs cam2world (invert each 4x4 matrix)')
-    return report
 
 #----------------------------------------------------------------------------
 
