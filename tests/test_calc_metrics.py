@@ -112,7 +112,7 @@ def test_runtime_errors_are_one_line(setup):
     broken = tmp_path / 'broken.pkl'
     broken.write_bytes(b'\x80\x04garbage')
     result = run(f'--network={broken}', '--verbose=false')
-    assert result.exit_code == 1 and error_line(result).startswith(f'Error: {broken}: cannot read the network pickle')
+    assert result.exit_code == 1 and error_line(result).startswith(f'Error: --network: {broken}: cannot read the network pickle')
 
     result = run(f'--network={snapshot}', f'--data={tmp_path / "nowhere"}', '--verbose=false')
     assert result.exit_code == 1 and error_line(result) == f'Error: --data: {tmp_path / "nowhere"}: no such file or directory'
