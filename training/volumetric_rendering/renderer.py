@@ -71,12 +71,19 @@ def sample_from_planes(plane_axes, plane_features, coordinates, mode='bilinear',
     assert padding_mode == 'zeros'
     N, P, C, H, W = plane_features.shape
     _, M, _ = coordinates.shape
-    features = plane_features.reshape(N * P, C, H, W)
+    features = channels_last_planes(plane_features).reshape(N * P, C, H, W)
     grid = project_onto_planes(plane_axes, (2 / box_warp) * coordinates).unsqueeze(1)  # [N*P, 1, M, 2]
     sampled = F.grid_sample(features, grid.float(), mode=mode, padding_mode=padding_mode, align_corners=False)
     # A channel-major view, not a copy: the decoder averages over planes first, so only a third of the
     # data is ever transposed.
     return sampled.reshape(N, P, C, M).transpose(2, 3)
+
+def channels_last_planes(plane_features):
+    """The same [N,P,C,H,W] planes stored channels-last (a no-op if they already are): grid_sample then reads
+    the C features of a texel from one place, which makes the CPU kernel about twice as fast."""
+    N, P, C, H, W = plane_features.shape
+    flat = plane_features.reshape(N * P, C, H, W).contiguous(memory_format=torch.channels_last)
+    return flat.view(N, P, C, H, W)
 
 #----------------------------------------------------------------------------
 
@@ -116,6 +123,7 @@ class ImportanceRenderer(torch.nn.Module):
         num_coarse = opts['depth_resolution']
         num_fine = opts['depth_resolution_importance']
         plane_axes = self._plane_axes_for(opts, ray_origins)
+        planes = channels_last_planes(planes)  # once, for both passes
 
         # All random numbers are drawn for the whole batch first, in the official order (stratified
         # jitter, coarse density noise, importance uniforms, fine density noise), so that chunking
