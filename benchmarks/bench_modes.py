@@ -253,14 +253,15 @@ def format_table(cfgs, variants, results, device):
     rows = [f'| cfg | code:mode | G fwd ms/img | speedup | train s/kimg | speedup | fwd {mem} | train {mem} |',
             '|---|---|---:|---:|---:|---:|---:|---:|']
     fmt = lambda v, spec: '-' if v is None else format(v, spec)
+    speedup = lambda ref, v: '-' if v is None or ref is None else f'{ref / v:.2f}x'
     for cfg in cfgs:
         ref_fwd = median(cfg, *reference, 'forward', 'value')
         ref_train = median(cfg, *reference, 'train', 'value')
         for name, _root, mode in variants:
             fwd = median(cfg, name, mode, 'forward', 'value')
             train = median(cfg, name, mode, 'train', 'value')
-            rows.append(f'| {cfg} | {name}:{mode} | {fmt(fwd, ".0f")} | {fmt(fwd and ref_fwd / fwd, ".2f")}x | '
-                        f'{fmt(train, ".0f")} | {fmt(train and ref_train / train, ".2f")}x | '
+            rows.append(f'| {cfg} | {name}:{mode} | {fmt(fwd, ".0f")} | {speedup(ref_fwd, fwd)} | '
+                        f'{fmt(train, ".0f")} | {speedup(ref_train, train)} | '
                         f'{fmt(median(cfg, name, mode, "forward", "peak_mb"), ".0f")} | '
                         f'{fmt(median(cfg, name, mode, "train", "peak_mb"), ".0f")} |')
     return '\n'.join(rows)
