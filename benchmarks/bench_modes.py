@@ -245,24 +245,25 @@ def run_table(cfgs, modes, baseline, device, repeats, opts):
     return variants, results
 
 def format_table(cfgs, variants, results, device):
+    """Medians over rounds; speedups are medians of per-round ratios (robust to load that drifts between rounds)."""
     def median(cfg, name, mode, kind, key):
         runs = results.get((cfg, name, mode, kind))
         return statistics.median(r[key] for r in runs) if runs else None
+    def speedup(cfg, name, mode, kind):
+        runs, refs = results.get((cfg, name, mode, kind)), results.get((cfg, *reference, kind))
+        if not runs or not refs:
+            return '-'
+        return f'{statistics.median(ref["value"] / run["value"] for ref, run in zip(refs, runs)):.2f}x'
     reference = ('main', 'exact') if variants[0][0] == 'main' else ('this', 'exact')
     mem = 'peak RSS MB' if device == 'cpu' else 'peak CUDA MB'
     rows = [f'| cfg | code:mode | G fwd ms/img | speedup | train s/kimg | speedup | fwd {mem} | train {mem} |',
             '|---|---|---:|---:|---:|---:|---:|---:|']
     fmt = lambda v, spec: '-' if v is None else format(v, spec)
-    speedup = lambda ref, v: '-' if v is None or ref is None else f'{ref / v:.2f}x'
     for cfg in cfgs:
-        ref_fwd = median(cfg, *reference, 'forward', 'value')
-        ref_train = median(cfg, *reference, 'train', 'value')
         for name, _root, mode in variants:
-            fwd = median(cfg, name, mode, 'forward', 'value')
-            train = median(cfg, name, mode, 'train', 'value')
-            rows.append(f'| {cfg} | {name}:{mode} | {fmt(fwd, ".0f")} | {speedup(ref_fwd, fwd)} | '
-                        f'{fmt(train, ".0f")} | {speedup(ref_train, train)} | '
-                        f'{fmt(median(cfg, name, mode, "forward", "peak_mb"), ".0f")} | '
+            rows.append(f'| {cfg} | {name}:{mode} | {fmt(median(cfg, name, mode, "forward", "value"), ".0f")} | '
+                        f'{speedup(cfg, name, mode, "forward")} | {fmt(median(cfg, name, mode, "train", "value"), ".0f")} | '
+                        f'{speedup(cfg, name, mode, "train")} | {fmt(median(cfg, name, mode, "forward", "peak_mb"), ".0f")} | '
                         f'{fmt(median(cfg, name, mode, "train", "peak_mb"), ".0f")} |')
     return '\n'.join(rows)
 
@@ -307,7 +308,7 @@ def main(device, cfgs, modes, baseline, repeats, cbase, cmax, nrr, samples, batc
         return
     variants, results = run_table(cfgs, modes, baseline and os.path.abspath(baseline), device, repeats, opts)
     print(f'device={device} cbase={cbase} cmax={cmax} nrr={nrr} samples={samples[0]}+{samples[1]} batch={batch} '
-          f'repeats={repeats} (medians)')
+          f'repeats={repeats} (medians; speedup = median of per-round ratios)')
     print(format_table(cfgs, variants, results, device))
 
 if __name__ == '__main__':
