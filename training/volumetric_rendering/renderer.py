@@ -123,7 +123,6 @@ class ImportanceRenderer(torch.nn.Module):
         num_coarse = opts['depth_resolution']
         num_fine = opts['depth_resolution_importance']
         plane_axes = self._plane_axes_for(opts, ray_origins)
-        planes = channels_last_planes(planes)  # once, for both passes
 
         # All random numbers are drawn for the whole batch first, in the official order (stratified
         # jitter, coarse density noise, importance uniforms, fine density noise), so that chunking
