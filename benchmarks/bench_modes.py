@@ -161,7 +161,6 @@ def _label_modules(G, D=None):
         D._compiled_call_impl = _Labelled(D, 'D')
 
 def _print_profile(title, prof, row_limit=18):
-    import torch
     events = prof.key_averages()
     total = sum(e.self_cpu_time_total for e in events) or 1
     labels = [e for e in events if e.key.startswith(('G.', 'D', 'renderer.', 'Gmain', 'Greg', 'Dmain', 'Dreg', 'Dgen', 'Dreal', 'r1_grads'))
@@ -173,7 +172,6 @@ def _print_profile(title, prof, row_limit=18):
         print(f'| {e.key} | {e.cpu_time_total / 1e3:.0f} | {100 * e.cpu_time_total / total:.1f} |')
     print()
     print(events.table(sort_by='self_cpu_time_total', row_limit=row_limit, max_name_column_width=48))
-    del torch
 
 def profile_config(cfg, device_name, opts):
     _import_root(REPO_ROOT)

@@ -109,7 +109,8 @@ class _Compiled:
 
 def _is_compile_error(error):
     # Errors raised by dynamo/inductor, as opposed to errors of the model itself (bad shapes etc.).
-    return type(error).__module__.startswith(('torch._dynamo', 'torch._inductor')) or isinstance(error, (RuntimeError, OSError)) and 'inductor' in str(error).lower()
+    from_compiler = type(error).__module__.startswith(('torch._dynamo', 'torch._inductor'))
+    return from_compiler or (isinstance(error, (RuntimeError, OSError)) and 'inductor' in str(error).lower())
 
 def _device_type(args, kwargs):
     for value in list(args) + list(kwargs.values()):

@@ -102,8 +102,7 @@ class ImportanceRenderer(torch.nn.Module):
         self.plane_axes = generate_planes()
 
     def _plane_axes_for(self, rendering_options, reference):
-        # The official code reassigned self.plane_axes to the rays' device on every call, so pickles
-        # written after GPU use carried a CUDA tensor. Fix: move a local copy only, leaving the module as built.
+        # A device copy for this call only: the module keeps its CPU tensor, so pickles never carry a CUDA one.
         layout = rendering_options.get('plane_layout', DEFAULT_PLANE_LAYOUT)
         axes = self.plane_axes if layout == DEFAULT_PLANE_LAYOUT else generate_planes(layout)
         return axes.to(device=reference.device, dtype=reference.dtype)
