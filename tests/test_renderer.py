@@ -15,6 +15,7 @@ from conftest import GOLDEN_DIR
 
 from training.triplane import OSGDecoder
 from training.volumetric_rendering import math_utils
+from training.volumetric_rendering import renderer as renderer_module
 from training.volumetric_rendering.ray_marcher import MipRayMarcher2
 from training.volumetric_rendering.renderer import (
     ImportanceRenderer,
@@ -262,3 +263,29 @@ def test_ray_marcher_limits():
         marcher(colors, densities, depths, dict(clamp_mode='relu'))
 
 #----------------------------------------------------------------------------
+
+#----------------------------------------------------------------------------
+# Fast-path equivalences.
+
+def test_merged_composite_matches_unify_and_march():
+    # Colours weighted in input order == sorting everything and compositing interval midpoints (rounding only).
+    torch.manual_seed(0)
+    N, M, D, C = 2, 5, 6, 4
+    opts = dict(clamp_mode='softplus', white_back=True)
+    depths = [torch.rand(N, M, D, 1).sort(dim=-2)[0] * 2 + 1, torch.rand(N, M, D, 1) * 2 + 1]
+    colors = [torch.rand(N, M, D, C), torch.rand(N, M, D, C)]
+    sigmas = [torch.randn(N, M, D, 1) * 3, torch.randn(N, M, D, 1) * 3]
+    merged = ImportanceRenderer._composite_merged((colors[0], sigmas[0]), depths[0], (colors[1], sigmas[1]), depths[1], opts)
+    unified = ImportanceRenderer.unify_samples(depths[0], colors[0], sigmas[0], depths[1], colors[1], sigmas[1])
+    reference = MipRayMarcher2().run_forward(unified[1], unified[2], unified[0], opts, clamp_depth=False)
+    for got, expected in zip(merged, reference):
+        torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-6)  # float32 sums of 12 terms of order 1
+
+def test_channels_last_planes_sample_identically():
+    torch.manual_seed(0)
+    planes = torch.randn(2, 3, 8, 16, 16)
+    coords = torch.rand(2, 50, 3) * 2.2 - 1.1
+    expected = sample_from_planes(generate_planes(), planes, coords, box_warp=2.0)
+    channels_last = renderer_module.channels_last_planes(planes)
+    assert channels_last.is_contiguous() is False and torch.equal(channels_last, planes)
+    assert torch.equal(sample_from_planes(generate_planes(), channels_last, coords, box_warp=2.0), expected)
