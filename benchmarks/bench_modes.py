@@ -69,6 +69,7 @@ def _apply_modes(G, mode):
 
 def _peak_memory_mb(device):
     import resource
+
     import torch
     if device.type == 'cuda':
         return torch.cuda.max_memory_allocated(device) / 2**20
@@ -76,6 +77,7 @@ def _peak_memory_mb(device):
 
 def _time_forward(G, device, nrr, iters):
     import time
+
     import torch
     from bench_generator import random_cameras
     z = torch.randn(1, G.z_dim, device=device)
@@ -92,7 +94,9 @@ def _time_forward(G, device, nrr, iters):
 
 def _training_config(root, cfg, opts):
     import tempfile
+
     import bench_training
+
     import train
     tmp = tempfile.mkdtemp()
     data = os.path.join(tmp, 'data')
@@ -124,6 +128,7 @@ def _time_training(root, cfg, mode, device, opts):
 def run_worker(kind, root, cfg, mode, device_name, opts):
     _import_root(root)
     import torch
+
     import dnnlib
     device = torch.device(device_name)
     torch.manual_seed(0)
@@ -175,10 +180,11 @@ def _print_profile(title, prof, row_limit=18):
 
 def profile_config(cfg, device_name, opts):
     _import_root(REPO_ROOT)
-    import torch
-    import dnnlib
     import bench_training
+    import torch
     from torch.profiler import ProfilerActivity, profile
+
+    import dnnlib
     device = torch.device(device_name)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == 'cuda' else [])
     torch.manual_seed(0)

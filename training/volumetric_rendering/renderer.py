@@ -19,7 +19,6 @@ Rendering options read from `rendering_options` (G.rendering_kwargs):
 
 import torch
 import torch.nn.functional as F
-
 from torch.profiler import record_function
 
 from training.volumetric_rendering import math_utils
