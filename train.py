@@ -37,7 +37,7 @@ import torch
 
 import dnnlib
 from metrics import metric_main
-from torch_utils import distributed, training_stats
+from torch_utils import distributed, fast_modes, training_stats
 from training import cli_utils, network_pickle, presets, rendering_config, snapshot, training_loop
 from training import training_options as sections
 
@@ -218,6 +218,12 @@ def build_config(opts):
         c.image_grid_size = opts.grid
     if opts.trust_embedded_code:
         c.trust_embedded_code = True
+    speed = dict(tf32=opts.tf32, compile=opts.compile, precision=opts.precision)
+    if speed != training_loop.EXACT_SPEED_MODES:
+        c.fast_modes = speed
+    if opts.adam != 'default':
+        for opt_kwargs in (c.G_opt_kwargs, c.D_opt_kwargs):
+            opt_kwargs.update(fast_modes.adam_kwargs(opts.adam))
     return c, desc
 
 #----------------------------------------------------------------------------
@@ -387,6 +393,11 @@ def launch_torchrun(opts, world):
 @rendering_config.override_options
 @cli_utils.trust_embedded_code_option
 @click.option('--grid', help='Size of the snapshot image grids  [default: from the resolution]', metavar='WxH', type=GRID)
+# Opt-in speed modes (docs/performance.md); the defaults reproduce the exact numbers.
+@click.option('--tf32', help='Let CUDA matmuls and convolutions use TF32', metavar='BOOL', type=bool, default=False, show_default=True)
+@click.option('--compile', help='torch.compile the renderer, decoder and super-resolution', metavar='BOOL', type=bool, default=False, show_default=True)
+@click.option('--precision', help='Precision of the tri-plane decoder (bf16: autocast)', type=click.Choice(['fp32', 'bf16']), default='fp32', show_default=True)
+@click.option('--adam', help='Adam implementation', type=click.Choice(['default', 'foreach', 'fused']), default='default', show_default=True)
 @cli_utils.one_line_errors
 def main(**kwargs):
     """Train EG3D on a camera-labelled dataset (see the module docstring for examples)."""

@@ -397,3 +397,27 @@ def test_dataset_with_odd_image_fails_at_start(tmp_path):
     assert not (tmp_path / 'runs').exists()
 
 #----------------------------------------------------------------------------
+
+#----------------------------------------------------------------------------
+# Opt-in speed modes.
+
+def test_speed_modes_enter_the_config_only_when_asked(data128, tmp_path):
+    c, _desc = parse_config(tiny_args(tmp_path / 'runs', data128))
+    assert 'fast_modes' not in c and 'foreach' not in c.G_opt_kwargs and 'fused' not in c.D_opt_kwargs
+    c, _desc = parse_config(tiny_args(tmp_path / 'runs', data128, '--tf32=True', '--precision=bf16', '--adam=foreach'))
+    assert c.fast_modes == dict(tf32=True, compile=False, precision='bf16')
+    assert c.G_opt_kwargs.foreach is True and c.D_opt_kwargs.foreach is True
+    assert c.G_opt_kwargs.lr == 0.0025 and c.D_opt_kwargs.betas == [0, 0.99]
+
+@pytest.mark.slow
+def test_tiny_run_with_speed_modes(data128, tmp_path):
+    outdir = tmp_path / 'runs'
+    result = invoke(tiny_args(outdir, data128, '--precision=bf16', '--adam=foreach', '--kimg=0.002'))
+    assert result.exit_code == 0, result.output
+    run_dir, = [entry.path for entry in os.scandir(outdir)]
+    with open(os.path.join(run_dir, 'training_options.json')) as f:
+        options = json.load(f)
+    assert options['fast_modes'] == dict(tf32=False, compile=False, precision='bf16')
+    assert options['G_opt_kwargs']['foreach'] is True
+    G = legacy.load_network_pkl(os.path.join(run_dir, 'network-snapshot-000000.pkl'))['G']
+    assert G.decoder._compiled_call_impl is None  # The training G was wrapped; wrappers never travel in snapshots.

@@ -34,7 +34,7 @@ _RUN_DIR_RE = re.compile(r'(\d+)-(.*)')
 # length. Everything else recorded in the state has to match for --resume-mode=auto to restore it.
 RESOURCE_KEYS = ('run_dir', 'data_loader_kwargs', 'num_gpus', 'batch_gpu', 'metrics', 'total_kimg', 'kimg_per_tick',
                  'image_snapshot_ticks', 'network_snapshot_ticks', 'cudnn_benchmark', 'resume_pkl', 'resume_state',
-                 'resume_kimg', 'nan_limit', 'image_grid_size')
+                 'resume_kimg', 'nan_limit', 'image_grid_size', 'fast_modes')
 
 # Settings that a networks-only resume changes (schedules restart); a full-state resume takes them from
 # the state of the run it continues instead.

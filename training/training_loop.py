@@ -18,7 +18,7 @@ import torch
 
 import dnnlib
 from metrics import metric_main
-from torch_utils import misc, training_stats
+from torch_utils import fast_modes, misc, training_stats
 from torch_utils.ops import conv2d_gradfix, grid_sample_gradfix
 from training import network_pickle, rendering_config, snapshot
 from training.image_grid import export_fakes, save_image_grid, setup_snapshot_image_grid
@@ -60,7 +60,11 @@ DEFAULTS = dnnlib.EasyDict(
     trust_embedded_code=False,      # Let resume_pkl's embedded source run (network_pickle).
     nan_limit=50,                   # Stop after this many non-finite iterations in a row (0: never).
     image_grid_size=None,           # (gw, gh) of the snapshot grids (None: from the resolution).
+    fast_modes=None,                # dict(tf32, compile, precision) of torch_utils.fast_modes (None: exact).
 )
+
+# The fast_modes setting that reproduces the exact numbers.
+EXACT_SPEED_MODES = dict(tf32=False, compile=False, precision='fp32')
 
 # Options saved in the training state (train.py compares them before restoring a state).
 RECORDED_KEYS = ('training_set_kwargs', 'data_loader_kwargs', 'G_kwargs', 'D_kwargs', 'G_opt_kwargs', 'D_opt_kwargs',
@@ -166,6 +170,8 @@ def _configure_torch(o, rank, device):
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction = False
+    if o.fast_modes is not None:
+        fast_modes.configure(tf32=o.fast_modes['tf32'])
     conv2d_gradfix.enabled = True
     grid_sample_gradfix.enabled = False
 
@@ -208,6 +214,8 @@ def _build_networks(o, rank, device, training_set, log):
     G.register_buffer('dataset_label_std', torch.tensor(training_set.get_label_std()).to(device))
     D = dnnlib.util.construct_class_by_name(**o.D_kwargs, **dims).train().requires_grad_(False).to(device)
     G_ema = copy.deepcopy(G).eval()
+    if o.fast_modes is not None:
+        fast_modes.wrap_generator_for_speed(G, compile=o.fast_modes['compile'], precision=o.fast_modes['precision'])
     if o.resume_pkl is not None and rank == 0:
         log(f'Resuming from "{o.resume_pkl}"')
         resumed = network_pickle.open_network_pkl(o.resume_pkl, trust_embedded_code=o.trust_embedded_code)
