@@ -274,7 +274,8 @@ def prepare_run(c, desc, outdir, dry_run):
 def train_process(rank, c, device, processes_per_node):
     """One training process; torch.distributed is already initialised when there are several."""
     distributed.share_cpu_cores(device, processes_per_node)
-    training_stats.init_multiprocessing(rank=rank, sync_device=device if c.num_gpus > 1 else None)
+    if c.num_gpus > 1: # A single process keeps the defaults, so it may train again in the same Python process.
+        training_stats.init_multiprocessing(rank=rank, sync_device=device)
     with dnnlib.util.Logger(file_name=os.path.join(c.run_dir, 'log.txt'), file_mode='a', should_flush=True):
         try:
             training_loop.training_loop(rank=rank, device=device, **c)

@@ -17,6 +17,7 @@ from conftest import GOLDEN_DIR, STATE_DICTS_DIR
 import dnnlib
 import legacy
 import train
+from torch_utils import training_stats
 from training import snapshot, training_loop
 
 #----------------------------------------------------------------------------
@@ -411,6 +412,9 @@ def test_speed_modes_enter_the_config_only_when_asked(data128, tmp_path):
 
 @pytest.mark.slow
 def test_tiny_run_with_speed_modes(data128, tmp_path):
+    # Statistics already collected in this process (as by an earlier in-process run) must not stop a new run.
+    training_stats.report('Test/earlier_run', 1.0)
+    training_stats.Collector(regex='.*')
     outdir = tmp_path / 'runs'
     result = invoke(tiny_args(outdir, data128, '--precision=bf16', '--adam=foreach', '--kimg=0.002'))
     assert result.exit_code == 0, result.output
