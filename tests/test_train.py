@@ -413,7 +413,7 @@ def test_speed_modes_enter_the_config_only_when_asked(data128, tmp_path):
 @pytest.mark.slow
 def test_tiny_run_with_speed_modes(data128, tmp_path):
     # Statistics already collected in this process (as by an earlier in-process run) must not stop a new run.
-    training_stats.report('Test/earlier_run', 1.0)
+    training_stats.report('EarlierRun/in_this_process', 1.0)
     training_stats.Collector(regex='.*')
     outdir = tmp_path / 'runs'
     result = invoke(tiny_args(outdir, data128, '--precision=bf16', '--adam=foreach', '--kimg=0.002'))
