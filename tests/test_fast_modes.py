@@ -2,7 +2,6 @@
 changes neither state-dict names nor pickles."""
 
 import copy
-import json
 import os
 import pickle
 import warnings
@@ -11,23 +10,11 @@ import numpy as np
 import pytest
 import torch
 from conftest import GOLDEN_DIR
+from test_triplane import build_golden_generator
 
-import dnnlib
 from torch_utils import fast_modes
 
 #----------------------------------------------------------------------------
-
-def _golden_generator():
-    with open(os.path.join(GOLDEN_DIR, 'shapenet_config.json')) as f:
-        cfg = json.load(f)
-    kwargs = copy.deepcopy(cfg['G_kwargs'])
-    for key in ('mapping_kwargs', 'sr_kwargs'):
-        kwargs[key] = dnnlib.EasyDict(kwargs[key])
-    G = dnnlib.util.construct_class_by_name(**kwargs, **cfg['common_kwargs'])
-    G.register_buffer('dataset_label_std', torch.zeros(cfg['common_kwargs']['c_dim']))
-    state = np.load(os.path.join(GOLDEN_DIR, 'shapenet_G_state.npz'))
-    G.load_state_dict({name: torch.from_numpy(state[name]) for name in state.files}, strict=True)
-    return G.eval().requires_grad_(False)
 
 def _run(G):
     io = np.load(os.path.join(GOLDEN_DIR, 'shapenet_io.npz'))
@@ -37,7 +24,7 @@ def _run(G):
 
 @pytest.fixture(scope='module')
 def exact():
-    return _run(_golden_generator())
+    return _run(build_golden_generator())
 
 #----------------------------------------------------------------------------
 
@@ -74,7 +61,7 @@ def test_adam_impls_match_default(impl):
 
 @pytest.mark.slow  # golden G forward passes (~15 s each on a shared 2-core CPU)
 def test_bf16_decoder_close_to_exact(exact):
-    G = fast_modes.wrap_generator_for_speed(_golden_generator(), precision='bf16')
+    G = fast_modes.wrap_generator_for_speed(build_golden_generator(), precision='bf16')
     out = _run(G)
     for name in ('image', 'image_raw'):
         assert out[name].dtype == torch.float32
@@ -89,7 +76,7 @@ def test_compile_falls_back_with_one_warning(exact):
     fast_modes._Compiled._warned = False
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter('always')
-        G = fast_modes.wrap_generator_for_speed(_golden_generator(), compile=True, compile_kwargs=dict(backend='no_such_backend'))
+        G = fast_modes.wrap_generator_for_speed(build_golden_generator(), compile=True, compile_kwargs=dict(backend='no_such_backend'))
         out = _run(G)
     assert [str(w.message).startswith('torch.compile unavailable') for w in caught] == [True]
     assert torch.equal(out['image'], exact['image'])
@@ -97,14 +84,14 @@ def test_compile_falls_back_with_one_warning(exact):
 @pytest.mark.slow
 def test_compile_eager_backend_matches_exact(exact):
     # Dynamo tracing with the eager backend runs the same kernels: equal up to rounding of reordered ops.
-    G = fast_modes.wrap_generator_for_speed(_golden_generator(), compile=True, compile_kwargs=dict(backend='eager'))
+    G = fast_modes.wrap_generator_for_speed(build_golden_generator(), compile=True, compile_kwargs=dict(backend='eager'))
     out = _run(G)
     torch.testing.assert_close(out['image'], exact['image'], rtol=1e-5, atol=1e-5)
 
 @pytest.mark.slow  # golden G forward passes (~15 s each on a shared 2-core CPU)
 def test_wrapping_keeps_state_dict_and_pickle(exact):
-    plain = _golden_generator()
-    G = fast_modes.wrap_generator_for_speed(_golden_generator(), compile=True, precision='bf16',
+    plain = build_golden_generator()
+    G = fast_modes.wrap_generator_for_speed(build_golden_generator(), compile=True, precision='bf16',
                                             compile_kwargs=dict(backend='eager'))
     assert list(G.state_dict()) == list(plain.state_dict())
     for clone in (pickle.loads(pickle.dumps(G)), copy.deepcopy(G)):

@@ -15,7 +15,9 @@ from test_shape_utils import read_ply
 
 import dnnlib
 import gen_samples
+import gen_videos
 from camera_utils import FOV_to_intrinsics, LookAtPoseSampler
+from training import generation
 
 # ----------------------------------------------------------------------------
 # A tiny generator (shared with test_gen_videos.py).
@@ -277,13 +279,15 @@ def test_deep_errors_end_in_one_line(snapshot, workdir, monkeypatch):
     assert result.exit_code == 1 and isinstance(result.exception, RuntimeError)
 
 
+@pytest.mark.parametrize('tool', ['gen_samples', 'gen_videos'])
 @pytest.mark.parametrize('flag, expected', [([], False), (['--trust-embedded-code'], True)])
-def test_trust_embedded_code_reaches_the_loader(workdir, monkeypatch, flag, expected):
+def test_trust_embedded_code_reaches_the_loader(workdir, monkeypatch, tool, flag, expected):
+    command = dict(gen_samples=gen_samples.generate_images, gen_videos=gen_videos.generate_videos)[tool]
     seen = []
     def recording_loader(network_pkl, **kwargs):
         seen.append((network_pkl, kwargs))
-        raise gen_samples.generation.network_pickle.NetworkPickleError(f'{network_pkl}: stop here')
-    monkeypatch.setattr(gen_samples.generation.network_pickle, 'open_network_pkl', recording_loader)
-    assert_refused(gen_samples.generate_images, ['--network=net.pkl', '--seeds=1', '--outdir=new', '--device=cpu'] + flag,
+        raise generation.network_pickle.NetworkPickleError(f'{network_pkl}: stop here')
+    monkeypatch.setattr(generation.network_pickle, 'open_network_pkl', recording_loader)
+    assert_refused(command, ['--network=net.pkl', '--seeds=1', '--outdir=new', '--device=cpu'] + flag,
                    1, 'Error: --network: net.pkl: stop here', workdir)
     assert seen == [('net.pkl', dict(trust_embedded_code=expected))]

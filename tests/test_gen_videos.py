@@ -162,18 +162,6 @@ def test_bad_input_is_refused_before_writing(snapshot, workdir, args, exit_code,
     assert_refused(gen_videos.generate_videos, argv, exit_code, message, workdir)
 
 
-@pytest.mark.parametrize('flag, expected', [([], False), (['--trust-embedded-code'], True)])
-def test_trust_embedded_code_reaches_the_loader(workdir, monkeypatch, flag, expected):
-    seen = []
-    def recording_loader(network_pkl, **kwargs):
-        seen.append((network_pkl, kwargs))
-        raise gen_videos.generation.network_pickle.NetworkPickleError(f'{network_pkl}: stop here')
-    monkeypatch.setattr(gen_videos.generation.network_pickle, 'open_network_pkl', recording_loader)
-    assert_refused(gen_videos.generate_videos, ['--network=net.pkl', '--seeds=1', '--outdir=new', '--device=cpu'] + flag,
-                   1, 'Error: --network: net.pkl: stop here', workdir)
-    assert seen == [('net.pkl', dict(trust_embedded_code=expected))]
-
-
 def test_deep_errors_end_in_one_line(snapshot, workdir, monkeypatch):
     class BrokenGenerator:
         rendering_kwargs = dict(depth_resolution=4, depth_resolution_importance=4)
