@@ -31,7 +31,7 @@ from tqdm import tqdm
 import dnnlib
 from dataset_tool import make_transform
 from metrics.metric_utils import FeatureDetectorError
-from training import generation, network_pickle, presets, projection, shape_extraction
+from training import generation, network_pickle, projection, shape_extraction
 from training.camera_validation import LABEL_DIM, DatasetError, check_camera_labels, parse_dataset_json
 from training.cli_utils import one_line_errors, trust_embedded_code_option
 from training.perceptual import PerceptualDistance
@@ -107,10 +107,7 @@ def read_camera(camera, target_path):
 def load_snapshot(network_pkl, trust_embedded_code):
     print(f'Loading networks from "{network_pkl}"...')
     data = generation.open_snapshot(network_pkl, trust_embedded_code=trust_embedded_code)
-    G = data['G_ema']
-    if not (hasattr(G, 'backbone') and hasattr(G, 'rendering_kwargs')) or G.c_dim != LABEL_DIM:
-        raise click.ClickException(f'{network_pkl}: G_ema is not an EG3D generator with {LABEL_DIM}-number camera '
-                                   f'labels (it is a {type(G).__name__})')
+    generation.check_eg3d_generator(data['G_ema'], network_pkl)
     return data
 
 # ----------------------------------------------------------------------------
@@ -131,8 +128,7 @@ def render(G, ws, c, seed):
 
 def write_novel_views(G, ws, c, path, num_frames, seed):
     """An orbit around the subject on the generator's camera sphere, with the target camera's intrinsics."""
-    pivot, radius = presets.camera_orbit(G.rendering_kwargs)
-    pivot = torch.tensor(pivot, device=ws.device)
+    pivot, radius = generation.camera_sphere(G.rendering_kwargs, device=ws.device)
     with dnnlib.util.atomic_output(path) as tmp_path:
         writer = imageio.get_writer(tmp_path, mode='I', fps=30, codec='libx264', bitrate='10M')
         try:

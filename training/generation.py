@@ -54,6 +54,13 @@ def open_snapshot(network_pkl: str, trust_embedded_code: bool = False, flag: str
         raise click.ClickException(f'{flag}: {err}') from err
 
 
+def check_eg3d_generator(G, network_pkl: str, flag: str = '--network') -> None:
+    """One line naming `flag` and the file unless G is a camera-conditioned EG3D generator."""
+    if not isinstance(getattr(G, 'rendering_kwargs', None), dict) or getattr(G, 'c_dim', None) != LABEL_DIM:
+        raise click.ClickException(f'{flag}: {network_pkl}: G_ema is a {type(G).__name__}, not an EG3D generator '
+                                   f'(expected rendering_kwargs and c_dim = {LABEL_DIM})')
+
+
 def load_generator(network_pkl: str, device, reload_modules: bool = False, trust_embedded_code: bool = False,
                    flag: str = '--network'):
     """G_ema of a snapshot (path or URL) on `device`, in eval mode without gradients.
@@ -64,9 +71,7 @@ def load_generator(network_pkl: str, device, reload_modules: bool = False, trust
     """
     print(f'Loading networks from "{network_pkl}"...')
     G = open_snapshot(network_pkl, trust_embedded_code=trust_embedded_code, flag=flag)['G_ema']
-    if not isinstance(getattr(G, 'rendering_kwargs', None), dict) or getattr(G, 'c_dim', None) != LABEL_DIM:
-        raise click.ClickException(f'{flag}: {network_pkl}: G_ema is a {type(G).__name__}, not an EG3D generator '
-                                   f'(expected rendering_kwargs and c_dim = {LABEL_DIM})')
+    check_eg3d_generator(G, network_pkl, flag=flag)
     G = G.eval().requires_grad_(False).to(device)
     if reload_modules:
         print('Reloading modules...')

@@ -17,8 +17,9 @@ import time
 import numpy as np
 import torch
 
-from camera_utils import FOV_to_intrinsics, LookAtPoseSampler
+from camera_utils import FOV_to_intrinsics
 from training import generation, network_pickle, presets, shape_extraction
+from training.triplane import split_planes
 from viz.colormap import colorize_depth
 from viz.view_request import MESH_FORMATS, RequestError, ViewRequest, parse_view_request
 
@@ -87,9 +88,8 @@ class Renderer:
 
     def _camera(self, info, yaw, pitch, distance, fov):
         pivot = torch.tensor(info['avg_camera_pivot'], dtype=torch.float32, device=self.device)
-        cam2world = LookAtPoseSampler.sample(math.pi / 2 + math.radians(yaw), math.pi / 2 - math.radians(pitch),
-                                             pivot, radius=info['avg_camera_radius'] * distance, device=self.device)
-        return generation.camera_label(cam2world, FOV_to_intrinsics(fov, device=self.device))
+        return generation.look_at_label(math.pi / 2 + math.radians(yaw), math.pi / 2 - math.radians(pitch), pivot,
+                                        info['avg_camera_radius'] * distance, FOV_to_intrinsics(fov, device=self.device))
 
     def _conditioning(self, request: ViewRequest, info, camera):
         if request.conditioning == 'camera':
@@ -197,8 +197,7 @@ class Renderer:
         assert camera.shape == (1, 25), f'expected a [1, 25] camera label, got {tuple(camera.shape)}'
         origins, directions = G.ray_sampler(camera[:, :16].reshape(-1, 4, 4), camera[:, 16:].reshape(-1, 3, 3),
                                             resolution)
-        planes = planes.view(len(planes), 3, 32, planes.shape[-2], planes.shape[-1])
-        features, depths, _weights = G.renderer(planes, G.decoder, origins, directions, G.rendering_kwargs)
+        features, depths, _weights = G.renderer(split_planes(planes), G.decoder, origins, directions, G.rendering_kwargs)
         features = features.permute(0, 2, 1).reshape(1, features.shape[-1], resolution, resolution).contiguous()
         out = dict(image_raw=features[:, :3], image_depth=depths.permute(0, 2, 1).reshape(1, 1, resolution, resolution))
         if super_resolve:
