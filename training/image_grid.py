@@ -3,10 +3,9 @@
 import os
 
 import numpy as np
-import PIL.Image
 import torch
 
-from training import snapshot
+from training import generation
 
 
 def _grid_indices(training_set, rnd, count, columns):
@@ -51,8 +50,7 @@ def save_image_grid(img, fname, drange, grid_size):
     assert channels in (1, 3) and count == gw * gh, (pixels.shape, grid_size)
     tiled = pixels.reshape(gh, gw, channels, height, width).transpose(0, 3, 1, 4, 2)
     tiled = tiled.reshape(gh * height, gw * width, channels)
-    image = PIL.Image.fromarray(tiled[:, :, 0], 'L') if channels == 1 else PIL.Image.fromarray(tiled, 'RGB')
-    snapshot.save_png(fname, image)
+    generation.save_png(fname, tiled[:, :, 0] if channels == 1 else tiled)
 
 @torch.no_grad()
 def export_fakes(G_ema, grid, run_dir, cur_nimg):

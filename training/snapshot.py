@@ -51,9 +51,6 @@ class ResumeError(ValueError):
 def save_json(path, obj, indent=2):
     dnnlib.util.write_atomic(path, lambda f: json.dump(obj, f, indent=indent), binary=False)
 
-def save_png(path, pil_image):
-    dnnlib.util.write_atomic(path, lambda f: pil_image.save(f, format='PNG'))
-
 class _HashingWriter:
     """File wrapper that hashes everything written through it."""
 
