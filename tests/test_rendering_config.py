@@ -213,6 +213,15 @@ def test_custom_config_trains_and_renders_with_its_options(data128, tmp_path, mo
     assert os.path.isfile(tmp_path / 'out' / 'seed0000.png')
     assert len(cameras) == 4 and all(camera == ([0.0, pytest.approx(0.05), 0.0], 1.8) for camera in cameras)
 
+    # Fine-tuning that snapshot with the shapenet preset: the preset's options apply, and each one that differs
+    # from the pickle's is reported when the networks are resumed.
+    result = invoke(tiny_args(tmp_path / 'finetune', data128, '--kimg=0.002', f'--resume={network}'))
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.output.splitlines() if line.startswith(f'Warning: {network}: ')]
+    assert [line.split(': ')[2].split(':')[0] for line in warnings] == [
+        'rendering option ray_start', 'rendering option ray_end', 'rendering option avg_camera_radius',
+        'rendering option avg_camera_pivot']
+
 @pytest.mark.slow
 def test_gen_videos_and_shapes_with_auto_bounds(tmp_path, monkeypatch):
     network = write_tiny_snapshot(str(tmp_path / 'network-snapshot-000000.pkl'))
