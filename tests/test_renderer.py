@@ -89,8 +89,12 @@ def _assert_same_render(decoder, planes, origins, directions, opts, change, extr
     assert full.keys() == changed.keys()
     assert torch.equal(full['depths_coarse'], changed['depths_coarse'])
     for name in full:
-        # float32 sums over 64 hidden features and over the samples of a ray: a few ulps of values of order 1.
-        torch.testing.assert_close(changed[name], full[name], rtol=1e-5, atol=1e-5, msg=name)
+        if name in ('rgb', 'depth', 'weights_sum'):
+            # The composited outputs keep their earlier bound: a few float32 ulps of values of order 1.
+            torch.testing.assert_close(changed[name], full[name], rtol=0, atol=1e-6, msg=name)
+        else:
+            # Per-sample decoder outputs (sigma is unbounded) and the importance depths inverted from their CDF.
+            torch.testing.assert_close(changed[name], full[name], rtol=1e-5, atol=1e-5, msg=name)
     return full
 
 @pytest.mark.parametrize('variant, extra', [('shapenet', {}), ('no_importance', {}), ('shapenet', {'density_noise': 1.0})])
