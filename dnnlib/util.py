@@ -181,15 +181,20 @@ _name_checks = threading.local()  # .check: callable(name) that raises to refuse
 
 
 @contextlib.contextmanager
-def restrict_names(check):
-    """Within this context (in this thread), get_obj_by_name() and the constructors built on it first pass every
-    name to check(name), which raises to refuse it; nothing is imported for a refused name."""
-    previous = getattr(_name_checks, 'check', None)
-    _name_checks.check = check
+def thread_local_setting(local: threading.local, name: str, value, default=None):
+    """Set local.<name> to `value` within this context (in this thread), then restore what it was."""
+    previous = getattr(local, name, default)
+    setattr(local, name, value)
     try:
         yield
     finally:
-        _name_checks.check = previous
+        setattr(local, name, previous)
+
+
+def restrict_names(check):
+    """Within this context (in this thread), get_obj_by_name() and the constructors built on it first pass every
+    name to check(name), which raises to refuse it; nothing is imported for a refused name."""
+    return thread_local_setting(_name_checks, 'check', check)
 
 
 def get_obj_by_name(name: str) -> Any:

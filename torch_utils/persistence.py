@@ -11,7 +11,6 @@ opt-in: `with allow_embedded_code(): ...` or `legacy.load_network_pkl(..., trust
 """
 
 import ast
-import contextlib
 import copy
 import importlib
 import inspect
@@ -107,15 +106,9 @@ def import_hook(hook):
     return hook
 
 
-@contextlib.contextmanager
 def allow_embedded_code(allow: bool = True):
     """Within this context, records that match none of our classes are rebuilt by executing their source."""
-    previous = getattr(_state, 'allow_exec', False)
-    _state.allow_exec = allow
-    try:
-        yield
-    finally:
-        _state.allow_exec = previous
+    return dnnlib.util.thread_local_setting(_state, 'allow_exec', allow, default=False)
 
 
 # ----------------------------------------------------------------------------
