@@ -7,10 +7,11 @@ import os
 import click
 import torch
 
+import cli
 import dnnlib
+from inference import generation
 from metrics import metric_main, metric_utils
 from torch_utils import distributed, misc, training_stats
-from training import cli_utils, generation
 
 #----------------------------------------------------------------------------
 # The evaluating processes.
@@ -101,13 +102,13 @@ def run_dir_of(network_pkl):
 @click.command()
 @click.pass_context
 @click.option('network_pkl', '--network', help='Network pickle (path or URL)', metavar='PATH', required=True)
-@click.option('--metrics', help='Comma-separated metric names, or none', metavar='[NAME|A,B,C|none]', type=cli_utils.parse_comma_separated_list, default='fid50k_full', show_default=True)
+@click.option('--metrics', help='Comma-separated metric names, or none', metavar='[NAME|A,B,C|none]', type=cli.parse_comma_separated_list, default='fid50k_full', show_default=True)
 @click.option('--data', help='Dataset to compare against  [default: from the pickle]', metavar='[ZIP|DIR]')
 @click.option('--mirror', help='Add x-flipped copies of the dataset images  [default: from the pickle]', type=bool, metavar='BOOL')
 @click.option('--gpus', help='Number of processes (one GPU each)', type=int, default=1, metavar='INT', show_default=True)
 @click.option('--verbose', help='Print the network summary, progress and status lines', type=bool, default=True, metavar='BOOL', show_default=True)
-@cli_utils.trust_embedded_code_option
-@cli_utils.one_line_errors
+@cli.trust_embedded_code_option
+@cli.one_line_errors
 def calc_metrics(ctx, network_pkl, metrics, data, mirror, gpus, verbose, trust_embedded_code):
     """Evaluate metrics of a network snapshot (its G_ema) against a dataset.
 

@@ -35,8 +35,9 @@ import PIL.Image
 import PIL.ImageMode
 from tqdm import tqdm
 
+import cli
 import dnnlib
-from training import cli_utils
+from cli import one_line_errors
 from training.camera_validation import (
     LABEL_DIM,
     DatasetError,
@@ -46,7 +47,6 @@ from training.camera_validation import (
     parse_dataset_json,
     read_image_header,
 )
-from training.cli_utils import one_line_errors
 
 #----------------------------------------------------------------------------
 
@@ -442,7 +442,7 @@ def convert(src, dest, transform_image, resized):
 @click.option('--dest', help='Output folder or uncompressed .zip', metavar='PATH')
 @click.option('--max-images', help='Stop after this many input images', type=int)
 @click.option('--transform', help='Crop mode (needs --resolution)', type=click.Choice(['center-crop', 'center-crop-wide']))
-@click.option('--resolution', help='Output size, e.g. 512x512', metavar='WxH', type=cli_utils.POSITIVE_PAIR)
+@click.option('--resolution', help='Output size, e.g. 512x512', metavar='WxH', type=cli.POSITIVE_PAIR)
 @click.option('--check-only', help='Only check the source\'s camera labels and images; write nothing', is_flag=True)
 @click.option('--check-cameras', help='Refuse camera labels with geometry problems (reported as warnings otherwise)',
               metavar='BOOL', type=bool, default=False, show_default=True)

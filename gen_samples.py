@@ -21,8 +21,9 @@ import click
 import numpy as np
 import torch
 
+import cli
 from camera_utils import FOV_to_intrinsics
-from training import cli_utils, generation, shape_extraction
+from inference import generation, shape_extraction
 
 # Rendering views, left to right: yaw offsets around the front, all seen from slightly above.
 VIEW_YAWS = (0.4, 0.0, -0.4)
@@ -32,7 +33,7 @@ VIEW_PITCH = -0.2
 
 
 def generate_shape(G, ws, seed, outdir, shape_res, shape_format, level, mesh_colors, device):
-    """Density grid of the released layout (rendering grid of training/shape_extraction.py) -> .mrc volume or .ply/.obj mesh at `outdir/seed%04d.<ext>`.
+    """Density grid of the released layout (rendering grid of inference/shape_extraction.py) -> .mrc volume or .ply/.obj mesh at `outdir/seed%04d.<ext>`.
 
     ws are those of the image run (frontal conditioning camera, same truncation), which is what mapping z
     again inside G.sample() would give.
@@ -60,8 +61,8 @@ def check_shape_options(shapes, shape_format, shape_res):
 
 @click.command()
 @click.option('--network', 'network_pkl', help='Network pickle filename or URL', required=True)
-@click.option('--seeds', type=cli_utils.SEED_RANGE, help="List of random seeds (e.g., '0,1,4-6')", required=True)
-@click.option('--trunc', 'truncation_psi', type=cli_utils.FiniteFloat(), help='Truncation psi', default=1,
+@click.option('--seeds', type=cli.SEED_RANGE, help="List of random seeds (e.g., '0,1,4-6')", required=True)
+@click.option('--trunc', 'truncation_psi', type=cli.FiniteFloat(), help='Truncation psi', default=1,
               show_default=True)
 @click.option('--trunc-cutoff', 'truncation_cutoff', type=click.IntRange(min=0), help='Truncation cutoff',
               default=14, show_default=True)
@@ -73,11 +74,11 @@ def check_shape_options(shapes, shape_format, shape_res):
 @click.option('--shape-res', help='Voxel grid side N', type=click.IntRange(min=2), metavar='INT', default=512,
               show_default=True)
 @click.option('--fov-deg', help='Field of view of the rendering cameras in degrees (see docs/compat.md)',
-              type=cli_utils.FiniteFloat(min=0, max=180, min_open=True, max_open=True), metavar='FLOAT',
+              type=cli.FiniteFloat(min=0, max=180, min_open=True, max_open=True), metavar='FLOAT',
               default=18, show_default=True)
 @click.option('--shape-format', help='Density volume (.mrc) or iso-surface mesh (.ply, .obj)',
               type=click.Choice(['.mrc', '.ply', '.obj']), default='.mrc', show_default=True)
-@click.option('--level', help='Iso-level of the mesh surface (raw density)', type=cli_utils.FiniteFloat(), default=10,
+@click.option('--level', help='Iso-level of the mesh surface (raw density)', type=cli.FiniteFloat(), default=10,
               show_default=True)
 @click.option('--mesh-colors', help='Colour mesh vertices with the generator\'s rgb at the surface (off by default: '
               'plain .ply files hold positions and faces only)', type=bool, metavar='BOOL', default=False,
@@ -88,8 +89,8 @@ def check_shape_options(shapes, shape_format, shape_res):
               'see docs/compat.md)', type=bool, metavar='BOOL', default=True, show_default=True)
 @click.option('--device', help='Torch device (default: cuda if available, else cpu)', type=generation.DEVICE,
               default=None)
-@cli_utils.trust_embedded_code_option
-@cli_utils.one_line_errors
+@cli.trust_embedded_code_option
+@cli.one_line_errors
 def generate_images(network_pkl, seeds, truncation_psi, truncation_cutoff, class_idx, outdir, shapes, shape_res,
                     fov_deg, shape_format, level, mesh_colors, reload_modules, seed_noise, device,
                     trust_embedded_code):
@@ -99,7 +100,7 @@ def generate_images(network_pkl, seeds, truncation_psi, truncation_cutoff, class
     """
     del class_idx
     check_shape_options(shapes, shape_format, shape_res)
-    cli_utils.check_output_dir(outdir, file_names=output_names(seeds, shapes, shape_format))
+    cli.check_output_dir(outdir, file_names=output_names(seeds, shapes, shape_format))
     device = generation.parse_device(device)
     G = generation.load_generator(network_pkl, device, reload_modules=reload_modules,
                                   trust_embedded_code=trust_embedded_code)

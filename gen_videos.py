@@ -20,8 +20,9 @@ import scipy.interpolate
 import torch
 from tqdm import tqdm
 
+import cli
 import dnnlib
-from training import cli_utils, generation, shape_extraction
+from inference import generation, shape_extraction
 
 # ----------------------------------------------------------------------------
 # Keyframes and interpolation.
@@ -171,9 +172,9 @@ def plan_videos(outdir, seeds, interpolate, shapes, grid, num_keyframes, shuffle
             raise click.ClickException(f'--seeds: {err} ({mp4})')
         if gen_shapes:
             out_names.append(os.path.basename(trajectory_path(mp4)))
-            cli_utils.check_output_dir(shape_folder(all_seeds), flag='--shapes (mesh folder)',
+            cli.check_output_dir(shape_folder(all_seeds), flag='--shapes (mesh folder)',
                                        file_names=[shape_file_name(i) for i in range(keyframes * w_frames)])
-    cli_utils.check_output_dir(outdir, file_names=out_names)
+    cli.check_output_dir(outdir, file_names=out_names)
     return jobs
 
 
@@ -189,16 +190,16 @@ def set_depth_samples(G, sampling_multiplier):
 
 @click.command()
 @click.option('--network', 'network_pkl', help='Network pickle filename or URL', required=True)
-@click.option('--seeds', type=cli_utils.SEED_RANGE, help="List of keyframe seeds (e.g., '0,1,4-6')", required=True)
-@click.option('--shuffle-seed', type=click.IntRange(0, cli_utils.MAX_SEED),
+@click.option('--seeds', type=cli.SEED_RANGE, help="List of keyframe seeds (e.g., '0,1,4-6')", required=True)
+@click.option('--shuffle-seed', type=click.IntRange(0, cli.MAX_SEED),
               help='Shuffle the keyframe seeds with this random seed', default=None)
-@click.option('--grid', type=cli_utils.POSITIVE_PAIR, help='Grid width x height (e.g. 4x3)', default=(1, 1),
+@click.option('--grid', type=cli.POSITIVE_PAIR, help='Grid width x height (e.g. 4x3)', default=(1, 1),
               show_default=True)
 @click.option('--num-keyframes', type=click.IntRange(min=1), help='Number of keyframes (default: seeds / grid cells)',
               default=None)
 @click.option('--w-frames', type=click.IntRange(min=1), help='Frames between keyframes', default=120,
               show_default=True)
-@click.option('--trunc', 'truncation_psi', type=cli_utils.FiniteFloat(), help='Truncation psi', default=1,
+@click.option('--trunc', 'truncation_psi', type=cli.FiniteFloat(), help='Truncation psi', default=1,
               show_default=True)
 @click.option('--trunc-cutoff', 'truncation_cutoff', type=click.IntRange(min=0), help='Truncation cutoff',
               default=14, show_default=True)
@@ -209,7 +210,7 @@ def set_depth_samples(G, sampling_multiplier):
               default='FFHQ', show_default=True)
 @click.option('--image_mode', help='Generator output to film',
               type=click.Choice(['image', 'image_depth', 'image_raw']), default='image', show_default=True)
-@click.option('--sample_mult', 'sampling_multiplier', type=cli_utils.FiniteFloat(min=0, min_open=True),
+@click.option('--sample_mult', 'sampling_multiplier', type=cli.FiniteFloat(min=0, min_open=True),
               help='Multiplier for the depth samples per ray', default=2, show_default=True)
 @click.option('--nrr', type=click.IntRange(min=1), help='Neural rendering resolution override', default=None)
 @click.option('--shapes', type=bool, help='Also extract a mesh per frame (interpolate mode only)', default=False,
@@ -222,8 +223,8 @@ def set_depth_samples(G, sampling_multiplier):
               'docs/compat.md)', type=bool, metavar='BOOL', default=True, show_default=True)
 @click.option('--device', help='Torch device (default: cuda if available, else cpu)', type=generation.DEVICE,
               default=None)
-@cli_utils.trust_embedded_code_option
-@cli_utils.one_line_errors
+@cli.trust_embedded_code_option
+@cli.one_line_errors
 def generate_videos(network_pkl, seeds, shuffle_seed, grid, num_keyframes, w_frames, truncation_psi,
                     truncation_cutoff, outdir, reload_modules, cfg, image_mode, sampling_multiplier, nrr, shapes,
                     shape_res, interpolate, seed_noise, device, trust_embedded_code):

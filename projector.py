@@ -29,12 +29,13 @@ import torch
 from tqdm import tqdm
 
 import dnnlib
+from cli import one_line_errors, trust_embedded_code_option
 from dataset_tool import make_transform
+from inference import generation, projection, shape_extraction
+from inference.perceptual import PerceptualDistance
 from metrics.metric_utils import FeatureDetectorError
-from training import generation, network_pickle, projection, shape_extraction
+from training import network_pickle
 from training.camera_validation import LABEL_DIM, DatasetError, check_camera_labels, parse_dataset_json
-from training.cli_utils import one_line_errors, trust_embedded_code_option
-from training.perceptual import PerceptualDistance
 
 # ----------------------------------------------------------------------------
 # Inputs: everything is read and checked before the output folder is created.

@@ -15,7 +15,7 @@ import click
 import numpy as np
 from tqdm import tqdm
 
-from training import shape_extraction
+from inference import shape_extraction
 
 
 def convert_sdf_samples_to_ply(numpy_3d_sdf_tensor, voxel_grid_origin, voxel_size, ply_filename_out, offset=None,

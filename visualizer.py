@@ -21,8 +21,8 @@ import os
 import click
 import torch
 
+from cli import one_line_errors, trust_embedded_code_option
 from training import network_pickle
-from training.cli_utils import one_line_errors, trust_embedded_code_option
 from viz.render import Renderer
 from viz.server import ViewerServer
 

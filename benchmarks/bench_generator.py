@@ -22,7 +22,8 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
 import dnnlib  # noqa: E402
-from training import generation, presets  # noqa: E402
+from inference import generation  # noqa: E402
+from training import presets  # noqa: E402
 
 KWARGS_DIR = os.path.join(REPO_ROOT, 'tests', 'data', 'state_dicts')
 

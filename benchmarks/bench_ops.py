@@ -17,9 +17,9 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from inference import generation  # noqa: E402
 from torch_utils import custom_ops  # noqa: E402
 from torch_utils.ops import bias_act, conv2d_resample, upfirdn2d  # noqa: E402
-from training import generation  # noqa: E402
 
 
 def _benchmarks(scale):

@@ -34,8 +34,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import dnnlib  # noqa: E402
 import train  # noqa: E402
+from inference import generation  # noqa: E402
 from torch_utils.ops import conv2d_gradfix, grid_sample_gradfix  # noqa: E402
-from training import generation, presets  # noqa: E402
+from training import presets  # noqa: E402
 from training import phases as training_phases  # noqa: E402
 
 _RESOLUTIONS = dict(ffhq=512, afhq=512, shapenet=128)

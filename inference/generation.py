@@ -1,7 +1,7 @@
 """What the generation tools share: the device, the generator of a snapshot, camera labels and image conversion.
 
 Used by gen_samples.py, gen_videos.py and the benchmarks; calc_metrics.py and the metrics use the loader and the
-image conversion too. Command-line parsing and the error boundary live in training/cli_utils.py.
+image conversion too. Command-line parsing and the error boundary live in cli/__init__.py.
 """
 
 import click
@@ -9,10 +9,11 @@ import numpy as np
 import PIL.Image
 import torch
 
+import cli
 import dnnlib
-from camera_utils import LookAtPoseSampler
 from torch_utils import misc
-from training import cli_utils, network_pickle, presets
+from training import network_pickle, presets
+from training.cameras import LookAtPoseSampler
 
 LABEL_DIM = 25  # cam2world (16, row-major) followed by the normalised intrinsics (9).
 
@@ -40,7 +41,7 @@ def parse_device(value) -> torch.device:
     return device
 
 
-DEVICE = cli_utils.click_type(parse_device, 'device')
+DEVICE = cli.click_type(parse_device, 'device')
 
 # ----------------------------------------------------------------------------
 # The generator.

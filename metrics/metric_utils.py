@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 import dnnlib
-from training import generation
+from inference import generation
 
 # A folder holding detector files named like the last URL component (e.g. inception-2015-12-05.pkl).
 # When set, detectors are read from there instead of the download cache (offline machines).

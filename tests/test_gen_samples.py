@@ -17,7 +17,7 @@ import dnnlib
 import gen_samples
 import gen_videos
 from camera_utils import FOV_to_intrinsics, LookAtPoseSampler
-from training import generation
+from inference import generation
 
 # ----------------------------------------------------------------------------
 # A tiny generator (shared with test_gen_videos.py).

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from test_gen_samples import assert_refused, build_tiny_generator, make_workdir, write_tiny_snapshot
 
 import gen_videos
-from training import generation
+from inference import generation
 
 
 @pytest.fixture(scope='module')

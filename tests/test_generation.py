@@ -1,4 +1,4 @@
-"""training/generation.py: device parsing, the generator loader, camera labels and image conversion."""
+"""inference/generation.py: device parsing, the generator loader, camera labels and image conversion."""
 
 import pickle
 
@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from camera_utils import LookAtPoseSampler
-from training import generation, presets
+from inference import generation
+from training import presets
 
 
 def test_parse_device():

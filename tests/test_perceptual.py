@@ -1,4 +1,4 @@
-"""training/perceptual.py with a small stand-in for the VGG16 LPIPS TorchScript file in $EG3D_DETECTOR_DIR."""
+"""inference/perceptual.py with a small stand-in for the VGG16 LPIPS TorchScript file in $EG3D_DETECTOR_DIR."""
 
 import os
 
@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import dnnlib
+from inference import perceptual
 from metrics import metric_utils
-from training import perceptual
 
 pytestmark = pytest.mark.filterwarnings('ignore:`torch.jit')
 

@@ -1,4 +1,4 @@
-"""training/projection.py: schedules and noise penalty exactly, and both stages on a tiny generator (CPU, pixel
+"""inference/projection.py: schedules and noise penalty exactly, and both stages on a tiny generator (CPU, pixel
 loss) fitting a target that the generator itself rendered from a known latent and camera."""
 
 import copy
@@ -9,7 +9,7 @@ import pytest
 import torch
 from test_gen_samples import _label, build_tiny_generator
 
-from training import projection
+from inference import projection
 
 # ----------------------------------------------------------------------------
 # A tiny generator with a meaningful w_avg, and a target it can render exactly.

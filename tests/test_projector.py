@@ -17,8 +17,9 @@ from test_projection import build_projection_generator, frontal_camera, render, 
 
 import dnnlib
 import projector
+from inference import generation
 from metrics import metric_utils
-from training import generation, network_pickle
+from training import network_pickle
 
 pytestmark = pytest.mark.filterwarnings('ignore:`torch.jit')
 

@@ -1,4 +1,4 @@
-"""Shape extraction helpers (training/shape_extraction.py) and the shape_utils.py converter, on analytic densities."""
+"""Shape extraction helpers (inference/shape_extraction.py) and the shape_utils.py converter, on analytic densities."""
 
 import os
 
@@ -9,7 +9,7 @@ import torch
 from click.testing import CliRunner
 
 import shape_utils
-from training import shape_extraction
+from inference import shape_extraction
 
 CENTER = np.array([0.1, -0.05, 0.08])
 RADIUS = 0.3

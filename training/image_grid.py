@@ -5,7 +5,7 @@ import os
 import numpy as np
 import torch
 
-from training import generation
+from inference import generation
 
 
 def _grid_indices(training_set, rnd, count, columns):

@@ -17,8 +17,9 @@ import time
 import numpy as np
 import torch
 
-from camera_utils import FOV_to_intrinsics
-from training import generation, network_pickle, presets, shape_extraction
+from inference import generation, shape_extraction
+from training import network_pickle, presets
+from training.cameras import FOV_to_intrinsics
 from training.triplane import split_planes
 from viz.colormap import colorize_depth
 from viz.view_request import MESH_FORMATS, RequestError, ViewRequest, parse_view_request
