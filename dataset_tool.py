@@ -39,7 +39,6 @@ import cli
 import dnnlib
 from cli import one_line_errors
 from training.camera_validation import (
-    LABEL_DIM,
     DatasetError,
     check_camera_labels,
     check_dataset,
@@ -47,6 +46,7 @@ from training.camera_validation import (
     parse_dataset_json,
     read_image_header,
 )
+from training.cameras import LABEL_DIM
 
 #----------------------------------------------------------------------------
 

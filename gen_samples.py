@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 import cli
-from camera_utils import FOV_to_intrinsics
 from inference import generation, shape_extraction
+from training import cameras
 
 # Rendering views, left to right: yaw offsets around the front, all seen from slightly above.
 VIEW_YAWS = (0.4, 0.0, -0.4)
@@ -106,10 +106,10 @@ def generate_images(network_pkl, seeds, truncation_psi, truncation_cutoff, class
                                   trust_embedded_code=trust_embedded_code)
     os.makedirs(outdir, exist_ok=True)
 
-    pivot, radius = generation.camera_sphere(G.rendering_kwargs, device=device)
-    intrinsics = FOV_to_intrinsics(fov_deg, device=device)
-    conditioning = generation.look_at_label(np.pi / 2, np.pi / 2, pivot, radius, intrinsics)
-    views = [generation.look_at_label(np.pi / 2 + yaw, np.pi / 2 + VIEW_PITCH, pivot, radius, intrinsics)
+    pivot, radius = cameras.camera_sphere(G.rendering_kwargs, device=device)
+    intrinsics = cameras.FOV_to_intrinsics(fov_deg, device=device)
+    conditioning = cameras.look_at_label(np.pi / 2, np.pi / 2, pivot, radius, intrinsics)
+    views = [cameras.look_at_label(np.pi / 2 + yaw, np.pi / 2 + VIEW_PITCH, pivot, radius, intrinsics)
              for yaw in VIEW_YAWS]
 
     for seed_idx, seed in enumerate(seeds):

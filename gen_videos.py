@@ -23,6 +23,7 @@ from tqdm import tqdm
 import cli
 import dnnlib
 from inference import generation, shape_extraction
+from training import cameras
 
 # ----------------------------------------------------------------------------
 # Keyframes and interpolation.
@@ -120,9 +121,9 @@ def gen_interp_video(G, mp4, seeds, shuffle_seed=None, w_frames=60 * 4, kind='cu
     """
     grid_w, grid_h = grid_dims
     all_seeds, num_keyframes = keyframe_seeds(seeds, num_keyframes, grid_w, grid_h, shuffle_seed)
-    pivot, radius = generation.camera_sphere(G.rendering_kwargs, device=device)
-    intrinsics = generation.intrinsics_matrix(generation.focal_length(cfg), device=device)
-    frontal = generation.look_at_label(generation.HALF_TURN / 2, generation.HALF_TURN / 2, pivot, radius, intrinsics)
+    pivot, radius = cameras.camera_sphere(G.rendering_kwargs, device=device)
+    intrinsics = cameras.intrinsics_matrix(cameras.focal_length(cfg), device=device)
+    frontal = cameras.look_at_label(cameras.HALF_TURN / 2, cameras.HALF_TURN / 2, pivot, radius, intrinsics)
     ws = map_keyframes(G, all_seeds, frontal, grid_w, grid_h, num_keyframes, psi, truncation_cutoff)
     grid = make_interpolators(ws, kind=kind, wraps=wraps)
 
@@ -138,11 +139,11 @@ def gen_interp_video(G, mp4, seeds, shuffle_seed=None, w_frames=60 * 4, kind='cu
                 cells = []
                 for yi in range(grid_h):
                     for xi in range(grid_w):
-                        cam2world = generation.orbit_camera(frame_idx, num_frames, pivot, radius, device)
+                        cam2world = cameras.orbit_camera(frame_idx, num_frames, pivot, radius, device)
                         all_poses.append(cam2world.squeeze(0).cpu().numpy())
                         # The spline's float64 goes in as is: the super-resolution affines then run in double.
                         w = torch.from_numpy(grid[yi][xi](frame_idx / w_frames)).to(device)
-                        cells.append(render_cell(G, w, generation.camera_label(cam2world, intrinsics), image_mode))
+                        cells.append(render_cell(G, w, cameras.camera_label(cam2world, intrinsics), image_mode))
                         if shape_dir is not None:
                             print(f'Generating shape for frame {frame_idx} / {num_frames} ...')
                             shape_path = os.path.join(shape_dir, shape_file_name(frame_idx))

@@ -34,8 +34,8 @@ from dataset_tool import make_transform
 from inference import generation, projection, shape_extraction
 from inference.perceptual import PerceptualDistance
 from metrics.metric_utils import FeatureDetectorError
-from training import network_pickle
-from training.camera_validation import LABEL_DIM, DatasetError, check_camera_labels, parse_dataset_json
+from training import cameras, network_pickle
+from training.camera_validation import DatasetError, check_camera_labels, parse_dataset_json
 
 # ----------------------------------------------------------------------------
 # Inputs: everything is read and checked before the output folder is created.
@@ -91,11 +91,11 @@ def read_camera(camera, target_path):
             label = [float(v) for v in re.split(r'[,\s]+', camera.strip())]
         except ValueError:
             raise click.ClickException(f'--camera: "{camera[:40]}" is neither a dataset.json file nor a list of '
-                                       f'{LABEL_DIM} numbers')
+                                       f'{cameras.LABEL_DIM} numbers')
         name, where = os.path.basename(target_path), '--camera'
-    if not (isinstance(label, list) and len(label) == LABEL_DIM):
+    if not (isinstance(label, list) and len(label) == cameras.LABEL_DIM):
         size = len(label) if isinstance(label, list) else type(label).__name__
-        raise click.ClickException(f'{where}: a camera label has {LABEL_DIM} numbers (cam2world 4x4, intrinsics '
+        raise click.ClickException(f'{where}: a camera label has {cameras.LABEL_DIM} numbers (cam2world 4x4, intrinsics '
                                    f'3x3), got {size}')
     report = check_camera_labels([[name, label]], where=where)
     if not report.ok:
@@ -129,13 +129,13 @@ def render(G, ws, c, seed):
 
 def write_novel_views(G, ws, c, path, num_frames, seed):
     """An orbit around the subject on the generator's camera sphere, with the target camera's intrinsics."""
-    pivot, radius = generation.camera_sphere(G.rendering_kwargs, device=ws.device)
+    pivot, radius = cameras.camera_sphere(G.rendering_kwargs, device=ws.device)
     with dnnlib.util.atomic_output(path) as tmp_path:
         writer = imageio.get_writer(tmp_path, mode='I', fps=30, codec='libx264', bitrate='10M')
         try:
             for frame_idx in tqdm(range(num_frames), desc='novel views'):
-                cam2world = generation.orbit_camera(frame_idx, num_frames, pivot, radius, ws.device)
-                view = generation.camera_label(cam2world, c[:, 16:])
+                cam2world = cameras.orbit_camera(frame_idx, num_frames, pivot, radius, ws.device)
+                view = cameras.camera_label(cam2world, c[:, 16:])
                 writer.append_data(generation.to_uint8(render(G, ws, view, seed + frame_idx))[0].cpu().numpy())
         finally:
             writer.close()

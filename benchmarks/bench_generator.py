@@ -23,7 +23,7 @@ sys.path.insert(0, REPO_ROOT)
 
 import dnnlib  # noqa: E402
 from inference import generation  # noqa: E402
-from training import presets  # noqa: E402
+from training import cameras, presets  # noqa: E402
 
 KWARGS_DIR = os.path.join(REPO_ROOT, 'tests', 'data', 'state_dicts')
 
@@ -40,9 +40,9 @@ def build_generator(cfg, device):
 
 def frontal_cameras(cfg, batch, device):
     """Labels [batch, 25] of the preset's frontal camera; the exact poses do not affect timing."""
-    pivot, radius = generation.camera_sphere(presets.rendering_preset(cfg), device=device)
-    intrinsics = generation.intrinsics_matrix(generation.focal_length(cfg), device=device)
-    return generation.look_at_label(math.pi / 2, math.pi / 2, pivot, radius, intrinsics).repeat(batch, 1)
+    pivot, radius = cameras.camera_sphere(presets.rendering_preset(cfg), device=device)
+    intrinsics = cameras.intrinsics_matrix(cameras.focal_length(cfg), device=device)
+    return cameras.look_at_label(math.pi / 2, math.pi / 2, pivot, radius, intrinsics).repeat(batch, 1)
 
 
 @click.command()

@@ -36,7 +36,7 @@ import dnnlib  # noqa: E402
 import train  # noqa: E402
 from inference import generation  # noqa: E402
 from torch_utils.ops import conv2d_gradfix, grid_sample_gradfix  # noqa: E402
-from training import presets  # noqa: E402
+from training import cameras, presets  # noqa: E402
 from training import phases as training_phases  # noqa: E402
 
 _RESOLUTIONS = dict(ffhq=512, afhq=512, shapenet=128)
@@ -47,14 +47,14 @@ def make_synthetic_dataset(path, cfg, resolution, num_images=8, seed=0):
     """Random images with cameras around the preset's pivot (only the labels matter for timing)."""
     import PIL.Image
     rnd = np.random.RandomState(seed)
-    pivot, radius = generation.camera_sphere(presets.rendering_preset(cfg))
-    intrinsics = generation.intrinsics_matrix(generation.focal_length(cfg))
+    pivot, radius = cameras.camera_sphere(presets.rendering_preset(cfg))
+    intrinsics = cameras.intrinsics_matrix(cameras.focal_length(cfg))
     labels = []
     for idx in range(num_images):
         name = f'{idx:05d}.png'
         PIL.Image.fromarray((rnd.rand(resolution, resolution, 3) * 255).astype(np.uint8)).save(os.path.join(path, name))
         yaw, pitch = np.pi / 2 + rnd.uniform(-0.5, 0.5), np.pi / 2 + rnd.uniform(-0.2, 0.2)
-        labels.append([name, generation.look_at_label(yaw, pitch, pivot, radius, intrinsics)[0].tolist()])
+        labels.append([name, cameras.look_at_label(yaw, pitch, pivot, radius, intrinsics)[0].tolist()])
     with open(os.path.join(path, 'dataset.json'), 'w') as f:
         json.dump(dict(labels=labels), f)
 

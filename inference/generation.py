@@ -12,10 +12,8 @@ import torch
 import cli
 import dnnlib
 from torch_utils import misc
-from training import network_pickle, presets
-from training.cameras import LookAtPoseSampler
-
-LABEL_DIM = 25  # cam2world (16, row-major) followed by the normalised intrinsics (9).
+from training import network_pickle
+from training.cameras import LABEL_DIM
 
 # ----------------------------------------------------------------------------
 # Device.
@@ -84,39 +82,6 @@ def load_generator(network_pkl: str, device, reload_modules: bool = False, trust
     return G
 
 # ----------------------------------------------------------------------------
-# Cameras.
-
-
-def focal_length(cfg: str) -> float:
-    """Normalised focal length of a dataset family: the ShapeNet cars' wider view, else FFHQ/AFHQ's."""
-    return presets.FOCAL_SHAPENET if cfg.lower() == 'shapenet' else presets.FOCAL_FFHQ
-
-
-def intrinsics_matrix(focal: float, device='cpu') -> torch.Tensor:
-    """[3, 3] normalised intrinsics with principal point (0.5, 0.5)."""
-    return torch.tensor([[focal, 0, 0.5], [0, focal, 0.5], [0, 0, 1]], dtype=torch.float32, device=device)
-
-
-def camera_sphere(rendering_kwargs: dict, device='cpu') -> tuple:
-    """(pivot [3] tensor, radius) of the sphere the scripts' cameras move on, from a generator's rendering options."""
-    pivot, radius = presets.camera_orbit(rendering_kwargs)
-    return torch.tensor(pivot, dtype=torch.float32, device=device), radius
-
-
-def camera_label(cam2world: torch.Tensor, intrinsics: torch.Tensor) -> torch.Tensor:
-    """cam2world [B, 4, 4] and one intrinsics [3, 3] -> generator labels [B, 25]."""
-    cam2world = cam2world.reshape(-1, 16)
-    assert intrinsics.numel() == 9, f'intrinsics of shape {tuple(intrinsics.shape)}'
-    intrinsics = intrinsics.reshape(1, 9).to(cam2world).expand(len(cam2world), 9)
-    return torch.cat([cam2world, intrinsics], dim=1)
-
-
-def look_at_label(yaw: float, pitch: float, pivot: torch.Tensor, radius: float, intrinsics: torch.Tensor):
-    """Label [1, 25] of a camera at (yaw, pitch) on the sphere, looking at the pivot (LookAtPoseSampler angles)."""
-    cam2world = LookAtPoseSampler.sample(yaw, pitch, pivot, radius=radius, device=pivot.device)
-    return camera_label(cam2world, intrinsics)
-
-# ----------------------------------------------------------------------------
 # Images.
 
 
@@ -134,14 +99,3 @@ def save_png(path: str, array: np.ndarray) -> None:
     with dnnlib.util.atomic_output(path) as tmp_path:
         PIL.Image.fromarray(array).save(tmp_path, format='png')
 
-
-# The video trajectory uses 3.14 for pi (so does the keyframe camera): released videos were rendered this way.
-HALF_TURN = 3.14
-
-
-def orbit_camera(frame_idx, num_frames, pivot, radius, device):
-    """The video trajectory: a yaw swing of +-0.35 and a pitch swing of +-0.25 over one loop."""
-    phase = 2 * HALF_TURN * frame_idx / num_frames
-    yaw = HALF_TURN / 2 + 0.35 * np.sin(phase)
-    pitch = HALF_TURN / 2 - 0.05 + 0.25 * np.cos(phase)
-    return LookAtPoseSampler.sample(yaw, pitch, pivot, radius=radius, device=device)

@@ -13,10 +13,9 @@ from training.camera_validation import (
     DatasetError,
     check_camera_labels,
     check_dataset,
-    lookat_cam2world,
-    make_label,
     read_image_header,
 )
+from training.cameras import lookat_cam2world, make_label
 
 #----------------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""camera_utils against the official outputs in tests/data/golden/cameras.npz (tolerance 1e-6)."""
+"""training/cameras.py: the original camera_utils API against the official outputs in tests/data/golden/cameras.npz
+(tolerance 1e-6), the label layout, and the NumPy and torch variants against each other."""
 
 import json
 import math
@@ -10,6 +11,7 @@ import torch
 from conftest import GOLDEN_DIR
 
 import camera_utils
+from training import cameras, presets
 
 TOL = 1e-6
 
@@ -77,3 +79,44 @@ def test_frontal_camera_axes():
     assert torch.allclose(rotation @ rotation.T, torch.eye(3), atol=1e-6)
 
 #----------------------------------------------------------------------------
+
+def test_cameras_come_from_the_presets():
+    assert cameras.focal_length('Shapenet') == cameras.FOCAL_SHAPENET
+    assert cameras.focal_length('afhq') == cameras.focal_length('FFHQ') == cameras.FOCAL_FFHQ
+    pivot, radius = cameras.camera_sphere(presets.rendering_preset('ffhq'))
+    expected_pivot, expected_radius = presets.camera_orbit(presets.rendering_preset('ffhq'))
+    assert pivot.tolist() == pytest.approx(expected_pivot) and radius == expected_radius
+    pivot, radius = cameras.camera_sphere({})
+    assert pivot.tolist() == list(presets.DEFAULT_CAMERA_PIVOT) and radius == presets.DEFAULT_CAMERA_RADIUS
+
+def test_camera_label_layout():
+    intrinsics = cameras.intrinsics_matrix(2.5)
+    assert intrinsics.tolist() == [[2.5, 0, 0.5], [0, 2.5, 0.5], [0, 0, 1]]
+    pivot = torch.tensor([0, 0, 0.2])
+    label = cameras.look_at_label(1.2, 1.4, pivot, 2.7, intrinsics)
+    cam2world = cameras.LookAtPoseSampler.sample(1.2, 1.4, pivot, radius=2.7)
+    assert label.shape == (1, 25)
+    assert torch.equal(label[0, :16], cam2world.reshape(16)) and torch.equal(label[0, 16:], intrinsics.reshape(9))
+    batch = cameras.camera_label(cam2world.repeat(3, 1, 1), intrinsics)
+    assert batch.shape == (3, 25) and torch.equal(batch[2], label[0])
+
+def test_camera_utils_keeps_the_original_api():
+    for name in ('GaussianCameraPoseSampler', 'LookAtPoseSampler', 'UniformCameraPoseSampler', 'create_cam2world_matrix',
+                 'FOV_to_intrinsics'):
+        assert getattr(camera_utils, name) is getattr(cameras, name)
+    assert camera_utils.math_utils.normalize_vecs(torch.tensor([[3.0, 4.0, 0.0]]))[0].tolist() == pytest.approx([0.6, 0.8, 0])
+
+def test_fov_of_focal_inverts_fov_to_intrinsics():
+    fov = cameras.fov_of_focal(cameras.FOCAL_SHAPENET)
+    assert fov == 45.0  # The viewer's default for ShapeNet.
+    assert cameras.FOV_to_intrinsics(fov)[0, 0].item() == pytest.approx(cameras.FOCAL_SHAPENET, abs=1e-3)
+
+def test_numpy_and_torch_look_at_agree():
+    pivot = torch.tensor([0.0, 0.0, 0.2])
+    pose = cameras.LookAtPoseSampler.sample(math.pi / 2 + 0.4, math.pi / 2 - 0.2, pivot, radius=2.7)[0]
+    same = cameras.lookat_cam2world(pose[:3, 3].numpy(), pivot.numpy())
+    assert np.abs(same - pose.numpy()).max() < 1e-5
+    label = cameras.make_label(same, focal=cameras.focal_length('ffhq'))
+    assert len(label) == cameras.LABEL_DIM
+    torch_label = cameras.camera_label(pose[None], cameras.intrinsics_matrix(cameras.FOCAL_FFHQ))[0]
+    assert np.abs(np.array(label) - torch_label.numpy()).max() < 1e-5

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from test_gen_samples import assert_refused, build_tiny_generator, make_workdir, write_tiny_snapshot
 
 import gen_videos
-from inference import generation
+from training import cameras
 
 
 @pytest.fixture(scope='module')
@@ -122,8 +122,8 @@ def test_layout_grid_and_orbit():
     assert grid[0, 0, 0] == 0 and grid[0, 3, 0] == 128 and grid[3, 0, 0] == 255 and grid[3, 3, 0] == 191
 
     pivot = torch.tensor([0.0, 0.0, 0.0])
-    start = generation.orbit_camera(0, 100, pivot, 2.7, 'cpu')[0]
-    quarter = generation.orbit_camera(25, 100, pivot, 2.7, 'cpu')[0]
+    start = cameras.orbit_camera(0, 100, pivot, 2.7, 'cpu')[0]
+    quarter = cameras.orbit_camera(25, 100, pivot, 2.7, 'cpu')[0]
     assert start[0, 3].abs() < 0.01 and start[1, 3] < -0.3  # frame 0: centred, below (pitch 1.57 - 0.05 + 0.25)
     assert quarter[0, 3] > 0.5                               # a quarter loop later: swung toward +x
 

@@ -1,4 +1,4 @@
-"""inference/generation.py: device parsing, the generator loader, camera labels and image conversion."""
+"""inference/generation.py: device parsing, the generator loader and image conversion."""
 
 import pickle
 
@@ -8,9 +8,7 @@ import PIL.Image
 import pytest
 import torch
 
-from camera_utils import LookAtPoseSampler
 from inference import generation
-from training import presets
 
 
 def test_parse_device():
@@ -23,28 +21,6 @@ def test_parse_device():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match='CUDA is not available'):
             generation.parse_device('cuda:0')
-
-
-def test_cameras_come_from_the_presets():
-    assert generation.focal_length('Shapenet') == presets.FOCAL_SHAPENET
-    assert generation.focal_length('afhq') == generation.focal_length('FFHQ') == presets.FOCAL_FFHQ
-    pivot, radius = generation.camera_sphere(presets.rendering_preset('ffhq'))
-    expected_pivot, expected_radius = presets.camera_orbit(presets.rendering_preset('ffhq'))
-    assert pivot.tolist() == pytest.approx(expected_pivot) and radius == expected_radius
-    pivot, radius = generation.camera_sphere({})
-    assert pivot.tolist() == list(presets.DEFAULT_CAMERA_PIVOT) and radius == presets.DEFAULT_CAMERA_RADIUS
-
-
-def test_camera_label_layout():
-    intrinsics = generation.intrinsics_matrix(2.5)
-    assert intrinsics.tolist() == [[2.5, 0, 0.5], [0, 2.5, 0.5], [0, 0, 1]]
-    pivot = torch.tensor([0, 0, 0.2])
-    label = generation.look_at_label(1.2, 1.4, pivot, 2.7, intrinsics)
-    cam2world = LookAtPoseSampler.sample(1.2, 1.4, pivot, radius=2.7)
-    assert label.shape == (1, 25)
-    assert torch.equal(label[0, :16], cam2world.reshape(16)) and torch.equal(label[0, 16:], intrinsics.reshape(9))
-    batch = generation.camera_label(cam2world.repeat(3, 1, 1), intrinsics)
-    assert batch.shape == (3, 25) and torch.equal(batch[2], label[0])
 
 
 def test_to_uint8_truncates_after_clamping(tmp_path):

@@ -21,7 +21,7 @@ import zipfile
 import numpy as np
 import PIL.Image
 
-LABEL_DIM = 25
+from training.cameras import FOCAL_FFHQ, FOCAL_SHAPENET, LABEL_DIM
 
 #----------------------------------------------------------------------------
 
@@ -102,22 +102,6 @@ def least_squares_focus(centers, dirs):
     return np.linalg.solve(lhs, rhs)
 
 #----------------------------------------------------------------------------
-
-def lookat_cam2world(position, target=(0, 0, 0), up=(0, 1, 0)):
-    """cam2world (OpenCV axes) of a camera at `position` looking at `target`, with image-up toward `up`."""
-    position, target, up = (np.asarray(v, dtype=np.float64) for v in (position, target, up))
-    forward = (target - position) / np.linalg.norm(target - position)
-    right = np.cross(forward, up)
-    right /= np.linalg.norm(right)
-    pose = np.eye(4)
-    pose[:3, :3] = np.stack([right, np.cross(forward, right), forward], axis=1)
-    pose[:3, 3] = position
-    return pose
-
-def make_label(cam2world, focal=4.2647, cx=0.5, cy=0.5):
-    """The 25-number EG3D label for a cam2world matrix and normalised intrinsics."""
-    intrinsics = np.array([[focal, 0, cx], [0, focal, cy], [0, 0, 1]])
-    return np.asarray(cam2world, dtype=np.float64).reshape(16).tolist() + intrinsics.reshape(9).tolist()
 
 #----------------------------------------------------------------------------
 
@@ -238,8 +222,8 @@ def _describe_cameras(pose, intr, where, stats, summary, warnings):
     summary.append(f'  focal fx, fy (normalised):   {np.median(fx):.4f}, {np.median(fy):.4f} (median); '
                    f'principal point {np.median(cx):.4f}, {np.median(cy):.4f}')
     summary.append('  for comparison, EG3D FFHQ/AFHQ: distance 2.7, looking at about (0, 0, 0.2), image-up ~ +y, '
-                   'focal 4.2647, principal point 0.5; ShapeNet cars: SRN cameras on a sphere around the origin, '
-                   'looking at it, focal about 1.7')
+                   f'focal {FOCAL_FFHQ}, principal point 0.5; ShapeNet cars: SRN cameras on a sphere around the origin, '
+                   f'looking at it, focal about {FOCAL_SHAPENET:.1f}')
 
     # Conventions that commonly go wrong.
     if toward.mean() < 0.5 and np.median(miss) < 0.5 * np.median(dist):

@@ -1,21 +1,82 @@
-"""Camera pose samplers and intrinsics helpers.
+"""Cameras: the label layout, the focal constants, pose samplers, look-at and orbit helpers, intrinsics.
 
-Poses are 4x4 cam2world matrices with OpenCV camera axes (+x right, +y down, +z forward) in a
-world frame with +y up. Cameras sit on a sphere and are parameterised by a yaw-like angle
-`horizontal` (pi/2 = on the +z axis, larger values move toward +x) and a pitch-like `vertical`
-in (0, pi) (pi/2 = equator, smaller values raise the camera; the height is linear in it).
+A label is LABEL_DIM = 25 numbers: cam2world (4x4, row-major) then the intrinsics divided by the image size
+(3x3). Poses are cam2world matrices with OpenCV camera axes (+x right, +y down, +z forward) in a world frame
+with +y up. The scripts' cameras sit on a sphere and are parameterised by a yaw-like angle `horizontal`
+(pi/2 = on the +z axis, larger values move toward +x) and a pitch-like `vertical` in (0, pi) (pi/2 = equator,
+smaller values raise the camera; the height is linear in it).
+
+NumPy variants (lookat_cam2world, make_label: dataset tools and tests) and torch variants (samplers, labels for
+the generator) sit side by side. The torch functions import torch when called, so that the dataset checks,
+which use only the constants and NumPy, start without it. camera_utils.py re-exports the original API.
 """
 
 import math
 
-import torch
+import numpy as np
 
-from training.volumetric_rendering import math_utils
+from training import presets
+
+LABEL_DIM = 25  # cam2world (16, row-major) followed by the normalised intrinsics (9).
+
+# Focal lengths in units of the image size: FFHQ/AFHQ (2985.29 / 700) and the ShapeNet cars' wider view.
+FOCAL_FFHQ = 4.2647
+FOCAL_SHAPENET = 1.7074
+
+# The video trajectory uses 3.14 for pi (so does the keyframe camera): released videos were rendered this way.
+HALF_TURN = 3.14
 
 #----------------------------------------------------------------------------
+# Focal lengths and intrinsics.
+
+def focal_length(cfg: str) -> float:
+    """Normalised focal length of a dataset family: the ShapeNet cars' wider view, else FFHQ/AFHQ's."""
+    return FOCAL_SHAPENET if cfg.lower() == 'shapenet' else FOCAL_FFHQ
+
+def _fov_focal(fov_degrees):
+    # The truncated constants 3.14159 and 1.414 (instead of pi and sqrt(2)) made the released cameras and labels.
+    return float(1 / (math.tan(fov_degrees * 3.14159 / 360) * 1.414))
+
+def fov_of_focal(focal: float) -> float:
+    """Vertical FOV in degrees (rounded to 0.01) whose FOV_to_intrinsics() focal is `focal`."""
+    return round(math.atan(1 / (focal * 1.414)) * 360 / 3.14159, 2)
+
+def FOV_to_intrinsics(fov_degrees, device='cpu'):
+    """Normalized intrinsics [3,3] for a square image with the given vertical field of view."""
+    import torch
+    focal = _fov_focal(fov_degrees)
+    return torch.tensor([[focal, 0, 0.5], [0, focal, 0.5], [0, 0, 1]], device=device)
+
+def intrinsics_matrix(focal: float, device='cpu'):
+    """[3, 3] float32 normalised intrinsics with principal point (0.5, 0.5)."""
+    import torch
+    return torch.tensor([[focal, 0, 0.5], [0, focal, 0.5], [0, 0, 1]], dtype=torch.float32, device=device)
+
+#----------------------------------------------------------------------------
+# NumPy: labels of dataset.json files.
+
+def lookat_cam2world(position, target=(0, 0, 0), up=(0, 1, 0)) -> np.ndarray:
+    """float64 cam2world [4, 4] (OpenCV axes) of a camera at `position` looking at `target`, image-up toward `up`."""
+    position, target, up = (np.asarray(v, dtype=np.float64) for v in (position, target, up))
+    forward = (target - position) / np.linalg.norm(target - position)
+    right = np.cross(forward, up)
+    right /= np.linalg.norm(right)
+    pose = np.eye(4)
+    pose[:3, :3] = np.stack([right, np.cross(forward, right), forward], axis=1)
+    pose[:3, 3] = position
+    return pose
+
+def make_label(cam2world, focal=FOCAL_FFHQ, cx=0.5, cy=0.5) -> list:
+    """The LABEL_DIM numbers of a dataset.json label for a cam2world matrix and normalised intrinsics."""
+    intrinsics = np.array([[focal, 0, cx], [0, focal, cy], [0, 0, 1]])
+    return np.asarray(cam2world, dtype=np.float64).reshape(16).tolist() + intrinsics.reshape(9).tolist()
+
+#----------------------------------------------------------------------------
+# torch: poses on the camera sphere.
 
 def _orbit_origins(horizontal, vertical, radius):
     """Camera centres [B,3] on a sphere of the given radius around the world origin."""
+    import torch
     vertical = torch.clamp(vertical, 1e-5, math.pi - 1e-5)
     phi = torch.arccos(1 - 2 * (vertical / math.pi))
     theta = math.pi - horizontal
@@ -24,57 +85,63 @@ def _orbit_origins(horizontal, vertical, radius):
     z = radius * torch.sin(phi) * torch.sin(theta)
     return torch.cat([x, y, z], dim=-1)
 
-def _look_at(origins, lookat_position):
-    return create_cam2world_matrix(math_utils.normalize_vecs(lookat_position - origins), origins)
+def _normalize(vectors):
+    from training.volumetric_rendering import math_utils
+    return math_utils.normalize_vecs(vectors)
 
-#----------------------------------------------------------------------------
+def _look_at(origins, lookat_position):
+    return create_cam2world_matrix(_normalize(lookat_position - origins), origins)
+
+def _draw_angles(draw, horizontal_mean, vertical_mean, horizontal_stddev, vertical_stddev, batch_size, device):
+    # Both draws always happen (even for zero stddev) so the global RNG advances predictably.
+    h = draw((batch_size, 1), device=device) * horizontal_stddev + horizontal_mean
+    v = draw((batch_size, 1), device=device) * vertical_stddev + vertical_mean
+    return h, v
+
+def _uniform(shape, device):
+    import torch
+    return torch.rand(shape, device=device) * 2 - 1
+
+def _gaussian(shape, device):
+    import torch
+    return torch.randn(shape, device=device)
 
 class GaussianCameraPoseSampler:
     """Yaw and pitch drawn from normal distributions; the camera looks at the world origin."""
 
     @staticmethod
     def sample(horizontal_mean, vertical_mean, horizontal_stddev=0, vertical_stddev=0, radius=1, batch_size=1, device='cpu'):
-        # Both draws always happen (even for zero stddev) so the global RNG advances predictably.
-        h = torch.randn((batch_size, 1), device=device) * horizontal_stddev + horizontal_mean
-        v = torch.randn((batch_size, 1), device=device) * vertical_stddev + vertical_mean
+        h, v = _draw_angles(_gaussian, horizontal_mean, vertical_mean, horizontal_stddev, vertical_stddev, batch_size, device)
         origins = _orbit_origins(h, v, radius)
-        return _look_at(origins, torch.zeros_like(origins))
-
-#----------------------------------------------------------------------------
+        return _look_at(origins, origins.new_zeros(origins.shape))
 
 class LookAtPoseSampler:
     """Like GaussianCameraPoseSampler, but the camera looks at `lookat_position` (a [3] tensor)."""
 
     @staticmethod
     def sample(horizontal_mean, vertical_mean, lookat_position, horizontal_stddev=0, vertical_stddev=0, radius=1, batch_size=1, device='cpu'):
-        h = torch.randn((batch_size, 1), device=device) * horizontal_stddev + horizontal_mean
-        v = torch.randn((batch_size, 1), device=device) * vertical_stddev + vertical_mean
-        origins = _orbit_origins(h, v, radius)
-        return _look_at(origins, lookat_position)
-
-#----------------------------------------------------------------------------
+        h, v = _draw_angles(_gaussian, horizontal_mean, vertical_mean, horizontal_stddev, vertical_stddev, batch_size, device)
+        return _look_at(_orbit_origins(h, v, radius), lookat_position)
 
 class UniformCameraPoseSampler:
     """Yaw and pitch drawn uniformly from mean +- stddev; the camera looks at the world origin."""
 
     @staticmethod
     def sample(horizontal_mean, vertical_mean, horizontal_stddev=0, vertical_stddev=0, radius=1, batch_size=1, device='cpu'):
-        h = (torch.rand((batch_size, 1), device=device) * 2 - 1) * horizontal_stddev + horizontal_mean
-        v = (torch.rand((batch_size, 1), device=device) * 2 - 1) * vertical_stddev + vertical_mean
+        h, v = _draw_angles(_uniform, horizontal_mean, vertical_mean, horizontal_stddev, vertical_stddev, batch_size, device)
         origins = _orbit_origins(h, v, radius)
-        return _look_at(origins, torch.zeros_like(origins))
-
-#----------------------------------------------------------------------------
+        return _look_at(origins, origins.new_zeros(origins.shape))
 
 def create_cam2world_matrix(forward_vector, origin):
     """forward_vector [B,3] (viewing direction), origin [B,3] (camera centre) -> cam2world [B,4,4].
 
     The camera's x axis is horizontal (world +y is the reference up), so image up is world up.
     """
-    forward = math_utils.normalize_vecs(forward_vector)
+    import torch
+    forward = _normalize(forward_vector)
     world_up = torch.tensor([0, 1, 0], dtype=torch.float32, device=origin.device).expand_as(forward)
-    right = -math_utils.normalize_vecs(torch.linalg.cross(world_up, forward, dim=-1))
-    up = math_utils.normalize_vecs(torch.linalg.cross(forward, right, dim=-1))
+    right = -_normalize(torch.linalg.cross(world_up, forward, dim=-1))
+    up = _normalize(torch.linalg.cross(forward, right, dim=-1))
 
     cam2world = torch.eye(4, device=origin.device).repeat(forward.shape[0], 1, 1)
     cam2world[:, :3, :3] = torch.stack([right, up, forward], dim=-1)
@@ -82,14 +149,32 @@ def create_cam2world_matrix(forward_vector, origin):
     return cam2world
 
 #----------------------------------------------------------------------------
+# torch: generator labels.
 
-def FOV_to_intrinsics(fov_degrees, device='cpu'):
-    """Normalized intrinsics [3,3] for a square image with the given vertical field of view.
+def camera_sphere(rendering_kwargs: dict, device='cpu') -> tuple:
+    """(pivot [3] tensor, radius) of the sphere the scripts' cameras move on, from a generator's rendering options."""
+    import torch
+    pivot, radius = presets.camera_orbit(rendering_kwargs)
+    return torch.tensor(pivot, dtype=torch.float32, device=device), radius
 
-    The focal factor uses the truncated constants 3.14159 and 1.414 (instead of pi and sqrt(2)),
-    because the released cameras and labels were made with them.
-    """
-    focal = float(1 / (math.tan(fov_degrees * 3.14159 / 360) * 1.414))
-    return torch.tensor([[focal, 0, 0.5], [0, focal, 0.5], [0, 0, 1]], device=device)
+def camera_label(cam2world, intrinsics):
+    """cam2world [B, 4, 4] and one intrinsics [3, 3] -> generator labels [B, LABEL_DIM]."""
+    import torch
+    cam2world = cam2world.reshape(-1, 16)
+    assert intrinsics.numel() == 9, f'intrinsics of shape {tuple(intrinsics.shape)}'
+    intrinsics = intrinsics.reshape(1, 9).to(cam2world).expand(len(cam2world), 9)
+    return torch.cat([cam2world, intrinsics], dim=1)
+
+def look_at_label(yaw: float, pitch: float, pivot, radius: float, intrinsics):
+    """Label [1, LABEL_DIM] of a camera at (yaw, pitch) on the sphere, looking at the pivot (LookAtPoseSampler angles)."""
+    cam2world = LookAtPoseSampler.sample(yaw, pitch, pivot, radius=radius, device=pivot.device)
+    return camera_label(cam2world, intrinsics)
+
+def orbit_camera(frame_idx, num_frames, pivot, radius, device):
+    """cam2world [1, 4, 4] of the video trajectory: a yaw swing of +-0.35 and a pitch swing of +-0.25 per loop."""
+    phase = 2 * HALF_TURN * frame_idx / num_frames
+    yaw = HALF_TURN / 2 + 0.35 * np.sin(phase)
+    pitch = HALF_TURN / 2 - 0.05 + 0.25 * np.cos(phase)
+    return LookAtPoseSampler.sample(yaw, pitch, pivot, radius=radius, device=device)
 
 #----------------------------------------------------------------------------

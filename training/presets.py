@@ -2,7 +2,7 @@
 
 A preset holds the rendering options that the training guide asks for when a new dataset is set up
 (depth samples, ray range, box size, background, and the average camera that the scripts orbit), and
-the camera constants of the released datasets.
+the camera sphere of the released datasets.
 """
 
 import copy
@@ -23,10 +23,6 @@ SR_MODULES = {
     256: 'training.superresolution.SuperresolutionHybrid4X',
     128: 'training.superresolution.SuperresolutionHybrid2X',
 }
-
-# Focal lengths in units of the image size: FFHQ/AFHQ (2985.29 / 700) and the ShapeNet cars' wider view.
-FOCAL_FFHQ = 4.2647
-FOCAL_SHAPENET = 1.7074
 
 # Camera sphere of the generation scripts when a generator's rendering options do not name one.
 DEFAULT_CAMERA_RADIUS = 2.7

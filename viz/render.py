@@ -18,8 +18,7 @@ import numpy as np
 import torch
 
 from inference import generation, shape_extraction
-from training import network_pickle, presets
-from training.cameras import FOV_to_intrinsics
+from training import cameras, network_pickle, presets
 from training.triplane import split_planes
 from viz.colormap import colorize_depth
 from viz.view_request import MESH_FORMATS, RequestError, ViewRequest, parse_view_request
@@ -33,8 +32,7 @@ def default_fov(rendering_kwargs: dict) -> float:
     """Vertical FOV (degrees) for a generator: gen_samples' default, or ShapeNet's wide lens for its preset."""
     if not rendering_kwargs.get('white_back', False):
         return 18.0
-    # Inverse of FOV_to_intrinsics(), with its constants, so the label matches the training cameras.
-    return round(math.atan(1 / (presets.FOCAL_SHAPENET * 1.414)) * 360 / 3.14159, 2)
+    return cameras.fov_of_focal(cameras.FOCAL_SHAPENET)
 
 
 def preview_settings(resolution: int, depth: int, importance: int) -> tuple:
@@ -89,8 +87,8 @@ class Renderer:
 
     def _camera(self, info, yaw, pitch, distance, fov):
         pivot = torch.tensor(info['avg_camera_pivot'], dtype=torch.float32, device=self.device)
-        return generation.look_at_label(math.pi / 2 + math.radians(yaw), math.pi / 2 - math.radians(pitch), pivot,
-                                        info['avg_camera_radius'] * distance, FOV_to_intrinsics(fov, device=self.device))
+        return cameras.look_at_label(math.pi / 2 + math.radians(yaw), math.pi / 2 - math.radians(pitch), pivot,
+                                        info['avg_camera_radius'] * distance, cameras.FOV_to_intrinsics(fov, device=self.device))
 
     def _conditioning(self, request: ViewRequest, info, camera):
         if request.conditioning == 'camera':
