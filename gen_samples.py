@@ -87,7 +87,7 @@ def check_shape_options(shapes, shape_format, shape_res):
               metavar='BOOL', default=False, show_default=True)
 @click.option('--seed-noise', help='Seed torch with each seed so images are reproducible (False: unseeded noise, '
               'see docs/compat.md)', type=bool, metavar='BOOL', default=True, show_default=True)
-@click.option('--device', help='Torch device (default: cuda if available, else cpu)', type=generation.DEVICE,
+@click.option('--device', help='Torch device (default: cuda if available, else cpu)', type=cli.DEVICE,
               default=None)
 @cli.trust_embedded_code_option
 @cli.one_line_errors
@@ -101,7 +101,7 @@ def generate_images(network_pkl, seeds, truncation_psi, truncation_cutoff, class
     del class_idx
     check_shape_options(shapes, shape_format, shape_res)
     cli.check_output_dir(outdir, file_names=output_names(seeds, shapes, shape_format))
-    device = generation.parse_device(device)
+    device = cli.parse_device(device)
     G = generation.load_generator(network_pkl, device, reload_modules=reload_modules,
                                   trust_embedded_code=trust_embedded_code)
     os.makedirs(outdir, exist_ok=True)

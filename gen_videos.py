@@ -222,7 +222,7 @@ def set_depth_samples(G, sampling_multiplier):
               default=True, show_default=True, metavar='BOOL')
 @click.option('--seed-noise', help='Seed torch (ray jitter) so videos are reproducible (False: unseeded, see '
               'docs/compat.md)', type=bool, metavar='BOOL', default=True, show_default=True)
-@click.option('--device', help='Torch device (default: cuda if available, else cpu)', type=generation.DEVICE,
+@click.option('--device', help='Torch device (default: cuda if available, else cpu)', type=cli.DEVICE,
               default=None)
 @cli.trust_embedded_code_option
 @cli.one_line_errors
@@ -235,7 +235,7 @@ def generate_videos(network_pkl, seeds, shuffle_seed, grid, num_keyframes, w_fra
     """
     del reload_modules
     jobs = plan_videos(outdir, seeds, interpolate, shapes, grid, num_keyframes, shuffle_seed, w_frames)
-    device = generation.parse_device(device)
+    device = cli.parse_device(device)
     G = generation.load_generator(network_pkl, device, trust_embedded_code=trust_embedded_code)
     set_depth_samples(G, sampling_multiplier)
     if nrr is not None:

@@ -28,6 +28,7 @@ import PIL.Image
 import torch
 from tqdm import tqdm
 
+import cli
 import dnnlib
 from cli import one_line_errors, trust_embedded_code_option
 from dataset_tool import make_transform
@@ -208,13 +209,13 @@ def run_stages(G, target, c, loss_fn, proj_opts, tune_opts, seed, record):
               default=False, show_default=True)
 @click.option('--shape-res', help='Voxel grid side for --shapes', type=click.IntRange(min=2), default=512,
               show_default=True)
-@click.option('--device', help='Torch device (default: cuda if available, else cpu)', type=generation.DEVICE, default=None)
+@click.option('--device', help='Torch device (default: cuda if available, else cpu)', type=cli.DEVICE, default=None)
 @trust_embedded_code_option
 @one_line_errors
 def run_projection(network_pkl, target_path, camera, outdir, latent_space, num_steps, pti_steps, pti_lr, loss_kind,
                    mse_weight, seed, num_frames, shapes, shape_res, device, trust_embedded_code):
     """Project a photo into an EG3D generator's latent space and render it from new views."""
-    device = generation.parse_device(device)
+    device = cli.parse_device(device)
     photo = read_target(target_path)
     label = read_camera(camera, target_path)
     data = load_snapshot(network_pkl, trust_embedded_code)

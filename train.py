@@ -319,10 +319,10 @@ def launch_torchrun(opts, world):
 
 #----------------------------------------------------------------------------
 
-@click.command(epilog=rendering_config.TRAIN_HELP_EPILOG)
+@click.command(epilog=sections.TRAIN_HELP_EPILOG)
 # Required.
 @click.option('--outdir', help='Parent directory of the run directories', metavar='DIR', required=True)
-@click.option('--cfg', help='Rendering preset or JSON rendering config file', metavar='[ffhq|afhq|shapenet|FILE.json]', type=rendering_config.ConfigArg(), required=True)
+@click.option('--cfg', help='Rendering preset or JSON rendering config file', metavar='[ffhq|afhq|shapenet|FILE.json]', type=sections.ConfigArg(), required=True)
 @click.option('--data', help='Dataset zip or folder', metavar='[ZIP|DIR]', type=str, required=True)
 @click.option('--gpus', help='Number of GPUs (processes)', metavar='INT', type=click.IntRange(min=1), required=True)
 @click.option('--batch', help='Total batch size over all GPUs', metavar='INT', type=click.IntRange(min=1), required=True)
@@ -383,7 +383,7 @@ def launch_torchrun(opts, world):
 @click.option('--nan-limit', help='Stop after this many consecutive iterations with non-finite losses or gradients (0: never)', metavar='INT', type=click.IntRange(min=0), default=training_loop.DEFAULTS.nan_limit, show_default=True)
 @click.option('--depth-resolution', help='Coarse samples per ray  [default: from --cfg]', metavar='INT', type=click.IntRange(min=2))
 @click.option('--depth-resolution-importance', help='Importance samples per ray  [default: from --cfg]', metavar='INT', type=click.IntRange(min=0))
-@rendering_config.override_options
+@sections.override_options
 @cli.trust_embedded_code_option
 @click.option('--grid', help='Size of the snapshot image grids  [default: from the resolution]', metavar='WxH', type=GRID)
 # Opt-in speed modes (docs/performance.md); the defaults reproduce the exact numbers.

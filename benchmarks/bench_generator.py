@@ -21,8 +21,8 @@ import torch
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
+import cli  # noqa: E402
 import dnnlib  # noqa: E402
-from inference import generation  # noqa: E402
 from training import cameras, presets  # noqa: E402
 
 KWARGS_DIR = os.path.join(REPO_ROOT, 'tests', 'data', 'state_dicts')
@@ -49,14 +49,14 @@ def frontal_cameras(cfg, batch, device):
 @click.option('--cfg', type=click.Choice(['ffhq', 'afhq', 'shapenet']), default='ffhq', show_default=True)
 @click.option('--res', 'neural_res', type=click.IntRange(min=8), default=64, show_default=True,
     help='Neural rendering resolution.')
-@click.option('--device', type=generation.DEVICE, default=None, help='Torch device  [default: cuda if available]')
+@click.option('--device', type=cli.DEVICE, default=None, help='Torch device  [default: cuda if available]')
 @click.option('--batch', type=click.IntRange(min=1), default=1, show_default=True)
 @click.option('--iters', type=click.IntRange(min=1), default=5, show_default=True, help='Timed iterations.')
 @click.option('--warmup', type=click.IntRange(min=0), default=1, show_default=True)
 @click.option('--noise-mode', type=click.Choice(['const', 'random', 'none']), default='const', show_default=True)
 def main(cfg, neural_res, device, batch, iters, warmup, noise_mode):
     """Print G forward time per image and peak memory."""
-    device = generation.parse_device(device)
+    device = cli.parse_device(device)
     torch.manual_seed(0)
     G = build_generator(cfg, device)
     z = torch.randn(batch, G.z_dim, device=device)

@@ -32,9 +32,9 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import cli  # noqa: E402
 import dnnlib  # noqa: E402
 import train  # noqa: E402
-from inference import generation  # noqa: E402
 from torch_utils.ops import conv2d_gradfix, grid_sample_gradfix  # noqa: E402
 from training import cameras, presets  # noqa: E402
 from training import phases as training_phases  # noqa: E402
@@ -135,12 +135,12 @@ def benchmark(c, device, iters, warmup):
 @click.option('--nrr', help='Neural rendering resolution', type=click.IntRange(min=1), default=64, show_default=True)
 @click.option('--iters', help='Timed iterations (use a multiple of 16 to weight the lazy phases exactly)', type=click.IntRange(min=1), default=32, show_default=True)
 @click.option('--warmup', help='Untimed iterations first', type=click.IntRange(min=0), default=4, show_default=True)
-@click.option('--device', help='Torch device  [default: cuda if available]', type=generation.DEVICE, default=None)
+@click.option('--device', help='Torch device  [default: cuda if available]', type=cli.DEVICE, default=None)
 @click.option('--out', help='Also write the results to this JSON file', type=str)
 @click.argument('train_args', nargs=-1, type=click.UNPROCESSED)
 def main(cfg, data, gpus, batch, nrr, iters, warmup, device, out, train_args):
     """Time training iterations; extra arguments are passed to train.py's option parser (e.g. --gamma=1 --aug=ada)."""
-    device = generation.parse_device(device)
+    device = cli.parse_device(device)
     with tempfile.TemporaryDirectory() as tmp:
         if data is None:
             data = os.path.join(tmp, f'synthetic{_RESOLUTIONS[cfg]}')

@@ -1,63 +1,39 @@
-"""What the generation tools share: the device, the generator of a snapshot, camera labels and image conversion.
+"""What the generation tools share: the generator of a snapshot and image conversion.
 
-Used by gen_samples.py, gen_videos.py and the benchmarks; calc_metrics.py and the metrics use the loader and the
-image conversion too. Command-line parsing and the error boundary live in cli/__init__.py.
+Used by gen_samples.py, gen_videos.py, projector.py, calc_metrics.py, the viewer and the benchmarks. Cameras live in
+training/cameras.py; command-line parsing, the device choice and the error boundary in cli/.
 """
 
-import click
 import numpy as np
 import PIL.Image
 import torch
 
-import cli
 import dnnlib
 from torch_utils import misc
 from training import network_pickle
 from training.cameras import LABEL_DIM
 
 # ----------------------------------------------------------------------------
-# Device.
-
-
-def parse_device(value) -> torch.device:
-    """'cpu', 'cuda', 'cuda:1', ...; None or '' picks CUDA when available. ValueError names the problem."""
-    if isinstance(value, torch.device):
-        return value
-    if value is None or str(value).strip() == '':
-        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-    try:
-        device = torch.device(str(value).strip())
-    except RuntimeError as err:
-        raise ValueError(f'"{value}" is not a torch device ({" ".join(str(err).split())})') from err
-    if device.type == 'cuda':
-        if not torch.cuda.is_available():
-            raise ValueError(f'"{value}": CUDA is not available on this machine')
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ValueError(f'"{value}": only {torch.cuda.device_count()} CUDA device(s) are visible')
-    elif device.type != 'cpu':
-        raise ValueError(f'"{value}": only cpu and cuda devices are supported')
-    return device
-
-
-DEVICE = cli.click_type(parse_device, 'device')
-
-# ----------------------------------------------------------------------------
 # The generator.
 
 
+class GeneratorError(dnnlib.util.UserError):
+    """A snapshot that a tool cannot use: one line naming the flag and the file."""
+
+
 def open_snapshot(network_pkl: str, trust_embedded_code: bool = False, flag: str = '--network') -> dict:
-    """network_pickle.open_network_pkl() for a tool: a file that cannot be read ends it with one line naming `flag`."""
+    """network_pickle.open_network_pkl(); a file that cannot be read raises GeneratorError naming `flag`."""
     try:
         return network_pickle.open_network_pkl(network_pkl, trust_embedded_code=trust_embedded_code)
     except network_pickle.NetworkPickleError as err:
-        raise click.ClickException(f'{flag}: {err}') from err
+        raise GeneratorError(f'{flag}: {err}') from err
 
 
 def check_eg3d_generator(G, network_pkl: str, flag: str = '--network') -> None:
-    """One line naming `flag` and the file unless G is a camera-conditioned EG3D generator."""
+    """GeneratorError naming `flag` and the file unless G is a camera-conditioned EG3D generator."""
     if not isinstance(getattr(G, 'rendering_kwargs', None), dict) or getattr(G, 'c_dim', None) != LABEL_DIM:
-        raise click.ClickException(f'{flag}: {network_pkl}: G_ema is a {type(G).__name__}, not an EG3D generator '
-                                   f'(expected rendering_kwargs and c_dim = {LABEL_DIM})')
+        raise GeneratorError(f'{flag}: {network_pkl}: G_ema is a {type(G).__name__}, not an EG3D generator '
+                             f'(expected rendering_kwargs and c_dim = {LABEL_DIM})')
 
 
 def load_generator(network_pkl: str, device, reload_modules: bool = False, trust_embedded_code: bool = False,
@@ -66,7 +42,7 @@ def load_generator(network_pkl: str, device, reload_modules: bool = False, trust
 
     reload_modules rebuilds G from its constructor arguments with this repository's code and copies every
     parameter and buffer. A file that cannot be read, or whose G_ema is not a camera-conditioned EG3D generator,
-    ends the tool with one line naming `flag` and the file.
+    raises GeneratorError naming `flag` and the file.
     """
     print(f'Loading networks from "{network_pkl}"...')
     G = open_snapshot(network_pkl, trust_embedded_code=trust_embedded_code, flag=flag)['G_ema']

@@ -3,9 +3,11 @@ import re
 
 import click
 import pytest
+import torch
 from click.testing import CliRunner
 
 import cli
+import dnnlib
 
 
 def test_parsers():
@@ -20,7 +22,7 @@ def test_parsers():
 
 
 @click.command()
-@click.option('--fail', type=click.Choice(['none', 'deep', 'usage']), default='none')
+@click.option('--fail', type=click.Choice(['none', 'deep', 'usage', 'user']), default='none')
 @click.option('--seeds', type=cli.SEED_RANGE, default='0')
 @cli.one_line_errors
 def _tool(fail, seeds):
@@ -28,6 +30,8 @@ def _tool(fail, seeds):
         raise OSError('data/x.zip: not a zip\n archive')
     if fail == 'usage':
         raise click.ClickException('--seeds: empty')
+    if fail == 'user':
+        raise dnnlib.util.UserError('--network: x.pkl: not a network snapshot')
     click.echo(f'ok {seeds}')
 
 
@@ -40,6 +44,8 @@ def test_one_line_errors(monkeypatch):
     assert result.output == f'Error: data/x.zip: not a zip archive (OSError; set {cli.DEBUG_ENV}=1 for the traceback)\n'
     result = CliRunner().invoke(_tool, ['--fail=usage'])
     assert result.exit_code == 1 and result.output == 'Error: --seeds: empty\n'
+    result = CliRunner().invoke(_tool, ['--fail=user'])
+    assert result.exit_code == 1 and result.output == 'Error: --network: x.pkl: not a network snapshot\n'
     result = CliRunner().invoke(_tool, ['--seeds=x'])
     assert result.exit_code == 2 and '"x" is neither an integer nor a range' in result.output
     monkeypatch.setenv(cli.DEBUG_ENV, '1')
@@ -86,3 +92,15 @@ def test_check_output_dir_creates_nothing(tmp_path):
             cli.check_output_dir(path, flag=flag, file_names=names)
         assert info.value.message.startswith(flag)
     assert sorted(os.listdir(tmp_path)) == ['dir', 'file'] and os.listdir(tmp_path / 'dir') == ['taken.png']
+
+
+def test_parse_device():
+    assert cli.parse_device('cpu') == torch.device('cpu')
+    assert cli.parse_device(None) == torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    with pytest.raises(ValueError, match='^"tpu" is not a torch device'):
+        cli.parse_device('tpu')
+    with pytest.raises(ValueError, match='only cpu and cuda'):
+        cli.parse_device('meta')
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match='CUDA is not available'):
+            cli.parse_device('cuda:0')

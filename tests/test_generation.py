@@ -1,26 +1,13 @@
-"""inference/generation.py: device parsing, the generator loader and image conversion."""
+"""inference/generation.py: the generator loader and image conversion."""
 
 import pickle
 
-import click
 import numpy as np
 import PIL.Image
 import pytest
 import torch
 
 from inference import generation
-
-
-def test_parse_device():
-    assert generation.parse_device('cpu') == torch.device('cpu')
-    assert generation.parse_device(None) == torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-    with pytest.raises(ValueError, match='^"tpu" is not a torch device'):
-        generation.parse_device('tpu')
-    with pytest.raises(ValueError, match='only cpu and cuda'):
-        generation.parse_device('meta')
-    if not torch.cuda.is_available():
-        with pytest.raises(ValueError, match='CUDA is not available'):
-            generation.parse_device('cuda:0')
 
 
 def test_to_uint8_truncates_after_clamping(tmp_path):
@@ -38,13 +25,13 @@ def test_to_uint8_truncates_after_clamping(tmp_path):
 def test_load_generator_names_the_flag_and_file(tmp_path, monkeypatch):
     junk = tmp_path / 'junk.pkl'
     junk.write_bytes(pickle.dumps([1, 2]))
-    with pytest.raises(click.ClickException, match=f'^--network: {junk}: not a network snapshot'):
+    with pytest.raises(generation.GeneratorError, match=f'^--network: {junk}: not a network snapshot'):
         generation.load_generator(str(junk), 'cpu')
-    with pytest.raises(click.ClickException, match=f'^--data-net: {junk}: not a network snapshot'):
+    with pytest.raises(generation.GeneratorError, match=f'^--data-net: {junk}: not a network snapshot'):
         generation.open_snapshot(str(junk), flag='--data-net')
 
     class NotEG3D(torch.nn.Module):
         c_dim = 0
     monkeypatch.setattr(generation.network_pickle, 'open_network_pkl', lambda path, **kwargs: dict(G_ema=NotEG3D()))
-    with pytest.raises(click.ClickException, match='^--net: x.pkl: G_ema is a NotEG3D, not an EG3D generator'):
+    with pytest.raises(generation.GeneratorError, match='^--net: x.pkl: G_ema is a NotEG3D, not an EG3D generator'):
         generation.load_generator('x.pkl', 'cpu', flag='--net')
