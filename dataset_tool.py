@@ -47,6 +47,7 @@ from training.camera_validation import (
     read_image_header,
 )
 from training.cameras import LABEL_DIM
+from training.dataset_transform import make_transform
 
 #----------------------------------------------------------------------------
 
@@ -215,11 +216,6 @@ def open_source(source, max_images):
 
 #----------------------------------------------------------------------------
 
-def resize(img, width, height):
-    if img.shape[1] == width and img.shape[0] == height:
-        return img
-    return np.array(PIL.Image.fromarray(img).resize((width, height), PIL.Image.LANCZOS))
-
 def check_resolution(transform, width, height):
     """Checks on --resolution/--transform that need no image."""
     if transform is not None and width is None:
@@ -233,31 +229,6 @@ def check_resolution(transform, width, height):
         error(f'--resolution={width}x{height}: images must be square')
     if width & (width - 1):
         error(f'--resolution={width}x{height}: {width} is not a power of two')
-
-def make_transform(transform, width, height):
-    """Returns img -> img (or None to drop the image)."""
-    if width is None:
-        return lambda img: img
-    if transform is None:
-        return lambda img: resize(img, width, height)
-
-    def center_crop(img):
-        crop = min(img.shape[0], img.shape[1])
-        top, left = (img.shape[0] - crop) // 2, (img.shape[1] - crop) // 2
-        return resize(img[top:top + crop, left:left + crop], width, height)
-
-    def center_crop_wide(img):
-        # A centred band with the output's aspect ratio, letterboxed into a square black canvas.
-        band = int(np.round(width * img.shape[0] / img.shape[1]))
-        if img.shape[1] < width or band < height:
-            return None
-        top = (img.shape[0] - band) // 2
-        img = resize(img[top:top + band], width, height)
-        canvas = np.zeros([width, width] + list(img.shape[2:]), dtype=np.uint8)
-        canvas[(width - height) // 2:(width + height) // 2] = img
-        return canvas
-
-    return {'center-crop': center_crop, 'center-crop-wide': center_crop_wide}[transform]
 
 def converted_shape(header, where, transform, width, height):
     """(width, height, channels) that an image with this header converts to, or None if the transform drops it."""

@@ -23,7 +23,8 @@ import torch
 
 import cli
 from inference import generation, shape_extraction
-from training import cameras
+from torch_utils import misc
+from training import cameras, image_grid
 
 # Rendering views, left to right: yaw offsets around the front, all seen from slightly above.
 VIEW_YAWS = (0.4, 0.0, -0.4)
@@ -119,8 +120,8 @@ def generate_images(network_pkl, seeds, truncation_psi, truncation_cutoff, class
         z = torch.from_numpy(np.random.RandomState(seed).randn(1, G.z_dim)).to(device)
         with torch.no_grad():
             ws = G.mapping(z, conditioning, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
-            images = [generation.to_uint8(G.synthesis(ws, view)['image']) for view in views]
-        generation.save_png(os.path.join(outdir, f'seed{seed:04d}.png'), torch.cat(images, dim=2)[0].cpu().numpy())
+            images = [misc.to_uint8(G.synthesis(ws, view)['image']) for view in views]
+        image_grid.save_png(os.path.join(outdir, f'seed{seed:04d}.png'), torch.cat(images, dim=2)[0].cpu().numpy())
         if shapes:
             generate_shape(G, ws, seed, outdir, shape_res, shape_format, level, mesh_colors, device)
 

@@ -23,6 +23,7 @@ from tqdm import tqdm
 import cli
 import dnnlib
 from inference import generation, shape_extraction
+from torch_utils import misc
 from training import cameras
 
 # ----------------------------------------------------------------------------
@@ -81,7 +82,7 @@ def layout_grid(img, grid_w, grid_h):
     """[grid_h * grid_w, C, H, W] in [-1, 1] (row-major cells) -> [grid_h * H, grid_w * W, C] uint8 array."""
     batch_size, channels, img_h, img_w = img.shape
     assert batch_size == grid_w * grid_h
-    img = generation.to_uint8(img)                                    # [B, H, W, C]
+    img = misc.to_uint8(img)                                    # [B, H, W, C]
     img = img.reshape(grid_h, grid_w, img_h, img_w, channels).permute(0, 2, 1, 3, 4)
     return img.reshape(grid_h * img_h, grid_w * img_w, channels).cpu().numpy()
 

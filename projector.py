@@ -31,12 +31,12 @@ from tqdm import tqdm
 import cli
 import dnnlib
 from cli import one_line_errors, trust_embedded_code_option
-from dataset_tool import make_transform
 from inference import generation, projection, shape_extraction
-from inference.perceptual import PerceptualDistance
-from metrics.metric_utils import FeatureDetectorError
-from training import cameras, network_pickle
+from inference.perceptual import DetectorError, PerceptualDistance
+from torch_utils import misc
+from training import cameras, image_grid, network_pickle
 from training.camera_validation import DatasetError, check_camera_labels, parse_dataset_json
+from training.dataset_transform import make_transform
 
 # ----------------------------------------------------------------------------
 # Inputs: everything is read and checked before the output folder is created.
@@ -118,7 +118,7 @@ def load_snapshot(network_pkl, trust_embedded_code):
 
 def side_by_side(*images):
     """[1, 3, H, W] images in [-1, 1] -> one [H, n * W, 3] uint8 array."""
-    return generation.to_uint8(torch.cat(images, dim=3))[0].cpu().numpy()
+    return misc.to_uint8(torch.cat(images, dim=3))[0].cpu().numpy()
 
 
 def render(G, ws, c, seed):
@@ -137,7 +137,7 @@ def write_novel_views(G, ws, c, path, num_frames, seed):
             for frame_idx in tqdm(range(num_frames), desc='novel views'):
                 cam2world = cameras.orbit_camera(frame_idx, num_frames, pivot, radius, ws.device)
                 view = cameras.camera_label(cam2world, c[:, 16:])
-                writer.append_data(generation.to_uint8(render(G, ws, view, seed + frame_idx))[0].cpu().numpy())
+                writer.append_data(misc.to_uint8(render(G, ws, view, seed + frame_idx))[0].cpu().numpy())
         finally:
             writer.close()
 
@@ -224,7 +224,7 @@ def run_projection(network_pkl, target_path, camera, outdir, latent_space, num_s
     if loss_kind == 'lpips+mse':
         try:
             perceptual = PerceptualDistance(device)
-        except FeatureDetectorError as err:
+        except DetectorError as err:
             raise click.ClickException(f'{err} (or run with --loss=mse)')
     if os.path.exists(outdir) and not os.path.isdir(outdir):
         raise click.ClickException(f'--outdir={outdir}: exists and is not a directory')
@@ -248,7 +248,7 @@ def run_projection(network_pkl, target_path, camera, outdir, latent_space, num_s
     G_final = G_proj if G_tuned is None else G_tuned
     panels = [target, render(G_proj, ws, c, seed)] + ([] if G_tuned is None else [render(G_tuned, ws, c, seed)])
     print(f'PSNR of the fit: {float(projection.psnr(panels[-1], target)):.2f} dB')
-    generation.save_png(os.path.join(outdir, 'proj.png'), side_by_side(*panels))
+    image_grid.save_png(os.path.join(outdir, 'proj.png'), side_by_side(*panels))
     write_latent(os.path.join(outdir, 'projected_w.npz'), ws, c)
     if G_tuned is not None:
         save_tuned_snapshot(os.path.join(outdir, 'tuned.pkl'), data, G_tuned)

@@ -1,12 +1,8 @@
-"""What the generation tools share: the generator of a snapshot and image conversion.
+"""What the generation tools share: the generator of a snapshot, loaded and checked.
 
 Used by gen_samples.py, gen_videos.py, projector.py, calc_metrics.py, the viewer and the benchmarks. Cameras live in
 training/cameras.py; command-line parsing, the device choice and the error boundary in cli/.
 """
-
-import numpy as np
-import PIL.Image
-import torch
 
 import dnnlib
 from torch_utils import misc
@@ -56,22 +52,3 @@ def load_generator(network_pkl: str, device, reload_modules: bool = False, trust
         rebuilt.rendering_kwargs = G.rendering_kwargs
         G = rebuilt
     return G
-
-# ----------------------------------------------------------------------------
-# Images.
-
-
-def to_uint8(img: torch.Tensor, channels_last: bool = True) -> torch.Tensor:
-    """[N, C, H, W] in [-1, 1] -> uint8 [N, H, W, C] (or [N, C, H, W]), truncating x * 127.5 + 128 after a clamp."""
-    assert img.ndim == 4, f'expected [N, C, H, W], got {tuple(img.shape)}'
-    if channels_last:
-        img = img.permute(0, 2, 3, 1)
-    return (img * 127.5 + 128).clamp(0, 255).to(torch.uint8)
-
-
-def save_png(path: str, array: np.ndarray) -> None:
-    """uint8 [H, W, 3] or [H, W] -> PNG at `path`, written under a temporary name and renamed."""
-    assert array.dtype == np.uint8 and array.ndim in (2, 3), f'{array.dtype} array of shape {array.shape}'
-    with dnnlib.util.atomic_output(path) as tmp_path:
-        PIL.Image.fromarray(array).save(tmp_path, format='png')
-

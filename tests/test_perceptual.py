@@ -75,7 +75,7 @@ def test_large_images_are_box_filtered_to_256(detector_dir):
 
 def test_missing_detector_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setenv(metric_utils.DETECTOR_DIR_ENV, str(tmp_path))
-    with pytest.raises(metric_utils.FeatureDetectorError, match=r'vgg16.pt: no such file \(\$EG3D_DETECTOR_DIR is set: '
+    with pytest.raises(perceptual.DetectorError, match=r'vgg16.pt: no such file \(\$EG3D_DETECTOR_DIR is set: '
                                                                 r'place vgg16.pt from https://\S+/vgg16.pt there\)'):
         perceptual.PerceptualDistance(device='cpu')
 
@@ -83,6 +83,6 @@ def test_missing_detector_is_one_line(tmp_path, monkeypatch):
     def offline(url, **kwargs):
         raise dnnlib.util.DownloadError(f'cannot download {url}; place it at {dnnlib.util.url_cache_path(url)}')
     monkeypatch.setattr(dnnlib.util, 'open_url', offline)
-    with pytest.raises(metric_utils.FeatureDetectorError) as info:
+    with pytest.raises(perceptual.DetectorError) as info:
         perceptual.PerceptualDistance(device='cpu')
     assert '\n' not in str(info.value) and 'vgg16.pt' in str(info.value) and '$EG3D_DETECTOR_DIR' in str(info.value)

@@ -19,6 +19,7 @@ import dnnlib
 import projector
 from inference import generation
 from metrics import metric_utils
+from torch_utils import misc
 from training import network_pickle
 
 pytestmark = pytest.mark.filterwarnings('ignore:`torch.jit')
@@ -44,7 +45,7 @@ def inputs(tmp_path_factory):
 
     c = frontal_camera()
     photo = str(folder / 'face.png')
-    PIL.Image.fromarray(generation.to_uint8(render(G, target_latent(G, c), c))[0].numpy()).save(photo)
+    PIL.Image.fromarray(misc.to_uint8(render(G, target_latent(G, c), c))[0].numpy()).save(photo)
     label = c[0].tolist()
     dataset_json = str(folder / 'dataset.json')
     with open(dataset_json, 'w') as f:
@@ -89,7 +90,7 @@ def test_end_to_end_with_tuning_and_perceptual_loss(inputs, tmp_path, monkeypatc
         data = network_pickle.load_network_pkl(f)
     assert data['training_set_kwargs'] == dict(resolution=128)
     G = generation.load_generator(os.path.join(out, 'tuned.pkl'), torch.device('cpu'))
-    tuned_panel = generation.to_uint8(render(G, ws, c, seed=0))[0].numpy().astype(int)  # --seed's default
+    tuned_panel = misc.to_uint8(render(G, ws, c, seed=0))[0].numpy().astype(int)  # --seed's default
     assert np.abs(tuned_panel - panels[:, 2]).max() <= 1
 
 

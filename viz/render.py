@@ -17,7 +17,8 @@ import time
 import numpy as np
 import torch
 
-from inference import generation, shape_extraction
+from inference import shape_extraction
+from torch_utils import misc
 from training import cameras, network_pickle, presets
 from training.triplane import split_planes
 from viz.colormap import colorize_depth
@@ -210,7 +211,7 @@ class Renderer:
             return colorize_depth(out['image_depth'][0, 0].float().cpu().numpy())
         image = out[output] if output in out else out['image_raw']
         assert image.ndim == 4 and image.shape[1] == 3, f'{output}: unexpected shape {tuple(image.shape)}'
-        return generation.to_uint8(image)[0].cpu().numpy()
+        return misc.to_uint8(image)[0].cpu().numpy()
 
     # ------------------------------------------------------------------------
     # Shapes.
