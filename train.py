@@ -404,6 +404,15 @@ def main(**kwargs):
         check_resume_pickle(c)
     launch_local(c, desc, opts.outdir, opts.dry_run)
 
+def config_from_args(args) -> tuple:
+    """(c, desc) of a train.py command line (a list of flags), checked like a run but creating nothing.
+
+    The benchmarks build their training setups with it. Bad flags raise click.UsageError (or a subclass), bad inputs
+    click.ClickException, with the messages train.py prints.
+    """
+    with main.make_context('train.py', list(args)) as ctx:
+        return build_config(ctx.params)
+
 #----------------------------------------------------------------------------
 
 if __name__ == '__main__':

@@ -6,6 +6,7 @@ The generator is built with the exact constructor arguments of the released mode
 Examples:
     python benchmarks/bench_generator.py --cfg=shapenet --res=64 --device=cpu --batch=1
     python benchmarks/bench_generator.py --cfg=ffhq --res=128 --device=cuda --batch=4 --iters=20
+    python benchmarks/bench_generator.py --cfg=shapenet --res=8 --device=cpu --cbase=1024 --cmax=16 --iters=1 --warmup=0
 """
 
 import json
@@ -28,12 +29,18 @@ from training import cameras, presets  # noqa: E402
 KWARGS_DIR = os.path.join(REPO_ROOT, 'tests', 'data', 'state_dicts')
 
 
-def build_generator(cfg, device):
+def build_generator(cfg, device, cbase=None, cmax=None, samples=None):
+    """G of a released config in eval mode; cbase/cmax reduce the backbone and SR channels, samples = (coarse, fine)."""
     path = os.path.join(KWARGS_DIR, f'{cfg}_G_kwargs.json')
     with open(path) as f:
         kwargs = json.load(f)
     for key in ('mapping_kwargs', 'sr_kwargs'):
         kwargs[key] = dnnlib.EasyDict(kwargs[key])
+    for key, value in dict(channel_base=cbase, channel_max=cmax).items():
+        if value is not None:
+            kwargs[key] = kwargs['sr_kwargs'][key] = value
+    if samples is not None:
+        kwargs['rendering_kwargs'].update(depth_resolution=samples[0], depth_resolution_importance=samples[1])
     G = dnnlib.util.construct_class_by_name(class_name='training.triplane.TriPlaneGenerator', **kwargs)
     return G.eval().requires_grad_(False).to(device)
 
@@ -54,11 +61,13 @@ def frontal_cameras(cfg, batch, device):
 @click.option('--iters', type=click.IntRange(min=1), default=5, show_default=True, help='Timed iterations.')
 @click.option('--warmup', type=click.IntRange(min=0), default=1, show_default=True)
 @click.option('--noise-mode', type=click.Choice(['const', 'random', 'none']), default='const', show_default=True)
-def main(cfg, neural_res, device, batch, iters, warmup, noise_mode):
+@click.option('--cbase', type=click.IntRange(min=1), help='Channel base of backbone and SR  [default: released]')
+@click.option('--cmax', type=click.IntRange(min=1), help='Channel maximum of backbone and SR  [default: released]')
+def main(cfg, neural_res, device, batch, iters, warmup, noise_mode, cbase, cmax):
     """Print G forward time per image and peak memory."""
     device = cli.parse_device(device)
     torch.manual_seed(0)
-    G = build_generator(cfg, device)
+    G = build_generator(cfg, device, cbase=cbase, cmax=cmax)
     z = torch.randn(batch, G.z_dim, device=device)
     c = frontal_cameras(cfg, batch, device)
 
