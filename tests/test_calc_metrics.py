@@ -7,7 +7,7 @@ import os
 
 import pytest
 from click.testing import CliRunner
-from test_metrics import ReplayGenerator, dataset_kwargs, make_dataset, small_fid_metric, write_detectors
+from helpers import ReplayGenerator, dataset_kwargs, make_metric_dataset, small_fid_metric, write_detectors
 
 import calc_metrics
 from metrics import frechet_inception_distance, metric_main, metric_utils
@@ -22,8 +22,8 @@ def setup(tmp_path, monkeypatch):
     monkeypatch.setenv(metric_utils.DETECTOR_DIR_ENV, str(tmp_path / 'detectors'))
     monkeypatch.setenv('DNNLIB_CACHE_DIR', str(tmp_path / 'cache'))
     write_detectors(tmp_path / 'detectors')
-    images, _cams = make_dataset(tmp_path / 'data')
-    make_dataset(tmp_path / 'unlabelled', labels=False)
+    images, _cams = make_metric_dataset(tmp_path / 'data')
+    make_metric_dataset(tmp_path / 'unlabelled', labels=False)
 
     # A training run dir holding a snapshot whose stored dataset options are in training order.
     run_dir = tmp_path / 'runs' / '00000-ffhq-data-gpus1'

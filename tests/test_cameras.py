@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 import torch
-from conftest import GOLDEN_DIR
+from helpers import GOLDEN_DIR
 
 import camera_utils
 from training import cameras, presets

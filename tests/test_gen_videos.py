@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from test_gen_samples import assert_refused, build_tiny_generator, make_workdir, write_tiny_snapshot
+from helpers import assert_refused, build_tiny_generator, make_workdir, write_tiny_snapshot
 
 import gen_videos
 from training import cameras

@@ -5,7 +5,7 @@ import glob
 import numpy as np
 import PIL.Image
 import torch
-from test_train import make_dataset
+from helpers import make_dataset
 
 import dnnlib
 from torch_utils import misc

@@ -1,9 +1,9 @@
 """inference/perceptual.py with a small stand-in for the VGG16 LPIPS TorchScript file in $EG3D_DETECTOR_DIR."""
 
-import os
 
 import pytest
 import torch
+from helpers import StandInLPIPS, write_stand_in_detector
 
 import dnnlib
 from inference import perceptual
@@ -12,30 +12,6 @@ from metrics import metric_utils
 pytestmark = pytest.mark.filterwarnings('ignore:`torch.jit')
 
 # ----------------------------------------------------------------------------
-
-
-class StandInLPIPS(torch.nn.Module):
-    """Called like the real file: (images in [0, 255], resize_images, return_lpips) -> [N, F] features."""
-
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(7)
-        self.conv = torch.nn.Conv2d(3, 4, kernel_size=3, stride=2)
-
-    def forward(self, img: torch.Tensor, resize_images: bool = True, return_lpips: bool = False) -> torch.Tensor:
-        torch._assert(img.shape[2] <= 256, 'images reach the detector at 256 px at most')
-        features = torch.nn.functional.adaptive_avg_pool2d(torch.tanh(self.conv(img / 255 - 0.5)), 4).flatten(1)
-        if return_lpips:
-            features = features / features.square().sum(dim=1, keepdim=True).sqrt()
-        return features
-
-
-def write_stand_in_detector(folder):
-    """vgg16.pt (the stand-in, TorchScript) in `folder`; returns its path."""
-    os.makedirs(folder, exist_ok=True)
-    path = os.path.join(folder, os.path.basename(perceptual.VGG16_URL))
-    torch.jit.save(torch.jit.script(StandInLPIPS()), path)
-    return path
 
 
 @pytest.fixture

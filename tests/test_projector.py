@@ -12,8 +12,7 @@ import PIL.Image
 import pytest
 import torch
 from click.testing import CliRunner
-from test_perceptual import write_stand_in_detector
-from test_projection import build_projection_generator, frontal_camera, render, target_latent
+from helpers import build_projection_generator, frontal_camera, render, target_latent, write_stand_in_detector
 
 import dnnlib
 import projector

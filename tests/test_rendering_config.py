@@ -8,8 +8,7 @@ import pickle
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from test_gen_samples import write_tiny_snapshot
-from test_train import invoke, make_dataset, parse_config, tiny_args
+from helpers import invoke, make_dataset, parse_config, tiny_args, write_tiny_snapshot
 
 import gen_samples
 import gen_videos

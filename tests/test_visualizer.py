@@ -14,8 +14,7 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
-from conftest import REPO_ROOT
-from test_gen_samples import write_tiny_snapshot
+from helpers import REPO_ROOT, write_tiny_snapshot
 
 import visualizer
 

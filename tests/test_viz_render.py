@@ -3,8 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from test_gen_samples import write_tiny_snapshot
-from test_shape_utils import read_ply
+from helpers import read_ply, write_tiny_snapshot
 
 from camera_utils import FOV_to_intrinsics, LookAtPoseSampler
 from viz import render

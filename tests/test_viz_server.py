@@ -4,7 +4,6 @@ import base64
 import io
 import json
 import threading
-import time
 import urllib.error
 import urllib.request
 
@@ -88,7 +87,7 @@ def test_render_api(server):
     assert pixels.shape == (4, 6, 3) and np.all(pixels[..., 0] == 7)
 
 
-def test_stale_requests_are_never_rendered(server, fake):
+def test_stale_requests_are_never_rendered(server, fake, monkeypatch):
     fake.release.clear()
     answers = {}
 
@@ -98,11 +97,17 @@ def test_stale_requests_are_never_rendered(server, fake):
     first = threading.Thread(target=send, args=(1,))
     first.start()
     assert fake.started.wait(10)  # the render thread is busy with seed 1
+    queued = threading.Event()
+    put = server.box.put
+
+    def put_and_signal(request):
+        ticket = put(request)
+        queued.set()
+        return ticket
+    monkeypatch.setattr(server.box, 'put', put_and_signal)
     later = [threading.Thread(target=send, args=(seed,)) for seed in (2, 3)]
     later[0].start()
-    deadline = time.monotonic() + 10
-    while server.box._pending is None and time.monotonic() < deadline:  # seed 2 waits in the box
-        time.sleep(0.01)
+    assert queued.wait(10)  # seed 2 waits in the box
     later[1].start()
     later[0].join(10)
     assert answers[2] == dict(status='superseded', seq=2)
