@@ -98,6 +98,12 @@ def _draw_angles(draw, horizontal_mean, vertical_mean, horizontal_stddev, vertic
     v = draw((batch_size, 1), device=device) * vertical_stddev + vertical_mean
     return h, v
 
+def _looking_at_origin(draw, horizontal_mean, vertical_mean, horizontal_stddev, vertical_stddev, radius, batch_size,
+                       device):
+    h, v = _draw_angles(draw, horizontal_mean, vertical_mean, horizontal_stddev, vertical_stddev, batch_size, device)
+    origins = _orbit_origins(h, v, radius)
+    return _look_at(origins, origins.new_zeros(origins.shape))
+
 def _uniform(shape, device):
     import torch
     return torch.rand(shape, device=device) * 2 - 1
@@ -111,9 +117,8 @@ class GaussianCameraPoseSampler:
 
     @staticmethod
     def sample(horizontal_mean, vertical_mean, horizontal_stddev=0, vertical_stddev=0, radius=1, batch_size=1, device='cpu'):
-        h, v = _draw_angles(_gaussian, horizontal_mean, vertical_mean, horizontal_stddev, vertical_stddev, batch_size, device)
-        origins = _orbit_origins(h, v, radius)
-        return _look_at(origins, origins.new_zeros(origins.shape))
+        return _looking_at_origin(_gaussian, horizontal_mean, vertical_mean, horizontal_stddev, vertical_stddev, radius,
+                                  batch_size, device)
 
 class LookAtPoseSampler:
     """Like GaussianCameraPoseSampler, but the camera looks at `lookat_position` (a [3] tensor)."""
@@ -128,9 +133,8 @@ class UniformCameraPoseSampler:
 
     @staticmethod
     def sample(horizontal_mean, vertical_mean, horizontal_stddev=0, vertical_stddev=0, radius=1, batch_size=1, device='cpu'):
-        h, v = _draw_angles(_uniform, horizontal_mean, vertical_mean, horizontal_stddev, vertical_stddev, batch_size, device)
-        origins = _orbit_origins(h, v, radius)
-        return _look_at(origins, origins.new_zeros(origins.shape))
+        return _looking_at_origin(_uniform, horizontal_mean, vertical_mean, horizontal_stddev, vertical_stddev, radius,
+                                  batch_size, device)
 
 def create_cam2world_matrix(forward_vector, origin):
     """forward_vector [B,3] (viewing direction), origin [B,3] (camera centre) -> cam2world [B,4,4].
