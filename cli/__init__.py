@@ -102,7 +102,9 @@ class FiniteFloat(click.FloatRange):
 
 
 def parse_device(value):
-    """'cpu', 'cuda', 'cuda:1', ... -> torch.device; None or '' picks CUDA when available. ValueError names the problem."""
+    """'cpu', 'cuda', 'cuda:1', ... -> torch.device; None or '' picks CUDA when available.
+
+    ValueError names the problem."""
     import torch  # Here, so that the tools that take no --device start without torch.
     if isinstance(value, torch.device):
         return value
@@ -164,7 +166,8 @@ def check_output_dir(path: str, flag: str = '--outdir', file_names=()) -> None:
 def one_line_errors(fn):
     """Decorate a click command's function: an unexpected exception ends the tool with one line and exit status 1.
 
-    A dnnlib.util.UserError prints its message as it is; any other line names the error type and message; with EG3D_DEBUG=1 the exception propagates with its traceback.
+    A dnnlib.util.UserError prints its message as it is; for any other exception the line names the error type and
+    message, and with EG3D_DEBUG=1 the exception propagates with its traceback.
     """
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
