@@ -277,7 +277,8 @@ def test_yaw_pitch_and_histogram():
                      '        0 to   10  ############################## 2',
                      '       10 to   20                                 0',
                      '       20 to   30  ###############                1']
-    assert len(text_histogram(np.linspace(-180, 180, 50), 'yaw')) == 1 + 12
+    assert len(text_histogram(np.linspace(-180, 180, 50), 'yaw')) == 1 + 12    # 180 joins the last bin.
+    assert text_histogram(np.array([-90.0, 0.0]), 'yaw')[-1] == '        0 to   10  ############################## 1'
     assert text_histogram(np.array([5.0, 5.0]), 'pitch')[1:] == ['        5 to    6  ############################## 2']
     summary = '\n'.join(check_camera_labels(ffhq_like_labels()).summary)
     assert 'yaw (degrees; 0 = camera on the +z axis, + = toward +x):' in summary and 'pitch (degrees of elevation' in summary

@@ -5,6 +5,8 @@ pass the dataset checker."""
 import importlib.util
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import PIL.Image
@@ -305,5 +307,60 @@ def test_inputs_are_never_overwritten(tmp_path, cameras):
                            f'--dest={tmp_path / "cams.txt"}'), 'already exists')
     assert (tmp_path / 'cams.txt').read_bytes() == before
     assert sorted(os.listdir(tmp_path)) == ['cams.txt']     # No temporary file left behind.
+
+#----------------------------------------------------------------------------
+# The worked examples of docs/cameras.md, run as the docs show them.
+
+FRONTAL = [1, 0, 0, 0, 0, -1, 0, 0, 0, 0, -1, 2.7, 0, 0, 0, 1]
+
+def doc_label(label, digits=4):
+    return ' '.join(f'{round(v, digits) + 0.0:g}' for v in label)
+
+def test_docs_worked_examples(tmp_path):
+    doc = open(os.path.join(REPO_ROOT, 'docs', 'cameras.md')).read()
+    scene = tmp_path / 'scene'
+    write_images(scene / 'images', ['front.png', 'side.png'])
+    os.makedirs(scene / 'sparse' / '0')
+    (scene / 'sparse' / '0' / 'cameras.txt').write_text('1 SIMPLE_PINHOLE 512 512 2183.53 256 256\n')
+    (scene / 'sparse' / '0' / 'images.txt').write_text('1 0 1 0 0 0 0 2.7 1 front.png\n\n'
+                                                       '2 0 0.70710678 0 0.70710678 0 0 2.7 1 side.png\n\n')
+    write_images(tmp_path / 'lego', ['r_0.png'])
+    (tmp_path / 'lego' / 'transforms.json').write_text(
+        '{"camera_angle_x": 0.233422,\n "frames": [{"file_path": "./r_0", "transform_matrix": '
+        '[[1, 0, 0, 0], [0, 0, -1, -2.7], [0, 1, 0, 0], [0, 0, 0, 1]]}]}')
+    write_images(tmp_path / 'renders', ['front.png', 'right.png'])
+    (tmp_path / 'renders' / 'cams.txt').write_text('# renders/cams.txt: name  eye (x y z)  target (x y z)\n'
+                                                   'front.png  0 0 2.7  0 0 0.2\nright.png  2.7 0 0  0 0 0.2\n')
+    for name in ('images.txt', 'cameras.txt', 'transforms.json', 'cams.txt'):
+        text = next(tmp_path.rglob(name)).read_text()
+        assert all(line in doc for line in text.splitlines() if line and not line.startswith('# ')), name
+    commands = [
+        '--format=colmap --source=scene/sparse/0 --dest=scene/images/dataset.json',
+        '--format=blender --source=lego/transforms.json --dest=lego/dataset.json --up=+z',
+        '--format=lookat --source=renders/cams.txt --focal=4.2647 --dest=renders/dataset.json',
+    ]
+    for idx, args in enumerate(commands):
+        if idx == 0:    # One through the script's entry point, the others in this process.
+            result = subprocess.run([sys.executable, SCRIPT, *args.split()], cwd=tmp_path, capture_output=True, text=True)
+            assert result.returncode == 0, result.stderr
+        else:
+            cwd = os.getcwd()
+            os.chdir(tmp_path)
+            try:
+                assert convert(*args.split()).exit_code == 0
+            finally:
+                os.chdir(cwd)
+    labels = {folder: dict(json.load(open(tmp_path / folder / 'dataset.json'))['labels'])
+              for folder in ('scene/images', 'lego', 'renders')}
+    frontal_ffhq = FRONTAL + [4.2647, 0, 0.5, 0, 4.2647, 0.5, 0, 0, 1]
+    np.testing.assert_allclose(labels['scene/images']['front.png'], frontal_ffhq, atol=1e-5)
+    np.testing.assert_allclose(labels['renders']['front.png'], frontal_ffhq, atol=1e-12)
+    np.testing.assert_allclose(labels['lego']['r_0.png'], frontal_ffhq, atol=1e-4)
+    flat_doc = ' '.join(doc.split())
+    for label in (labels['scene/images']['side.png'][:16], labels['renders']['right.png'][:16]):
+        assert doc_label(label) in flat_doc, doc_label(label)
+    result = subprocess.run([sys.executable, os.path.join(REPO_ROOT, 'dataset_tool.py'), '--source=renders', '--check-only',
+                             '--cfg=ffhq'], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0 and 'Warning' not in result.stdout + result.stderr, result.stdout + result.stderr
 
 #----------------------------------------------------------------------------

@@ -281,7 +281,8 @@ def text_histogram(values, title, max_bins=12, width=30):
     lo_value, hi_value = float(np.min(values)), float(np.max(values))
     for step in HISTOGRAM_STEPS:
         lo, hi = np.floor(lo_value / step) * step, np.ceil(hi_value / step) * step
-        hi = max(hi, lo + step)
+        if hi == hi_value and (hi - lo) / step < max_bins:
+            hi += step      # The largest value on an edge gets the bin it starts, when there is room.
         if (hi - lo) / step <= max_bins:
             break
     edges = np.arange(lo, hi + step / 2, step)
