@@ -229,22 +229,25 @@ def test_each_mismatch_gets_one_line_with_the_value_that_fits():
     assert len(lines) == 4
     assert lines[0].startswith('d.json: avg_camera_radius 1.7 differs') and lines[0].endswith('avg_camera_radius=2.7 would fit')
     assert lines[1].endswith('avg_camera_pivot=[0, 0, 0.2] would fit')
-    assert lines[2] == ('d.json: ray_end 2.6 stops before the back of the box for 12 of 12 cameras (farthest 3.500 '
+    assert lines[2] == ('d.json: ray_end 2.6 stops short of the back of the box for 12 of 12 cameras (farthest 3.500 '
                         'away): ray_end=3.5 would fit (or ray_start and ray_end "auto")')
-    assert lines[3] == ('d.json: focal length 4.2647 (median) differs from 1.7074, which the generation scripts use '
-                        'with the shapenet preset: a config based on ffhq or afhq would fit')
+    assert lines[3] == ("d.json: focal length 4.2647 (median) differs from the shapenet preset's 1.7074, which the "
+                        'generation scripts render with: a config based on ffhq or afhq would fit')
     assert fit(ffhq_like_labels(), 'ffhq', ray_start=2.5) == [
-        'd.json: ray_start 2.5 starts behind the front of the box for 12 of 12 cameras (nearest 2.200 away): '
+        'd.json: ray_start 2.5 starts past the front of the box for 12 of 12 cameras (nearest 2.200 away): '
         'ray_start=2.2 would fit (or ray_start and ray_end "auto")']
     focal = check_rendering_fit(check_camera_labels(ffhq_like_labels()), presets.rendering_preset('ffhq'), preset='shapenet')
     assert len(focal) == 1 and 'a config based on ffhq or afhq would fit' in focal[0]
     assert check_rendering_fit(check_camera_labels(ffhq_like_labels()), presets.rendering_preset('ffhq'), preset=None) == []
+    wide = [[name, label[:16] + make_label(np.eye(4), focal=2.5)[16:]] for name, label in ffhq_like_labels()]
+    assert fit(wide, 'ffhq')[-1].endswith("differs from the ffhq preset's 4.2647, which the generation scripts render "
+                                          'with: focal 2.5000 would fit')
 
 def test_shapenet_options_beyond_radius_2_8_miss_the_object():
     # Users' report: the shapenet options render pure white from cameras 2.8 away (the car lies past ray_end 2.6).
     labels = shapenet_like_labels(radius=2.8)
     lines = fit(labels, 'shapenet', avg_camera_radius=2.8)
-    assert lines == ['d.json: ray_end 2.6 stops before the back of the box for 24 of 24 cameras (farthest 3.600 away): '
+    assert lines == ['d.json: ray_end 2.6 stops short of the back of the box for 24 of 24 cameras (farthest 3.600 away): '
                      'ray_end=3.6 would fit (or ray_start and ray_end "auto")']
     assert fit(labels, 'shapenet', avg_camera_radius=2.8, ray_start='auto', ray_end='auto') == []
     assert fit(labels, 'shapenet', avg_camera_radius=2.8, ray_end=3.6) == []
@@ -252,7 +255,7 @@ def test_shapenet_options_beyond_radius_2_8_miss_the_object():
 def test_partly_clipped_cameras_are_counted():
     labels = shapenet_like_labels(n=6) + [[f'far{i}.png', label] for i, (_, label) in enumerate(shapenet_like_labels(n=2, radius=2.4))]
     lines = fit(labels, 'shapenet', avg_camera_radius=1.3)
-    assert lines == ['d.json: ray_end 2.6 stops before the back of the box for 2 of 8 cameras (farthest 3.200 away): '
+    assert lines == ['d.json: ray_end 2.6 stops short of the back of the box for 2 of 8 cameras (farthest 3.200 away): '
                      'ray_end=3.2 would fit (or ray_start and ray_end "auto")']
 
 def test_no_fit_lines_without_usable_cameras():

@@ -147,7 +147,7 @@ def test_cameras_that_do_not_fit_the_rendering_options_warn_first(data128, tmp_p
     assert lines[:2] == [
         f"Warning: {where}: avg_camera_radius 2.7 differs from the cameras' distance to the origin (median 1.726): "
         "avg_camera_radius=1.73 would fit",
-        f'Warning: {where}: ray_end 2.2 stops before the back of the box for 8 of 8 cameras (farthest 2.526 away): '
+        f'Warning: {where}: ray_end 2.2 stops short of the back of the box for 8 of 8 cameras (farthest 2.526 away): '
         'ray_end=2.53 would fit (or ray_start and ray_end "auto")']
     assert lines[2] == 'Training options:' or lines[3] == 'Training options:'
     assert not (tmp_path / 'runs').exists()

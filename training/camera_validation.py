@@ -5,7 +5,8 @@ column = camera centre) then the intrinsics divided by the image size (3x3). The
 glance whether a dataset matches EG3D's setup, e.g. FFHQ/AFHQ: cameras 2.7 from the origin looking
 at a point near (0, 0, 0.2), focal 4.2647, principal point (0.5, 0.5).
 
-Used by `dataset_tool.py --check-only --source=...` (standalone check) and before every conversion.
+Used by `dataset_tool.py --check-only --source=...` (standalone check) and before every conversion;
+check_rendering_fit() compares the cameras with a rendering config (`--cfg`, and train.py before a run).
 This module also holds the dataset.json parser and DatasetError (re-exported by training.dataset); it
 does not import torch, so dataset_tool.py starts quickly.
 """
@@ -329,9 +330,9 @@ def check_rendering_fit(report, options, preset=None):
     measured = float(np.median(report.intrinsics[:, [0, 1], [0, 1]]))
     if focal is not None and abs(measured - focal) > FOCAL_TOL * focal:
         fitting = [name for name, value in presets.PRESET_FOCAL.items() if abs(measured - value) <= FOCAL_TOL * value]
-        fit = f'a config based on {" or ".join(fitting)}' if fitting else f'a generator camera with focal {measured:.4f}'
-        lines.append(f'{where}: focal length {measured:.4f} (median) differs from {focal:g}, which the generation '
-                     f'scripts use with the {preset} preset: {fit} would fit')
+        fit = f'a config based on {" or ".join(fitting)}' if fitting else f'focal {measured:.4f}'
+        lines.append(f'{where}: focal length {measured:.4f} (median) differs from the {preset} preset\'s {focal:g}, '
+                     f'which the generation scripts render with: {fit} would fit')
     return lines
 
 def _ray_range_fit(where, dist, options):
@@ -346,13 +347,13 @@ def _ray_range_fit(where, dist, options):
     clipped = near < start - tol
     if clipped.any():
         fit = np.floor(near.min() * 100 + 1e-6) / 100
-        lines.append(f'{where}: ray_start {start:g} starts behind the front of the box for {clipped.sum()} of '
+        lines.append(f'{where}: ray_start {start:g} starts past the front of the box for {clipped.sum()} of '
                      f'{len(dist)} cameras (nearest {near.min():.3f} away): ray_start={fit:g} would fit '
                      f'(or ray_start and ray_end "auto")')
     clipped = far > end + tol
     if clipped.any():
         fit = np.ceil(far.max() * 100 - 1e-6) / 100
-        lines.append(f'{where}: ray_end {end:g} stops before the back of the box for {clipped.sum()} of '
+        lines.append(f'{where}: ray_end {end:g} stops short of the back of the box for {clipped.sum()} of '
                      f'{len(dist)} cameras (farthest {far.max():.3f} away): ray_end={fit:g} would fit '
                      f'(or ray_start and ray_end "auto")')
     return lines
