@@ -299,6 +299,26 @@ def test_bad_blender_and_lookat_input(tmp_path, cameras):
                    'the image is outside')
     assert not dest.exists()
 
+def test_colmap_images_folder_below_dest(tmp_path, cameras):
+    names, poses, intrinsics = cameras
+    write_images(tmp_path / 'data' / 'images', names)
+    write_colmap(tmp_path / 'sparse', names, poses, intrinsics)
+    result = convert('--format=colmap', f'--source={tmp_path / "sparse"}', f'--images={tmp_path / "data" / "images"}',
+                     f'--dest={tmp_path / "data" / "dataset.json"}')
+    assert result.exit_code == 0, result.output
+    assert read_labels(tmp_path / 'data' / 'dataset.json')[0] == [f'images/{name}' for name in names]
+    assert check_dataset(str(tmp_path / 'data')).ok
+
+@pytest.mark.parametrize('args, message', [
+    (['--format=blender', '--images=x'], '--images: only used with --format=colmap'),
+    (['--format=colmap', '--focal=2'], '--focal: only used with --format=lookat'),
+    (['--format=lookat', '--dest=missing/dataset.json'], 'missing is not a folder'),
+])
+def test_option_misuse(tmp_path, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    dest = [] if any(a.startswith('--dest') for a in args) else ['--dest=dataset.json']
+    one_line_error(convert('--source=whatever', *args, *dest), message)
+
 def test_inputs_are_never_overwritten(tmp_path, cameras):
     names, poses, _intrinsics = cameras
     write_lookat(tmp_path / 'cams.txt', names, poses)
