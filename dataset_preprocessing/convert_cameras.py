@@ -266,8 +266,8 @@ def rotation_to_y(a):
     """Smallest rotation taking unit vector a to +y (Rodrigues)."""
     b = np.array([0.0, 1.0, 0.0])
     axis, cos = np.cross(a, b), float(np.dot(a, b))
-    if np.linalg.norm(axis) < 1e-12:
-        return np.eye(3) if cos > 0 else WORLD_UP['-y']
+    if cos < -1 + 1e-9:
+        return WORLD_UP['-y']      # Half a turn; the formula below divides by 1 + cos.
     k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
     return np.eye(3) + k + k @ k / (1 + cos)
 
@@ -290,7 +290,10 @@ def normalize_world(poses, up, recenter, radius):
             fail('--recenter: the cameras\' optical axes are parallel, so they have no common look-at point')
         poses[:, :3, 3] -= focus
     if radius is not None:
-        poses[:, :3, 3] *= radius / np.median(np.linalg.norm(poses[:, :3, 3], axis=1))
+        distance = np.median(np.linalg.norm(poses[:, :3, 3], axis=1))
+        if distance < 1e-9:
+            fail('--radius: the cameras sit at the origin (add --recenter to move the scene there instead)')
+        poses[:, :3, 3] *= radius / distance
     return poses
 
 def label_name(path, dest_dir):

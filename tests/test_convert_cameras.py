@@ -294,6 +294,9 @@ def test_bad_blender_and_lookat_input(tmp_path, cameras):
     (tmp_path / 'cams.txt').write_text('a.png 0 0 2.7 0 0 2.7\n')
     one_line_error(convert('--format=lookat', f'--source={tmp_path / "cams.txt"}', '--focal=4', f'--dest={dest}'),
                    'cams.txt:1: the eye equals the target')
+    (tmp_path / 'cams.txt').write_text('a.png 0 0 0 0 0 1\n')
+    one_line_error(convert('--format=lookat', f'--source={tmp_path / "cams.txt"}', '--focal=4', f'--dest={dest}',
+                           '--radius=2'), '--radius: the cameras sit at the origin')
     (tmp_path / 'cams.txt').write_text('../a.png 0 0 2.7 0 0 0\n')
     one_line_error(convert('--format=lookat', f'--source={tmp_path / "cams.txt"}', '--focal=4', f'--dest={dest}'),
                    'the image is outside')
@@ -308,6 +311,14 @@ def test_colmap_images_folder_below_dest(tmp_path, cameras):
     assert result.exit_code == 0, result.output
     assert read_labels(tmp_path / 'data' / 'dataset.json')[0] == [f'images/{name}' for name in names]
     assert check_dataset(str(tmp_path / 'data')).ok
+
+def test_rotation_to_y():
+    for a in ([0, 1, 0], [0, -1, 0], [1, 0, 0], [0.3, -0.9, 0.1], [0, 0, -1]):
+        a = np.array(a, dtype=np.float64) / np.linalg.norm(a)
+        rotation = convert_cameras.rotation_to_y(a)
+        np.testing.assert_allclose(rotation @ a, [0, 1, 0], atol=1e-12)
+        np.testing.assert_allclose(rotation.T @ rotation, np.eye(3), atol=1e-12)
+        assert np.linalg.det(rotation) == pytest.approx(1)
 
 @pytest.mark.parametrize('args, message', [
     (['--format=blender', '--images=x'], '--images: only used with --format=colmap'),
