@@ -60,7 +60,7 @@ def check_metrics(ctx, metrics):
         except ValueError as err:
             ctx.fail(f'--metrics: {err}')
 
-def dataset_options(ctx, data, mirror, stored, G):
+def dataset_options(ctx, data, mirror, mirror_cameras, stored, G):
     """Dataset kwargs: --data, else what the pickle stored at training time (relative paths: against the cwd)."""
     if data is not None:
         kwargs = dnnlib.EasyDict(class_name='training.dataset.ImageFolderDataset', path=data)
@@ -72,6 +72,8 @@ def dataset_options(ctx, data, mirror, stored, G):
     kwargs.use_labels = G.c_dim != 0
     if mirror is not None:
         kwargs.xflip = mirror
+    if mirror_cameras is not None:
+        kwargs.mirror_cameras = mirror_cameras
     return kwargs
 
 def first_label(dataset_kwargs, origin, c_dim):
@@ -104,11 +106,12 @@ def run_dir_of(network_pkl):
 @click.option('--metrics', help='Comma-separated metric names, or none', metavar='[NAME|A,B,C|none]', type=cli_utils.parse_comma_separated_list, default='fid50k_full', show_default=True)
 @click.option('--data', help='Dataset to compare against  [default: from the pickle]', metavar='[ZIP|DIR]')
 @click.option('--mirror', help='Add x-flipped copies of the dataset images  [default: from the pickle]', type=bool, metavar='BOOL')
+@click.option('--mirror-cameras', help='The x-flipped copies carry the mirrored camera (the labels G is conditioned on)  [default: from the pickle, else False]', type=bool, metavar='BOOL')
 @click.option('--gpus', help='Number of processes (one GPU each)', type=int, default=1, metavar='INT', show_default=True)
 @click.option('--verbose', help='Print the network summary, progress and status lines', type=bool, default=True, metavar='BOOL', show_default=True)
 @cli_utils.trust_embedded_code_option
 @cli_utils.one_line_errors
-def calc_metrics(ctx, network_pkl, metrics, data, mirror, gpus, verbose, trust_embedded_code):
+def calc_metrics(ctx, network_pkl, metrics, data, mirror, mirror_cameras, gpus, verbose, trust_embedded_code):
     """Evaluate metrics of a network snapshot (its G_ema) against a dataset.
 
     \b
@@ -139,7 +142,7 @@ def calc_metrics(ctx, network_pkl, metrics, data, mirror, gpus, verbose, trust_e
             print(f'Loading network from "{network_pkl}"...')
         snapshot = generation.open_snapshot(network_pkl, trust_embedded_code=trust_embedded_code)
         G = snapshot['G_ema']
-        dataset_kwargs = dataset_options(ctx, data, mirror, snapshot.get('training_set_kwargs'), G)
+        dataset_kwargs = dataset_options(ctx, data, mirror, mirror_cameras, snapshot.get('training_set_kwargs'), G)
         if verbose:
             print('Dataset options:')
             print(json.dumps(dataset_kwargs, indent=2))

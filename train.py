@@ -191,6 +191,8 @@ def build_config(opts):
     c.training_set_kwargs = dnnlib.EasyDict(class_name='training.dataset.ImageFolderDataset', path=opts.data,
                                             use_labels=opts.cond, max_size=dataset.size, xflip=opts.mirror,
                                             resolution=dataset.resolution, random_seed=opts.seed)
+    if opts.mirror and opts.mirror_cameras: # Absent (the dataset's default, False) when it changes nothing.
+        c.training_set_kwargs.mirror_cameras = True
     c.update(num_gpus=opts.gpus, batch_size=opts.batch, batch_gpu=batch_gpu, metrics=opts.metrics,
              total_kimg=opts.kimg, kimg_per_tick=opts.tick, image_snapshot_ticks=opts.snap,
              network_snapshot_ticks=opts.snap, random_seed=opts.seed, ema_kimg=opts.batch * 10 / 32)
@@ -328,7 +330,8 @@ def launch_torchrun(opts, world):
 @click.option('--gamma', help='R1 weight', metavar='FLOAT', type=cli_utils.FiniteFloat(min=0), required=True)
 # Optional features.
 @click.option('--cond', help='Use the dataset camera labels (must stay on for EG3D)', metavar='BOOL', type=bool, default=True, show_default=True)
-@click.option('--mirror', help='Add x-flipped copies of the images (cameras unchanged)', metavar='BOOL', type=bool, default=False, show_default=True)
+@click.option('--mirror', help='Add x-flipped copies of the images', metavar='BOOL', type=bool, default=False, show_default=True)
+@click.option('--mirror-cameras', help='With --mirror: the x-flipped copies carry the mirrored camera (False: the unchanged one, as the original)', metavar='BOOL', type=bool, default=True, show_default=True)
 @click.option('--aug', help='Discriminator augmentation', type=click.Choice(['noaug', 'ada', 'fixed']), default='noaug', show_default=True)
 @click.option('--resume', help='Network pickle to start from, or "latest": newest snapshot of this configuration under --outdir', metavar='[PATH|URL|latest]', type=str)
 @click.option('--freezed', help='Number of leading D layers to freeze', metavar='INT', type=click.IntRange(min=0), default=0, show_default=True)

@@ -252,9 +252,11 @@ class ProgressMonitor:
 def stats_cache_md5(dataset_kwargs, detector_url, detector_kwargs, stats_kwargs):
     """The md5 in a statistics file name; the established key, so existing cache files are found.
 
-    The dict reprs follow insertion order, so the key order of dataset_kwargs matters.
+    The dict reprs follow insertion order, so the key order of dataset_kwargs matters. `mirror_cameras` changes
+    only labels, never the images, so it is left out: mirrored runs share the cache files of the original's.
     """
-    key = dict(dataset_kwargs=dict(dataset_kwargs), detector_url=detector_url, detector_kwargs=dict(detector_kwargs), stats_kwargs=dict(stats_kwargs))
+    images_kwargs = {key: value for key, value in dataset_kwargs.items() if key != 'mirror_cameras'}
+    key = dict(dataset_kwargs=images_kwargs, detector_url=detector_url, detector_kwargs=dict(detector_kwargs), stats_kwargs=dict(stats_kwargs))
     return hashlib.md5(repr(sorted(key.items())).encode('utf-8')).hexdigest()
 
 def _broadcast_flag(flag, opts):

@@ -15,6 +15,7 @@ import scipy.linalg
 import scipy.special
 import torch
 
+import camera_utils
 import dnnlib
 from metrics import (
     frechet_inception_distance,
@@ -202,6 +203,21 @@ def test_stats_cache_md5_matches_released_cache_names():
     calc = dnnlib.EasyDict(class_name='training.dataset.ImageFolderDataset', path='datasets/FFHQ_512.zip', resolution=512,
                            use_labels=True, max_size=None, xflip=False)
     assert metric_utils.stats_cache_md5(calc, url, dict(return_features=True), dict(capture_mean_cov=True)) == '3fe9d26200dddadd34042f476e63bbb6'
+    # Mirrored cameras change labels, not images: the same statistics file.
+    mirrored = dict(training, xflip=True)
+    assert metric_utils.stats_cache_md5(dict(mirrored, mirror_cameras=True), url, dict(return_features=True), dict(capture_mean_cov=True)) == \
+        metric_utils.stats_cache_md5(mirrored, url, dict(return_features=True), dict(capture_mean_cov=True))
+
+def test_generator_labels_of_mirrored_items_are_mirrored_cameras(env):
+    opts = metric_utils.MetricOptions(G=FakeGenerator(), dataset_kwargs=dict(env.dataset_kwargs, xflip=True, mirror_cameras=True), device='cpu')
+    labels = metric_utils.iterate_random_labels(opts, batch_size=4)
+    np.random.seed(7)
+    drawn = np.concatenate([next(labels).numpy() for _ in range(10)])
+    np.random.seed(7)
+    indices = [np.random.randint(24) for _ in range(40)]  # 12 images and their mirrored copies.
+    expected = [env.cams[i] if i < 12 else camera_utils.mirror_label(env.cams[i - 12]).astype(np.float32) for i in indices]
+    assert any(i >= 12 for i in indices)
+    np.testing.assert_array_equal(drawn, np.stack(expected))
 
 def test_fid_of_a_set_against_itself_is_zero(env):
     opts = make_opts(env, G=ReplayGenerator(env.images))
