@@ -209,6 +209,8 @@ def build_config(opts):
         c.nan_limit = opts.nan_limit
     if opts.grid is not None:
         c.image_grid_size = opts.grid
+    if opts.metrics_seed is not None:
+        c.metrics_seed = opts.metrics_seed
     if opts.trust_embedded_code:
         c.trust_embedded_code = True
     speed = dict(tf32=opts.tf32, compile=opts.compile, precision=opts.precision)
@@ -387,6 +389,7 @@ def launch_torchrun(opts, world):
 @click.option('--depth-resolution-importance', help='Importance samples per ray  [default: from --cfg]', metavar='INT', type=click.IntRange(min=0))
 @rendering_config.override_options
 @cli_utils.trust_embedded_code_option
+@click.option('--metrics-seed', help='Seed of the metrics\' latents, cameras and rendering noise, so that calc_metrics.py --seed reproduces them  [default: none, the training\'s random streams]', metavar='INT', type=click.IntRange(min=0, max=2**32 - 1))
 @click.option('--grid', help='Size of the snapshot image grids  [default: from the resolution]', metavar='WxH', type=GRID)
 # Opt-in speed modes (docs/performance.md); the defaults reproduce the exact numbers.
 @click.option('--tf32', help='Let CUDA matmuls and convolutions use TF32', metavar='BOOL', type=bool, default=False, show_default=True)

@@ -123,6 +123,10 @@ def test_mirror_cameras_option(data128, tmp_path):
     c, _ = parse_config(tiny_args(tmp_path, data128, '--mirror-cameras=1'))
     assert 'mirror_cameras' not in c.training_set_kwargs and not c.training_set_kwargs.xflip
 
+def test_metrics_seed_option(data128, tmp_path):
+    assert 'metrics_seed' not in parse_config(tiny_args(tmp_path, data128))[0]
+    assert parse_config(tiny_args(tmp_path, data128, '--metrics-seed=7'))[0].metrics_seed == 7
+
 def test_afhq_ada_resume_and_nobench_options(tmp_path):
     data = make_dataset(tmp_path / 'afhq', num_images=1, resolution=512)
     pkl = tmp_path / 'prev.pkl'
