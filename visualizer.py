@@ -30,6 +30,8 @@ from viz import access
 from viz.render import Renderer
 from viz.server import ViewerServer
 
+TOKEN_ENV = 'EG3D_VIEWER_TOKEN'  # Unlike a command-line argument, not in the process list other users can read.
+
 
 def _token(ctx, param, value):
     try:
@@ -46,7 +48,7 @@ def _token(ctx, param, value):
 @click.option('--port', help='Port to listen on (0: any free port)', type=click.IntRange(0, 65535), default=8000,
               show_default=True)
 @click.option('--token', help='Secret that every request must present  [default: a new random one per run]',
-              callback=_token, metavar='TOKEN')
+              callback=_token, metavar='TOKEN', envvar=TOKEN_ENV, show_envvar=True)
 @click.option('--no-token', help='Serve without a token (only on a loopback --host): any program of any user on '
               'this machine can then drive the viewer', is_flag=True)
 @click.option('--device', help='Torch device (default: cuda if available, else cpu)',

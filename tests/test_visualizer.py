@@ -40,7 +40,8 @@ def test_bad_flags(call_main, tmp_path):
     result = call_main(visualizer.main, '--port=70000')
     assert result.returncode == 2 and "Invalid value for '--port'" in result.stderr
     result = call_main(visualizer.main, '--token=short')
-    assert result.returncode == 2 and "Invalid value for '--token': expected 8 to 256 characters" in result.stderr
+    assert result.returncode == 2
+    assert "Invalid value for '--token' (env var: 'EG3D_VIEWER_TOKEN'): expected 8 to 256 characters" in result.stderr
     result = call_main(visualizer.main, '--no-token', '--host=0.0.0.0')
     assert result.returncode == 2
     assert 'Invalid value for --host: 0.0.0.0 is not a loopback address; --no-token is allowed only on one' \
@@ -55,9 +56,9 @@ def test_bad_flags(call_main, tmp_path):
 
 
 @contextlib.contextmanager
-def running_viewer(*args):
+def running_viewer(*args, env=None):
     """visualizer.py with these arguments on a free local port; yields (page URL as printed, output so far)."""
-    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONUNBUFFERED='1')
+    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONUNBUFFERED='1', **(env or {}))
     process = subprocess.Popen([sys.executable, 'visualizer.py', '--port=0', '--device=cpu', *args],
                                cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -86,6 +87,8 @@ def test_printed_url_carries_a_new_token(viewer, snapshot):
     assert match, viewer
     with running_viewer(f'--network={snapshot}', '--token=my-fixed-token') as (url, _output):
         assert url.endswith('/?token=my-fixed-token')
+    with running_viewer(f'--network={snapshot}', env={visualizer.TOKEN_ENV: 'from-the-environment'}) as (url, _output):
+        assert url.endswith('/?token=from-the-environment')
     with running_viewer(f'--network={snapshot}', '--no-token') as (url, output):
         assert re.fullmatch(r'http://localhost:\d+/', url)
         assert 'WARNING: --no-token: every program of every user on this machine can drive this viewer' in output

@@ -1,5 +1,7 @@
 """viz.render driven directly: view requests -> images, cached tri-planes, output kinds, previews, meshes."""
 
+import pickle
+
 import numpy as np
 import pytest
 import torch
@@ -8,6 +10,9 @@ from test_legacy import FORK_CLASSES
 from test_shape_utils import read_ply
 
 from camera_utils import FOV_to_intrinsics, LookAtPoseSampler
+from torch_utils import persistence
+from training import network_pickle
+from training.triplane import TriPlaneGenerator
 from viz import render
 from viz.view_request import RequestError
 
@@ -148,11 +153,6 @@ def test_mesh_export(renderer, snapshot, tmp_path):
 def test_trusted_snapshot_without_render_planes(snapshot, tmp_path):
     # A trusted fork's snapshot runs the triplane.py embedded in it; one forked before render_planes() existed
     # is rebuilt with this repository's classes and renders as the same networks loaded without trust.
-    import pickle
-
-    from torch_utils import persistence
-    from training import network_pickle
-    from training.triplane import TriPlaneGenerator
     with open(snapshot, 'rb') as f:
         data = pickle.load(f)
     old_source = TriPlaneGenerator._orig_module_src.replace('render_planes', 'rendered_from_planes') + FORK_CLASSES

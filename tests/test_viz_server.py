@@ -1,9 +1,11 @@
-"""viz.server: the single-slot request box, the render thread and the HTTP API, with a stand-in renderer."""
+"""viz.server: the request box, the render thread, the HTTP API with a stand-in renderer, and the access checks
+against requests from anyone but the printed page (token, Host, Origin, Content-Type, networks, bounds)."""
 
 import base64
 import contextlib
 import io
 import json
+import pickle
 import socket
 import threading
 import time
@@ -13,9 +15,8 @@ import urllib.request
 import numpy as np
 import PIL.Image
 import pytest
-
-from test_legacy import _fork_pickle
 from test_gen_samples import write_tiny_snapshot
+from test_legacy import _fork_pickle
 
 from viz import access
 from viz import render as viz_render
@@ -330,7 +331,6 @@ def test_content_length_must_be_a_number(server):
 def test_embedded_code_is_trusted_only_for_command_line_networks(tmp_path):
     # A request names a pickle whose embedded code would run if trusted: it is loaded without trust, refused,
     # and its code never runs, although the viewer trusts the same bytes named on its command line.
-    import pickle
     snapshot = write_tiny_snapshot(str(tmp_path / 'plain.pkl'))
     with open(snapshot, 'rb') as f:
         data = pickle.load(f)

@@ -19,8 +19,8 @@ import torch
 
 from camera_utils import FOV_to_intrinsics
 from training import generation, network_pickle, presets, shape_extraction
-from viz.colormap import colorize_depth
 from viz.access import canonical_network
+from viz.colormap import colorize_depth
 from viz.view_request import RequestError, ViewRequest, parse_mesh_options, parse_view_request
 
 PREVIEW_MIN_RESOLUTION = 16     # A preview never renders fewer rays per side than this.
@@ -43,7 +43,10 @@ def preview_settings(resolution: int, depth: int, importance: int) -> tuple:
 
 
 class Renderer:
-    """Loads networks on demand and renders ViewRequests; use from one thread at a time (see `lock`)."""
+    """Loads networks on demand and renders ViewRequests; use from one thread at a time (see `lock`).
+
+    Only the networks in `trusted_networks` (paths or URLs) load with their embedded code executed.
+    """
 
     def __init__(self, device='cpu', trusted_networks=(), max_cached_planes=MAX_CACHED_PLANES):
         self.device = torch.device(device)
@@ -63,7 +66,7 @@ class Renderer:
             trusted = canonical_network(name) in self._trusted
             snapshot = network_pickle.open_network_pkl(name, trust_embedded_code=trusted)
             if not hasattr(snapshot['G_ema'], 'render_planes'):
-                # Trusted code of a snapshot older than TriPlaneGenerator.render_planes(): use our classes.
+                # A trusted fork's generator that predates TriPlaneGenerator.render_planes(): rebuilt as ours.
                 snapshot = network_pickle.rebase_onto_repository(snapshot)
             G = snapshot['G_ema'].to(self.device).eval().requires_grad_(False)
             self._network = (name, G, self._describe(G))
@@ -172,7 +175,8 @@ class Renderer:
         super_resolve = request.output == 'image' and request.quality == 'full'
         depths = {name: settings[name] for name in ('depth_resolution', 'depth_resolution_importance')}
         with self._fixed_jitter():
-            out = G.render_planes(planes, ws, camera, neural_rendering_resolution=settings['neural_rendering_resolution'],
+            out = G.render_planes(planes, ws, camera,
+                                  neural_rendering_resolution=settings['neural_rendering_resolution'],
                                   super_resolution=super_resolve, rendering_overrides=depths)
         image = self._to_rgb(out, request.output)
         settings['super_resolution'] = super_resolve

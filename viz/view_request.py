@@ -118,7 +118,6 @@ def parse_view_request(data, default_network: Optional[str] = None) -> ViewReque
     return ViewRequest(**values)
 
 
-
 _MESH_FIELDS = {
     'shape_res': (_integer, 8, MAX_SHAPE_RES),
     'format': (_choice, MESH_FORMATS),
