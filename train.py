@@ -40,7 +40,7 @@ import dnnlib
 from cli import train_options as sections
 from metrics import metric_main
 from torch_utils import distributed, fast_modes, training_stats
-from training import network_pickle, presets, rendering_config, snapshot, training_loop
+from training import camera_validation, network_pickle, presets, rendering_config, snapshot, training_loop
 
 # Default of the command line that no library shares.
 NEURAL_RENDERING_FADE_KIMG = 1000   # Length of the rendering-resolution fade when a final resolution is given.
@@ -91,6 +91,15 @@ def inspect_dataset(data):
                                    f'super-resolution modules need 128, 256 or 512 (add a new module for other '
                                    f'resolutions)')
     return summary
+
+def warn_camera_fit(data, cfg, rendering_kwargs):
+    """Warn about each rendering option that does not fit the dataset's cameras (dataset_tool.py --check-only --cfg)."""
+    try:
+        report = camera_validation.check_dataset(data, scan=False)
+    except camera_validation.DatasetError as err:
+        raise click.ClickException(f'--data: {err}')
+    for line in camera_validation.check_rendering_fit(report, rendering_kwargs, rendering_config.base_preset(cfg)):
+        print(f'Warning: {line}')
 
 def check_batch_and_metrics(opts, batch_gpu):
     if opts.batch % opts.gpus != 0:
@@ -183,6 +192,7 @@ def build_config(opts):
         rendering_kwargs = sections.rendering_kwargs_for(opts, dataset.resolution, sr_module)
     except rendering_config.RenderingConfigError as err:
         raise click.ClickException(str(err))
+    warn_camera_fit(opts.data, opts.cfg, rendering_kwargs)
     c.G_kwargs = sections.generator_kwargs(opts, rendering_kwargs)
     c.D_kwargs = sections.discriminator_kwargs(opts)
     c.G_opt_kwargs = sections.adam_kwargs(opts.glr if opts.glr is not None else sections.G_LR)
@@ -192,6 +202,8 @@ def build_config(opts):
     c.training_set_kwargs = dnnlib.EasyDict(class_name='training.dataset.ImageFolderDataset', path=opts.data,
                                             use_labels=opts.cond, max_size=dataset.size, xflip=opts.mirror,
                                             resolution=dataset.resolution, random_seed=opts.seed)
+    if opts.mirror and opts.mirror_cameras: # Absent (the dataset's default, False) when it changes nothing.
+        c.training_set_kwargs.mirror_cameras = True
     c.update(num_gpus=opts.gpus, batch_size=opts.batch, batch_gpu=batch_gpu, metrics=opts.metrics,
              total_kimg=opts.kimg, kimg_per_tick=opts.tick, image_snapshot_ticks=opts.snap,
              network_snapshot_ticks=opts.snap, random_seed=opts.seed, ema_kimg=opts.batch * 10 / 32)
@@ -208,6 +220,8 @@ def build_config(opts):
         c.nan_limit = opts.nan_limit
     if opts.grid is not None:
         c.image_grid_size = opts.grid
+    if opts.metrics_seed is not None:
+        c.metrics_seed = opts.metrics_seed
     if opts.trust_embedded_code:
         c.trust_embedded_code = True
     speed = dict(tf32=opts.tf32, compile=opts.compile, precision=opts.precision)
@@ -329,7 +343,8 @@ def launch_torchrun(opts, world):
 @click.option('--gamma', help='R1 weight', metavar='FLOAT', type=cli.FiniteFloat(min=0), required=True)
 # Optional features.
 @click.option('--cond', help='Use the dataset camera labels (must stay on for EG3D)', metavar='BOOL', type=bool, default=True, show_default=True)
-@click.option('--mirror', help='Add x-flipped copies of the images (cameras unchanged)', metavar='BOOL', type=bool, default=False, show_default=True)
+@click.option('--mirror', help='Add x-flipped copies of the images', metavar='BOOL', type=bool, default=False, show_default=True)
+@click.option('--mirror-cameras', help='With --mirror: the x-flipped copies carry the mirrored camera (False: the unchanged one, as the original)', metavar='BOOL', type=bool, default=True, show_default=True)
 @click.option('--aug', help='Discriminator augmentation', type=click.Choice(['noaug', 'ada', 'fixed']), default='noaug', show_default=True)
 @click.option('--resume', help='Network pickle to start from, or "latest": newest snapshot of this configuration under --outdir', metavar='[PATH|URL|latest]', type=str)
 @click.option('--freezed', help='Number of leading D layers to freeze', metavar='INT', type=click.IntRange(min=0), default=0, show_default=True)
@@ -385,6 +400,7 @@ def launch_torchrun(opts, world):
 @click.option('--depth-resolution-importance', help='Importance samples per ray  [default: from --cfg]', metavar='INT', type=click.IntRange(min=0))
 @sections.override_options
 @cli.trust_embedded_code_option
+@click.option('--metrics-seed', help='Seed of the metrics\' latents, cameras and rendering noise, so that calc_metrics.py --seed reproduces them  [default: none, the training\'s random streams]', metavar='INT', type=click.IntRange(min=0, max=2**32 - 1))
 @click.option('--grid', help='Size of the snapshot image grids  [default: from the resolution]', metavar='WxH', type=GRID)
 # Opt-in speed modes (docs/performance.md); the defaults reproduce the exact numbers.
 @click.option('--tf32', help='Let CUDA matmuls and convolutions use TF32', metavar='BOOL', type=bool, default=False, show_default=True)

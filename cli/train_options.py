@@ -11,6 +11,7 @@ import click
 
 import dnnlib
 from training import presets, rendering_config
+from training.volumetric_rendering.renderer import PLANE_LAYOUTS
 
 #----------------------------------------------------------------------------
 # Rendering-config flags.
@@ -62,8 +63,10 @@ Your own dataset (docs/training.md, "Your own dataset: rendering config files"):
         "avg_camera_radius": 1.2, "avg_camera_pivot": [0, 0, 0]}
      Keys: base (ffhq|afhq|shapenet, optional), depth_resolution, depth_resolution_importance,
      ray_start and ray_end (distances, or both "auto" to clip each ray to the box), box_warp,
-     white_back, avg_camera_radius, avg_camera_pivot. Without a base, all but white_back are
-     required. The matching flags (--ray-start, --box-warp, ...) override the file.
+     white_back, avg_camera_radius, avg_camera_pivot, plane_layout ("xy_xz_zx", the original's
+     planes, or "xy_xz_zy", three distinct planes for new runs). Without a base, all but
+     white_back and plane_layout are required. The matching flags (--ray-start, --box-warp,
+     --plane-layout, ...) override the file.
   3. Fine-tune a released network of the same resolution (ShapeNet cars for 360-degree data,
      FFHQ or AFHQ at 512 px for front-facing data):
        python train.py --outdir=runs --cfg=myconfig.json --data=mycars_128.zip --gpus=8 \\
@@ -90,6 +93,9 @@ def override_options(fn):
                      metavar='FLOAT', type=float),
         click.option('--avg-camera-pivot', help='Point the scripts\' cameras look at  [default: from --cfg]',
                      metavar='X,Y,Z', type=Pivot()),
+        click.option('--plane-layout', help='Tri-plane axes: xy_xz_zx (the original\'s, whose third plane repeats '
+                     'an axis) or xy_xz_zy (three distinct planes)  [default: from --cfg, else xy_xz_zx]',
+                     type=click.Choice(PLANE_LAYOUTS)),
     ]
     for flag in reversed(flags):
         fn = flag(fn)

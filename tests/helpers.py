@@ -10,6 +10,7 @@ import pickle
 
 import numpy as np
 import PIL.Image
+import pytest
 import torch
 from click.testing import CliRunner
 
@@ -17,6 +18,7 @@ import dnnlib
 import train
 from inference import perceptual
 from metrics import frechet_inception_distance
+from torch_utils import persistence
 from training import cameras, snapshot
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -292,6 +294,22 @@ def render_two_images(G, seed=1):
     c[:, 16:] = torch.tensor([1.7074, 0, 0.5, 0, 1.7074, 0.5, 0, 0, 1])
     torch.manual_seed(3)
     return G(z, c, noise_mode='const')['image']
+
+
+# ----------------------------------------------------------------------------
+# Pickles of a fork whose classes this repository does not have.
+
+FORK_CLASSES = ''.join(f'\n\nclass ForkOnly{index}:\n    pass\n' for index in range(40))
+
+
+def fork_pickle(obj, marker) -> bytes:
+    """pickle.dumps(obj) as a fork would write it: every embedded module defines many classes we lack (so it
+    matches none of ours) and leaves a marker file when executed."""
+    with pytest.MonkeyPatch.context() as patch:
+        for cls in list(persistence._decorators):
+            patch.setattr(cls, '_orig_module_src', f'{cls._orig_module_src}{FORK_CLASSES}\n'
+                                                   f'open({str(marker)!r}, "a").close()\n')
+        return pickle.dumps(obj)
 
 
 # ----------------------------------------------------------------------------

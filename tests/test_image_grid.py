@@ -9,7 +9,7 @@ from helpers import make_dataset
 
 import dnnlib
 from torch_utils import misc
-from training import image_grid
+from training import cameras, image_grid
 
 #----------------------------------------------------------------------------
 
@@ -48,3 +48,20 @@ def test_to_uint8_truncates_after_clamping(tmp_path):
     image_grid.save_png(path, nhwc[0].numpy())
     with PIL.Image.open(path) as png:
         assert png.mode == 'RGB' and np.array_equal(np.asarray(png), nhwc[0].numpy())
+
+
+def test_grid_of_mirrored_cameras(tmp_path):
+    dataset = dnnlib.util.construct_class_by_name(class_name='training.dataset.ImageFolderDataset',
+                                                  path=make_dataset(tmp_path / 'd', num_images=5), use_labels=True,
+                                                  xflip=True, mirror_cameras=True)
+    (gw, gh), images, labels = image_grid.setup_snapshot_image_grid(dataset, grid_size=(2, 10))
+    # Each x-flipped copy is its own group now, shown with (and rendered by the fakes from) the mirrored camera.
+    rows = labels.reshape(gh, gw, 25)
+    assert all((row == row[0]).all() for row in rows) and len({tuple(row[0]) for row in rows}) == 10
+    raw = {tuple(dataset.get_details(i).raw_label): i for i in range(5)}
+    for image, label in zip(images, labels):
+        if tuple(label) in raw:
+            np.testing.assert_array_equal(image, dataset[raw[tuple(label)]][0])
+        else:
+            original = raw[tuple(cameras.mirror_label(label).astype(np.float32))]
+            np.testing.assert_array_equal(image, dataset[original][0][:, :, ::-1])

@@ -37,7 +37,7 @@ def test_file_without_base(tmp_path):
     options = load_config_file(write_config(tmp_path / 'mine.json', dict(reversed(list(FULL.items())))))
     assert json.dumps(options) == json.dumps(FULL) # Values as written, keys in the preset order.
     options = load_config_file(write_config(tmp_path / 'white.json', dict(FULL, white_back=False)))
-    assert list(options) == list(rendering_config.OPTION_KEYS) and options['white_back'] is False
+    assert list(options) == list(rendering_config.OPTION_KEYS)[:-1]  # All but plane_layout and options['white_back'] is False
 
 def test_file_with_base(tmp_path):
     path = write_config(tmp_path / 'cars.json', {'base': 'shapenet', 'ray_start': 'auto', 'ray_end': 'auto',
@@ -46,7 +46,7 @@ def test_file_with_base(tmp_path):
                                           avg_camera_radius=1.2)
     # white_back joins a base without one at its place in the order.
     options = load_config_file(write_config(tmp_path / 'f.json', {'white_back': True, 'base': 'ffhq'}))
-    assert list(options) == list(rendering_config.OPTION_KEYS)
+    assert list(options) == list(rendering_config.OPTION_KEYS)[:-1]  # All but plane_layout
     for name in presets.RENDERING_PRESETS:
         assert load_config_file(write_config(tmp_path / 'p.json', {'base': name})) == presets.RENDERING_PRESETS[name]
 
@@ -70,6 +70,11 @@ def test_config_name():
     assert rendering_config.config_name('afhq') == 'afhq'
     assert rendering_config.config_name(os.path.join('configs', 'my.cars.json')) == 'my.cars'
     assert not rendering_config.is_config_file('shapenet') and rendering_config.is_config_file('shapenet.json')
+
+def test_base_preset(tmp_path):
+    assert rendering_config.base_preset('afhq') == 'afhq'
+    assert rendering_config.base_preset(write_config(tmp_path / 'a.json', {'base': 'shapenet', 'box_warp': 2})) == 'shapenet'
+    assert rendering_config.base_preset(write_config(tmp_path / 'b.json', FULL)) is None
 
 #----------------------------------------------------------------------------
 # Bad configs: one line naming the file (or flag) and the key; nothing created.
@@ -158,7 +163,7 @@ def test_guide_command_dry_run(tmp_path):
     assert not outdir.exists()
     options = json.loads(result.output[result.output.index('{'):result.output.index('\nOutput directory:')])
     rendering = options['G_kwargs']['rendering_kwargs']
-    assert list(rendering)[-8:] == list(rendering_config.OPTION_KEYS)
+    assert list(rendering)[-8:] == list(rendering_config.OPTION_KEYS)[:-1]  # All but plane_layout
     assert (rendering['ray_start'], rendering['ray_end'], rendering['avg_camera_radius']) == ('auto', 'auto', 1.2)
     assert rendering['superresolution_module'] == 'training.superresolution.SuperresolutionHybrid2X'
     assert options['resume_pkl'] == str(resume)
@@ -260,3 +265,34 @@ def test_describe_rendering_differences(capsys):
     assert lines[0] == ('Warning: shapenetcars128-64.pkl: rendering option ray_start: this run uses "auto", the '
                         'resumed pickle was trained with 0.1 (the new value applies; only parameters and buffers '
                         'are resumed)')
+
+#----------------------------------------------------------------------------
+# Tri-plane layout (opt-in; the default stays the original's).
+
+def test_plane_layout_key_and_flag(data128, tmp_path):
+    path = write_config(tmp_path / 'three.json', {'base': 'shapenet', 'plane_layout': 'xy_xz_zy'})
+    assert load_config_file(path) == dict(presets.RENDERING_PRESETS['shapenet'], plane_layout='xy_xz_zy')
+    assert 'plane_layout' not in load_config_file(write_config(tmp_path / 'f.json', FULL))  # Not required.
+    c, _ = parse_config(tiny_args(tmp_path, data128, f'--cfg={path}'))
+    assert list(c.G_kwargs.rendering_kwargs)[-1] == 'plane_layout' and c.G_kwargs.rendering_kwargs['plane_layout'] == 'xy_xz_zy'
+    c, _ = parse_config(tiny_args(tmp_path, data128, '--plane-layout=xy_xz_zy'))
+    assert c.G_kwargs.rendering_kwargs['plane_layout'] == 'xy_xz_zy'
+    c, _ = parse_config(tiny_args(tmp_path, data128, f'--cfg={path}', '--plane-layout=xy_xz_zx'))
+    assert c.G_kwargs.rendering_kwargs['plane_layout'] == 'xy_xz_zx'
+    c, _ = parse_config(tiny_args(tmp_path, data128))
+    assert 'plane_layout' not in c.G_kwargs.rendering_kwargs  # The original's rendering_kwargs.
+
+    bad = write_config(tmp_path / 'bad.json', {'base': 'ffhq', 'plane_layout': 'xy_yz_zx'})
+    result = invoke(tiny_args(tmp_path / 'runs', data128, f'--cfg={bad}'))
+    assert result.exit_code == 1 and result.output == (f'Error: {bad}: plane_layout: must be one of "xy_xz_zx", '
+                                                       f'"xy_xz_zy", got "xy_yz_zx"\n')
+    result = invoke(tiny_args(tmp_path / 'runs', data128, '--plane-layout=zy'))
+    assert result.exit_code == 2 and not (tmp_path / 'runs').exists()
+
+def test_resuming_into_another_plane_layout_warns():
+    theirs = dict(presets.RENDERING_PRESETS['shapenet'])  # A released network: no plane_layout key.
+    assert rendering_config.describe_rendering_differences(dict(theirs, plane_layout='xy_xz_zy'), theirs) == [
+        'rendering option plane_layout: this run uses "xy_xz_zy", the resumed pickle was trained with "xy_xz_zx"']
+    assert rendering_config.describe_rendering_differences(dict(theirs, plane_layout='xy_xz_zx'), theirs) == []
+    assert rendering_config.describe_rendering_differences(theirs, dict(theirs, plane_layout='xy_xz_zy')) == [
+        'rendering option plane_layout: this run uses "xy_xz_zx", the resumed pickle was trained with "xy_xz_zy"']

@@ -74,6 +74,20 @@ def test_ffhq_training_options(tmp_path):
     assert (c.batch_gpu, c.metrics, c.total_kimg, c.kimg_per_tick) == (4, ['fid50k_full'], 25000, 4)
     assert (c.image_snapshot_ticks, c.network_snapshot_ticks, c.ema_kimg, c.G_reg_interval) == (50, 50, 10.0, 4.0)
 
+def test_mirror_cameras_option(data128, tmp_path):
+    base = dict(class_name='training.dataset.ImageFolderDataset', path=data128, use_labels=True, max_size=8, xflip=True,
+                resolution=128, random_seed=0)
+    c, _ = parse_config(tiny_args(tmp_path, data128, '--mirror=1'))
+    assert json.dumps(c.training_set_kwargs) == json.dumps(dict(base, mirror_cameras=True))
+    c, _ = parse_config(tiny_args(tmp_path, data128, '--mirror=1', '--mirror-cameras=0'))
+    assert json.dumps(c.training_set_kwargs) == json.dumps(base)  # The original's options.
+    c, _ = parse_config(tiny_args(tmp_path, data128, '--mirror-cameras=1'))
+    assert 'mirror_cameras' not in c.training_set_kwargs and not c.training_set_kwargs.xflip
+
+def test_metrics_seed_option(data128, tmp_path):
+    assert 'metrics_seed' not in parse_config(tiny_args(tmp_path, data128))[0]
+    assert parse_config(tiny_args(tmp_path, data128, '--metrics-seed=7'))[0].metrics_seed == 7
+
 def test_afhq_ada_resume_and_nobench_options(tmp_path):
     data = make_dataset(tmp_path / 'afhq', num_images=1, resolution=512)
     pkl = tmp_path / 'prev.pkl'
@@ -97,6 +111,21 @@ def test_afhq_ada_resume_and_nobench_options(tmp_path):
     c, _ = parse_config([f'--outdir={tmp_path}', '--cfg=afhq', f'--data={data}', '--gpus=1', '--batch=4',
                          '--gamma=5', '--aug=fixed', '--p=0.3', f'--resume={pkl}', '--resume_blur=1', '--dry-run'])
     assert (c.augment_p, c.loss_kwargs.blur_init_sigma, c.loss_kwargs.gpc_reg_fade_kimg) == (0.3, 10, 1000)
+
+def test_cameras_that_do_not_fit_the_rendering_options_warn_first(data128, tmp_path):
+    result = invoke(tiny_args(tmp_path / 'runs', data128, '--dry-run'))
+    assert result.exit_code == 0 and 'Warning' not in result.output    # The cameras sit 1.73 from the origin.
+    result = invoke(tiny_args(tmp_path / 'runs', data128, '--dry-run', '--ray-end=2.2', '--avg-camera-radius=2.7'))
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    where = os.path.join(data128, 'dataset.json')
+    assert lines[:2] == [
+        f"Warning: {where}: avg_camera_radius 2.7 differs from the cameras' distance to the origin (median 1.726): "
+        "avg_camera_radius=1.73 would fit",
+        f'Warning: {where}: ray_end 2.2 stops short of the back of the box for 8 of 8 cameras (farthest 2.526 away): '
+        'ray_end=2.53 would fit (or ray_start and ray_end "auto")']
+    assert lines[2] == 'Training options:' or lines[3] == 'Training options:'
+    assert not (tmp_path / 'runs').exists()
 
 def test_run_dir_naming(data128, tmp_path):
     outdir = tmp_path / 'runs'

@@ -6,7 +6,7 @@ with +y up. The scripts' cameras sit on a sphere and are parameterised by a yaw-
 (pi/2 = on the +z axis, larger values move toward +x) and a pitch-like `vertical` in (0, pi) (pi/2 = equator,
 smaller values raise the camera; the height is linear in it).
 
-NumPy variants (lookat_cam2world, make_label: dataset tools and tests) and torch variants (samplers, labels for
+NumPy variants (lookat_cam2world, make_label, mirror_label: dataset tools, the dataset's x-flips and tests) and torch variants (samplers, labels for
 the generator) sit side by side. The torch functions import torch when called, so that the dataset checks,
 which use only the constants and NumPy, start without it. camera_utils.py re-exports the original API.
 """
@@ -23,6 +23,9 @@ LABEL_DIM = 25  # cam2world (16, row-major) followed by the normalised intrinsic
 FOCAL_FFHQ = 4.2647
 FOCAL_SHAPENET = 1.7074
 
+# Focal length the generation scripts render each preset's networks with.
+PRESET_FOCAL = dict(ffhq=FOCAL_FFHQ, afhq=FOCAL_FFHQ, shapenet=FOCAL_SHAPENET)
+
 # The video trajectory uses 3.14 for pi (so does the keyframe camera): released videos were rendered this way.
 HALF_TURN = 3.14
 
@@ -30,8 +33,8 @@ HALF_TURN = 3.14
 # Focal lengths and intrinsics.
 
 def focal_length(cfg: str) -> float:
-    """Normalised focal length of a dataset family: the ShapeNet cars' wider view, else FFHQ/AFHQ's."""
-    return FOCAL_SHAPENET if cfg.lower() == 'shapenet' else FOCAL_FFHQ
+    """Normalised focal length of a preset's dataset family (FFHQ/AFHQ's for other names)."""
+    return PRESET_FOCAL.get(cfg.lower(), FOCAL_FFHQ)
 
 def _fov_focal(fov_degrees):
     # The truncated constants 3.14159 and 1.414 (instead of pi and sqrt(2)) made the released cameras and labels.
@@ -70,6 +73,35 @@ def make_label(cam2world, focal=FOCAL_FFHQ, cx=0.5, cy=0.5) -> list:
     """The LABEL_DIM numbers of a dataset.json label for a cam2world matrix and normalised intrinsics."""
     intrinsics = np.array([[focal, 0, cx], [0, focal, cy], [0, 0, 1]])
     return np.asarray(cam2world, dtype=np.float64).reshape(16).tolist() + intrinsics.reshape(9).tolist()
+
+#----------------------------------------------------------------------------
+# NumPy: mirrored images. Mirroring an image left-right is the same as reflecting the world in the plane x = 0
+# and looking at it with the reflected camera, whose x axis is negated again so that the rotation stays proper.
+
+_REFLECT_X = np.diag([-1.0, 1.0, 1.0, 1.0])
+
+def mirror_cam2world(cam2world):
+    """cam2world [..., 4, 4] of the left-right mirrored image: S P S with S = diag(-1, 1, 1, 1), i.e. entries
+    (0,1), (0,2), (0,3), (1,0) and (2,0) change sign. Returns float64."""
+    return _REFLECT_X @ np.asarray(cam2world, dtype=np.float64) @ _REFLECT_X
+
+def mirror_intrinsics(intrinsics):
+    """Normalised intrinsics [..., 3, 3] of the mirrored image: the principal point x becomes 1 - x and the skew
+    changes sign (no change for the usual cx = 0.5 and zero skew). Returns float64."""
+    flipped = np.array(intrinsics, dtype=np.float64)
+    flipped[..., 0, 1] = -flipped[..., 0, 1]
+    flipped[..., 0, 2] = 1.0 - flipped[..., 0, 2]
+    return flipped
+
+def mirror_label(label):
+    """The label [..., LABEL_DIM] of the mirrored image, as float64. Mirroring twice gives the label back."""
+    label = np.asarray(label, dtype=np.float64)
+    if label.shape[-1:] != (LABEL_DIM,):
+        raise ValueError(f'expected {LABEL_DIM}-number camera labels, got shape {list(label.shape)}')
+    batch = label.shape[:-1]
+    cam2world = mirror_cam2world(label[..., :16].reshape(*batch, 4, 4))
+    intrinsics = mirror_intrinsics(label[..., 16:].reshape(*batch, 3, 3))
+    return np.concatenate([cam2world.reshape(*batch, 16), intrinsics.reshape(*batch, 9)], axis=-1)
 
 #----------------------------------------------------------------------------
 # torch: poses on the camera sphere.

@@ -13,13 +13,18 @@ import math
 import os
 
 from training import presets
+from training.volumetric_rendering.renderer import DEFAULT_PLANE_LAYOUT, PLANE_LAYOUTS
 
 # The options a config sets, in the key order of training_options.json.
 OPTION_KEYS = ('depth_resolution', 'depth_resolution_importance', 'ray_start', 'ray_end', 'box_warp', 'white_back',
-               'avg_camera_radius', 'avg_camera_pivot')
+               'avg_camera_radius', 'avg_camera_pivot', 'plane_layout')
 
-# Options a file without a base must set (white_back defaults to a black background).
-REQUIRED_KEYS = tuple(key for key in OPTION_KEYS if key != 'white_back')
+# Options a file without a base must set (white_back defaults to a black background, plane_layout to the
+# original layout).
+REQUIRED_KEYS = tuple(key for key in OPTION_KEYS if key not in ('white_back', 'plane_layout'))
+
+# What the renderer uses for an option that rendering_kwargs leave out (every released network leaves it out).
+IMPLICIT_VALUES = dict(plane_layout=DEFAULT_PLANE_LAYOUT)
 
 # Command-line flag of each option.
 OVERRIDE_FLAGS = {key: '--' + key.replace('_', '-') for key in OPTION_KEYS}
@@ -60,6 +65,11 @@ def _boolean(value):
         raise ValueError(f'must be true or false, got {json.dumps(value)}')
     return value
 
+def _plane_layout(value):
+    if value not in PLANE_LAYOUTS:
+        raise ValueError(f'must be one of {", ".join(json.dumps(v) for v in PLANE_LAYOUTS)}, got {json.dumps(value)}')
+    return value
+
 def _pivot(value):
     if not isinstance(value, (list, tuple)) or len(value) != 3:
         raise ValueError(f'must be a list of 3 numbers [x, y, z], got {json.dumps(value)}')
@@ -68,7 +78,7 @@ def _pivot(value):
 # Coarse sampling divides each ray range into depth_resolution - 1 intervals, hence at least 2.
 _CHECKS = dict(depth_resolution=_integer(2), depth_resolution_importance=_integer(0), ray_start=_ray_bound,
                ray_end=_ray_bound, box_warp=_positive, white_back=_boolean, avg_camera_radius=_positive,
-               avg_camera_pivot=_pivot)
+               avg_camera_pivot=_pivot, plane_layout=_plane_layout)
 assert tuple(_CHECKS) == OPTION_KEYS
 
 def _where(source, key):
@@ -147,6 +157,12 @@ def config_name(cfg: str) -> str:
         return cfg
     return os.path.splitext(os.path.basename(os.path.normpath(cfg)))[0]
 
+def base_preset(cfg: str):
+    """The preset a config builds on: cfg itself, a config file's "base", or None (call after validating it)."""
+    if not is_config_file(cfg):
+        return cfg
+    return _read_json(cfg).get('base')
+
 def resolve_rendering_options(cfg: str, overrides: dict) -> dict:
     """Rendering options of --cfg (preset name or config file path) with the non-None `overrides` applied.
 
@@ -178,6 +194,9 @@ def resolve_rendering_options(cfg: str, overrides: dict) -> dict:
 def _show(options, key):
     return json.dumps(_comparable(options[key])) if key in options else '(not set)'
 
+def _effective(options):
+    return dict(IMPLICIT_VALUES, **options)
+
 def _comparable(value):
     if isinstance(value, (list, tuple)):
         return [_comparable(v) for v in value]
@@ -186,6 +205,7 @@ def _comparable(value):
 def describe_rendering_differences(ours: dict, theirs: dict) -> list:
     """One line per rendering option that differs between this run (`ours`) and a resumed pickle (`theirs`)."""
     lines = []
+    ours, theirs = _effective(ours), _effective(theirs)
     keys = list(ours) + [key for key in theirs if key not in ours]
     for key in keys:
         if key not in ours or key not in theirs or _comparable(ours[key]) != _comparable(theirs[key]):
