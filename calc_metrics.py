@@ -100,9 +100,9 @@ def run_dir_of(network_pkl):
 
 @click.command()
 @click.pass_context
-@click.option('network_pkl', '--network', help='Network pickle (path or URL)', metavar='PATH', required=True)
+@click.option('network_pkl', '--network', help='Network pickle (path or URL)', metavar='PATH', type=cli_utils.PATH, required=True)
 @click.option('--metrics', help='Comma-separated metric names, or none', metavar='[NAME|A,B,C|none]', type=cli_utils.parse_comma_separated_list, default='fid50k_full', show_default=True)
-@click.option('--data', help='Dataset to compare against  [default: from the pickle]', metavar='[ZIP|DIR]')
+@click.option('--data', help='Dataset to compare against  [default: from the pickle]', metavar='[ZIP|DIR]', type=cli_utils.PATH)
 @click.option('--mirror', help='Add x-flipped copies of the dataset images  [default: from the pickle]', type=bool, metavar='BOOL')
 @click.option('--gpus', help='Number of processes (one GPU each)', type=int, default=1, metavar='INT', show_default=True)
 @click.option('--verbose', help='Print the network summary, progress and status lines', type=bool, default=True, metavar='BOOL', show_default=True)

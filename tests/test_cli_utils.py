@@ -1,9 +1,14 @@
+import functools
 import os
 import re
+import subprocess
+import sys
 
 import click
 import pytest
+import script_commands
 from click.testing import CliRunner
+from conftest import REPO_ROOT
 
 from training import cli_utils
 
@@ -86,3 +91,64 @@ def test_check_output_dir_creates_nothing(tmp_path):
             cli_utils.check_output_dir(path, flag=flag, file_names=names)
         assert info.value.message.startswith(flag)
     assert sorted(os.listdir(tmp_path)) == ['dir', 'file'] and os.listdir(tmp_path / 'dir') == ['taken.png']
+
+# ----------------------------------------------------------------------------
+# `~` in path options: the shell expands it only at the start of a word, not after `--flag=`.
+
+TILDE_OPTIONS = {
+    'train.py': ['--outdir', '--data', '--resume', '--cfg'],
+    'gen_samples.py': ['--network', '--outdir'],
+    'gen_videos.py': ['--network', '--outdir'],
+    'calc_metrics.py': ['--network', '--data'],
+    'dataset_tool.py': ['--source', '--dest'],
+    'legacy.py': ['--source', '--dest'],
+    'projector.py': ['--network', '--target', '--camera', '--outdir'],
+    'visualizer.py': ['--network', '--browse-dir', '--capture-dir', 'PKLS'],
+    'shape_utils.py': ['INPUT_MRC_PATH'],
+    'dataset_preprocessing/procedural/make_procedural_dataset.py': ['--outdir'],
+    'benchmarks/bench_training.py': ['--data', '--out'],
+    'scripts/demo.py': ['--outdir'],
+}
+NOT_PATHS = {('train.py', '--desc'), ('train.py', '--sr-module'), ('visualizer.py', '--host'),
+             ('benchmarks/bench_training.py', 'TRAIN_ARGS')}
+
+
+def _flag(param):
+    return param.opts[0] if isinstance(param, click.Option) else param.name.upper()
+
+
+@pytest.mark.parametrize('script', sorted(TILDE_OPTIONS))
+def test_path_options_expand_tilde(script, tmp_path, monkeypatch):
+    monkeypatch.setenv('HOME', str(tmp_path))
+    command = script_commands.load_entry(os.path.join(REPO_ROOT, script))
+    params = {_flag(param): param for param in command.params}
+    args = []
+    for flag in TILDE_OPTIONS[script]:
+        value = f'~/{flag.strip("-")}/in.json'
+        args += [value] if flag.isupper() else [f'{flag}={value}']
+    ctx = script_commands.parse_click(command, args, require=False)
+    for flag in TILDE_OPTIONS[script]:
+        value = ctx.params[params[flag].name]
+        value = value[0] if isinstance(value, tuple) else value
+        assert value == os.path.join(str(tmp_path), flag.strip('-'), 'in.json'), flag
+    # Every other free-text option is known not to be a path, so a new path option cannot miss the expansion.
+    for flag, param in params.items():
+        if isinstance(param.type, (click.types.StringParamType, click.Path)):
+            assert (script, flag) in NOT_PATHS, f'{script} {flag}: a plain string option; use cli_utils.PATH'
+
+
+def test_expand_path_keeps_urls_and_names():
+    for value in ['https://host/~user/x.pkl', 'latest', 'ffhq', 'a/~b', None]:
+        assert cli_utils.expand_path(value) == value
+
+
+def test_tilde_paths_in_subprocesses(tmp_path):
+    env = dict(os.environ, HOME=str(tmp_path))
+    run = functools.partial(subprocess.run, capture_output=True, text=True, env=env, cwd=REPO_ROOT)
+    result = run([sys.executable, 'dataset_preprocessing/procedural/make_procedural_dataset.py', '--outdir=~/toys',
+                  '--count=2', '--res=16'])
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / 'toys' / 'dataset.json').is_file() and not os.path.exists(os.path.join(REPO_ROOT, '~'))
+    result = run([sys.executable, 'dataset_tool.py', '--source=~/toys', '--dest=~/datasets/toys.zip'])
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / 'datasets' / 'toys.zip').is_file()

@@ -14,7 +14,7 @@ import os
 
 import click
 
-from training import presets
+from training import cli_utils, presets
 
 # The options a config sets, in the key order of training_options.json.
 OPTION_KEYS = ('depth_resolution', 'depth_resolution_importance', 'ray_start', 'ray_end', 'box_warp', 'white_back',
@@ -208,6 +208,7 @@ class ConfigArg(click.ParamType):
     name = 'cfg'
 
     def convert(self, value, param, ctx):
+        value = cli_utils.expand_path(value)
         if is_config_file(value) and not value.lower().endswith('.json') and not os.path.isfile(value):
             self.fail(f'{value!r} is neither a preset ({", ".join(presets.RENDERING_PRESETS)}) nor a JSON config '
                       f'file', param, ctx)
