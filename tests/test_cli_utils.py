@@ -152,3 +152,25 @@ def test_tilde_paths_in_subprocesses(tmp_path):
     result = run([sys.executable, 'dataset_tool.py', '--source=~/toys', '--dest=~/datasets/toys.zip'])
     assert result.returncode == 0, result.stderr
     assert (tmp_path / 'datasets' / 'toys.zip').is_file()
+
+
+ARGPARSE_TILDE_OPTIONS = {
+    'ffhq/validate_ffhq.py': ['--dataset_json'], 'ffhq/download_ffhq.py': ['--metadata'],
+    'ffhq/crop_images.py': ['--indir', '--outdir'], 'ffhq/3dface2idr_mat.py': ['--in_root', '--out_path'],
+    'ffhq/batch_mtcnn.py': ['--in_root'], 'ffhq/align_ffhq.py': ['--source', '--dest'],
+    'ffhq/preprocess_face_cameras.py': ['--source', '--dest'], 'mirror_dataset.py': ['--source', '--dest'],
+    'rebalance_ffhq/rebalance_ffhq_dataset.py': ['inzip', 'outzip', '--replicas'],
+    'afhq/preprocess_afhq_cameras.py': ['--source', '--dest'], 'afhq/runme.py': ['inzip', 'outzip', '--labels'],
+    'shapenet_cars/run_me.py': ['--source', '--dest'], 'shapenet_cars/preprocess_shapenet_cameras.py': ['--source'],
+}
+
+
+@pytest.mark.parametrize('script', sorted(ARGPARSE_TILDE_OPTIONS))
+def test_preprocessing_path_options_expand_tilde(script, tmp_path, monkeypatch):
+    monkeypatch.setenv('HOME', str(tmp_path))
+    main = script_commands.load_entry(os.path.join(REPO_ROOT, 'dataset_preprocessing', script))
+    names = ARGPARSE_TILDE_OPTIONS[script]
+    args = [f'{name}=~/{name.strip("-")}' if name.startswith('-') else f'~/{name}' for name in names]
+    parsed = script_commands.parse_argparse(main, args)
+    for name in names:
+        assert getattr(parsed, name.strip('-')) == os.path.join(str(tmp_path), name.strip('-')), name
