@@ -9,10 +9,14 @@ files that only exist on the user's machine are replaced by values that parse.
 
 import dataclasses
 import glob
+import json
 import os
 import re
 import shlex
 import shutil
+import subprocess
+import sys
+import urllib.request
 
 import click
 import pytest
@@ -85,8 +89,9 @@ def inline_commands(path: str):
         paragraph = []
 
 
-def logical_lines(start: int, body: list):
-    """(line number, text) with backslash continuations joined, heredoc bodies skipped, `$ ` prompts removed."""
+def logical_lines(start: int, body: list, keep_heredoc: bool = False):
+    """(line number, text) with backslash continuations joined, `$ ` prompts removed, and heredoc bodies skipped
+    (or, with keep_heredoc, appended to their command's text after newlines)."""
     i = 0
     while i < len(body):
         number, text = start + i, body[i]
@@ -96,9 +101,12 @@ def logical_lines(start: int, body: list):
         i += 1
         heredoc = re.search(r"<<-?\s*['\"]?(\w+)['\"]?", text)
         if heredoc:
+            first = i
             while i < len(body) and body[i].strip() != heredoc.group(1):
                 i += 1
             i += 1
+            if keep_heredoc:
+                text = '\n'.join([text] + body[first:i])
         yield number, re.sub(r'^\s*\$ ', '', text)
 
 
@@ -293,3 +301,118 @@ def test_problems_name_line_and_flag(tmp_path):
     assert problems[2] == 'README.md:4: missing.py: no such script (missing.py)'
     assert problems[3].startswith('README.md:5: gen_samples.py: No such option') and '--no-such-flag' in problems[3]
     assert problems[4].startswith('README.md:7: gen_samples.py: ') and '--network' in problems[4], problems
+
+# ----------------------------------------------------------------------------
+# The custom-data walkthrough of docs/training.md, run as shown at the demo's size.
+
+CHAIN_DOC = os.path.join('docs', 'training.md')
+CHAIN_MARKER = 'cat > myconfig.json'  # The walkthrough is the block that writes this config.
+# Appended to each documented command (click keeps the last value of an option given twice): the smallest
+# sizes of scripts/demo.py, and a free port for the viewer.
+DEMO_SIZE = {
+    'train.py': ['--gpus=1', '--batch=4', '--cbase=1024', '--cmax=8', '--neural_rendering_resolution_initial=16',
+                 '--depth-resolution=6', '--depth-resolution-importance=6', '--kimg=0.02', '--tick=0.01', '--snap=1',
+                 '--metrics=none', '--workers=1', '--blur_fade_kimg=1', '--grid=2x2'],
+    'gen_videos.py': ['--w-frames=2', '--sample_mult=1'],
+    'projector.py': ['--num-steps=2', '--num-frames=2'],
+    'visualizer.py': ['--port=0', '--device=cpu'],
+}
+# calc_metrics.py runs with fid50k_full reduced to 64 generated images (the metric code is the same).
+SMALL_FID = ('import runpy, sys; sys.path.insert(0, {root!r}); '
+             'from metrics import metric_main, frechet_inception_distance; '
+             'metric_main._define_metric("fid50k_full", metric_main._WHOLE_DATASET, frechet_inception_distance, '
+             '"compute_fid", max_real=None, num_gen=64); '
+             'sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name="__main__")')
+
+
+def _chain_steps():
+    path = os.path.join(REPO_ROOT, CHAIN_DOC)
+    for start, body in shell_blocks(path):
+        if any(line.startswith(CHAIN_MARKER) for line in body):
+            return [(f'{CHAIN_DOC}:{number}', text) for number, text in logical_lines(start, body, keep_heredoc=True)
+                    if text.strip() and not text.lstrip().startswith('#')]
+    raise AssertionError(f'{CHAIN_DOC}: no shell block with {CHAIN_MARKER!r}')
+
+
+def _start_viewer(command, env, cwd):
+    """Start the viewer, ask its API for the configuration, stop it; returns the answer."""
+    process = subprocess.Popen(command, cwd=cwd, env=dict(env, PYTHONUNBUFFERED='1'), stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    try:
+        lines = []
+        for line in process.stdout:
+            lines.append(line)
+            match = re.search(r'(http://\S+?)/? in a browser', line)
+            if match:
+                with urllib.request.urlopen(match.group(1) + '/api/config', timeout=60) as answer:
+                    return json.load(answer)
+        raise AssertionError('the viewer stopped without serving:\n' + ''.join(lines))
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings('ignore:`torch.jit')
+def test_custom_data_walkthrough_runs(tmp_path):
+    from test_metrics import write_detectors  # pylint: disable=import-outside-toplevel
+    from test_perceptual import write_stand_in_detector  # pylint: disable=import-outside-toplevel
+    home, work = tmp_path / 'home', tmp_path / 'work'
+    home.mkdir()
+    work.mkdir()
+    write_detectors(str(tmp_path / 'detectors'))
+    write_stand_in_detector(str(tmp_path / 'detectors'))
+    env = dict(os.environ, HOME=str(home), OMP_NUM_THREADS='1', EG3D_DETECTOR_DIR=str(tmp_path / 'detectors'),
+               DNNLIB_CACHE_DIR=str(tmp_path / 'cache'))
+
+    def python(location, args, prefix=()):
+        result = subprocess.run([sys.executable, *prefix, *args], cwd=work, env=env, capture_output=True, text=True,
+                                timeout=900)
+        assert result.returncode == 0, f'{location}: {" ".join(args)}\n{result.stdout[-3000:]}{result.stderr[-3000:]}'
+        return result
+
+    # The user's images: procedural toys with their dataset.json, in the folder the walkthrough names.
+    python('setup', [os.path.join(REPO_ROOT, 'dataset_preprocessing', 'procedural', 'make_procedural_dataset.py'),
+                     '--outdir=mycars', '--count=16', '--res=128'])
+    seen = set()
+    for location, text in _chain_steps():
+        if not LAUNCHERS.match(text.split()[0]):
+            result = subprocess.run(['bash', '-c', text], cwd=work, env=env, capture_output=True, text=True)
+            assert result.returncode == 0, f'{location}: {text}\n{result.stderr}'
+            continue
+        [words] = split_commands(text)
+        script, args = words[1], words[2:] + DEMO_SIZE.get(words[1], [])
+        seen.add(script)
+        snapshots = sorted(glob.glob(str(home / 'training-runs' / '*' / 'network-snapshot-*.pkl')))
+        if snapshots:  # The documented name has the documented sizes (gpus8-batch32) and length in it.
+            snapshot = '~/' + os.path.relpath(snapshots[-1], home)
+            args = [f'--network={snapshot}' if arg.startswith('--network=') else arg for arg in args]
+        resume = next((arg.split('=', 1)[1] for arg in args if arg.startswith('--resume=')), None)
+        if resume and '--dry-run' not in args and not (work / resume).exists():
+            # The released pickle cannot be downloaded here: a run of the same command from scratch stands in.
+            python(location, [os.path.join(REPO_ROOT, script)] +
+                   [arg for arg in args if arg != f'--resume={resume}'] + ['--outdir=~/pretrain'])
+            shutil.copy(sorted(glob.glob(str(home / 'pretrain' / '*' / 'network-snapshot-*.pkl')))[-1], work / resume)
+        command = [os.path.join(REPO_ROOT, script)] + args
+        if script == 'visualizer.py':
+            config = _start_viewer([sys.executable] + command, env, work)
+            assert str(home / snapshot[2:]) in config['networks'], config
+        elif script == 'calc_metrics.py':
+            python(location, command, prefix=['-c', SMALL_FID.format(root=REPO_ROOT)])
+        else:
+            result = python(location, command)
+            if '--dry-run' in args:
+                assert 'Training options:' in result.stdout and not (home / 'training-runs').exists()
+
+    assert seen == {'dataset_tool.py', 'train.py', 'gen_samples.py', 'gen_videos.py', 'calc_metrics.py',
+                    'visualizer.py', 'projector.py'}
+    assert (home / 'datasets' / 'mycars_128.zip').is_file()
+    [run_dir] = (home / 'training-runs').iterdir()
+    assert run_dir.name == '00000-myconfig-mycars_128-gpus1-batch4-gamma0.3'
+    options = json.loads((run_dir / 'training_options.json').read_text())
+    assert options['resume_pkl'] == 'shapenetcars128-64.pkl'
+    metric = [json.loads(line) for line in (run_dir / 'metric-fid50k_full.jsonl').read_text().splitlines()]
+    assert metric[-1]['metric'] == 'fid50k_full' and metric[-1]['num_fake'] == 64
+    for name in ['seed0000.png', 'seed0003.png', 'interpolation.mp4', 'fit/proj.png', 'fit/projected_w.npz',
+                 'fit/novel_views.mp4']:
+        assert (work / 'out' / name).is_file(), name
