@@ -334,29 +334,12 @@ def _chain_steps():
     raise AssertionError(f'{CHAIN_DOC}: no shell block with {CHAIN_MARKER!r}')
 
 
-def _start_viewer(command, env, cwd):
-    """Start the viewer, ask its API for the configuration, stop it; returns the answer."""
-    process = subprocess.Popen(command, cwd=cwd, env=dict(env, PYTHONUNBUFFERED='1'), stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
-    try:
-        lines = []
-        for line in process.stdout:
-            lines.append(line)
-            match = re.search(r'(http://\S+?)/? in a browser', line)
-            if match:
-                with urllib.request.urlopen(match.group(1) + '/api/config', timeout=60) as answer:
-                    return json.load(answer)
-        raise AssertionError('the viewer stopped without serving:\n' + ''.join(lines))
-    finally:
-        process.terminate()
-        process.wait(30)
-
-
 @pytest.mark.slow
 @pytest.mark.filterwarnings('ignore:`torch.jit')
 def test_custom_data_walkthrough_runs(tmp_path):
     from test_metrics import write_detectors  # pylint: disable=import-outside-toplevel
     from test_perceptual import write_stand_in_detector  # pylint: disable=import-outside-toplevel
+    from test_visualizer import serving  # pylint: disable=import-outside-toplevel
     home, work = tmp_path / 'home', tmp_path / 'work'
     home.mkdir()
     work.mkdir()
@@ -395,7 +378,9 @@ def test_custom_data_walkthrough_runs(tmp_path):
             shutil.copy(sorted(glob.glob(str(home / 'pretrain' / '*' / 'network-snapshot-*.pkl')))[-1], work / resume)
         command = [os.path.join(REPO_ROOT, script)] + args
         if script == 'visualizer.py':
-            config = _start_viewer([sys.executable] + command, env, work)
+            with serving(args, env=env, cwd=work) as url:
+                with urllib.request.urlopen(url.rstrip('/') + '/api/config', timeout=60) as answer:
+                    config = json.load(answer)
             assert str(home / snapshot[2:]) in config['networks'], config
         elif script == 'calc_metrics.py':
             python(location, command, prefix=['-c', SMALL_FID.format(root=REPO_ROOT)])

@@ -1,6 +1,7 @@
 """visualizer.py: command-line errors, and the whole viewer end to end in headless Chromium."""
 
 import base64
+import contextlib
 import io
 import json
 import os
@@ -45,12 +46,12 @@ def test_bad_flags(call_main, tmp_path):
         assert result.returncode == 2 and 'CUDA is not available' in result.stderr
 
 
-@pytest.fixture(scope='module')
-def viewer(snapshot):
-    """visualizer.py serving the tiny snapshot on a free local port; yields the page URL."""
-    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONUNBUFFERED='1')
-    process = subprocess.Popen([sys.executable, 'visualizer.py', f'--network={snapshot}', '--port=0', '--device=cpu'],
-                               cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+@contextlib.contextmanager
+def serving(args, env=None, cwd=REPO_ROOT):
+    """Run `python visualizer.py ARGS` (with --port=0 among them) until its URL is printed; yields the URL."""
+    env = dict(env or os.environ, OMP_NUM_THREADS='1', PYTHONUNBUFFERED='1')
+    process = subprocess.Popen([sys.executable, os.path.join(REPO_ROOT, 'visualizer.py'), *args], cwd=cwd, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         lines = []
         for line in process.stdout:
@@ -63,6 +64,13 @@ def viewer(snapshot):
     finally:
         process.terminate()
         process.wait(30)
+
+
+@pytest.fixture(scope='module')
+def viewer(snapshot):
+    """visualizer.py serving the tiny snapshot on a free local port; yields the page URL."""
+    with serving([f'--network={snapshot}', '--port=0', '--device=cpu']) as url:
+        yield url
 
 
 def _dump_dom(browser, url, profile_dir):
