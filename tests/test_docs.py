@@ -4,7 +4,8 @@ The shell blocks of README.md and docs/*.md are read like a user would paste the
 comments, `cd`, environment-variable prefixes, heredocs). Each `python <script>.py ...` (or `torchrun ...
 <script>.py ...`) line goes through the script's own click command (`make_context`, nothing is run) or, for
 the argparse scripts of dataset_preprocessing/, through its own parser. Placeholders (`<...>`, `$VAR`) and
-files that only exist on the user's machine are replaced by values that parse.
+files that only exist on the user's machine are replaced by values that parse. A command shown to demonstrate
+a usage error ends with the comment `# expected error`: it must fail to parse.
 """
 
 import dataclasses
@@ -30,6 +31,7 @@ PLACEHOLDER = 'PLACEHOLDER'
 ANGLE_PLACEHOLDER = re.compile(r'(?<![<\w])<[A-Za-z][^<>\n]*>')
 SHELL_VARIABLE = re.compile(r'\$\{?[A-Za-z_][A-Za-z0-9_]*\}?|\$\([^)]*\)')
 ELLIPSIS = '...'
+EXPECTED_ERROR = re.compile(r'#\s*expected error\b')
 
 
 @dataclasses.dataclass
@@ -37,6 +39,7 @@ class DocCommand:
     location: str       # file:line of the command's first line
     cwd: str            # folder (relative to the repository) after the block's `cd` commands
     tokens: list        # the words from the launcher on, placeholders replaced by PLACEHOLDER
+    expect_error: bool = False
 
 
 def doc_files(root: str) -> list:
@@ -149,9 +152,12 @@ def documented_commands(root: str) -> list:
                     while words and ENV_ASSIGNMENT.match(words[0]):
                         words = words[1:]
                     if words[:1] == ['cd']:
-                        cwd = os.path.normpath(os.path.join(cwd, *words[1:2])) if len(words) > 1 else ''
+                        target = words[1] if len(words) > 1 else '~'
+                        # Elsewhere than below the repository (home, absolute, unknown): assume it returns there.
+                        outside = target.startswith(('/', '~', '-')) or PLACEHOLDER in target
+                        cwd = '' if outside else os.path.normpath(os.path.join(cwd, target))
                     elif words and LAUNCHERS.match(words[0]) and any(w.endswith('.py') for w in words):
-                        found.append(DocCommand(location, cwd, words))
+                        found.append(DocCommand(location, cwd, words, bool(EXPECTED_ERROR.search(text))))
     files = {os.path.relpath(path, root): i for i, path in enumerate(doc_files(root))}
     return sorted(found, key=lambda doc: (files[doc.location.split(':')[0]], int(doc.location.split(':')[1])))
 
@@ -187,7 +193,16 @@ def _substitute(command: click.Command, args: list, existing_dir: str, existing_
 
 
 def check_command(root: str, doc: DocCommand, tmp_dir: str):
-    """None if the command parses, else one line: file:line, the script and what is wrong."""
+    """None if the command parses (or, marked `# expected error`, does not), else one line: file:line, the script
+    and what is wrong."""
+    problem = _parse_problem(root, doc, tmp_dir)
+    if doc.expect_error:
+        script = next((w for w in doc.tokens if w.endswith('.py')), '?')
+        return None if problem else f'{doc.location}: {script}: marked "# expected error" but parses'
+    return problem
+
+
+def _parse_problem(root: str, doc: DocCommand, tmp_dir: str):
     words = doc.tokens
     if words[0] == '<unparsable>':
         return f'{doc.location}: cannot split the command: {words[1]}'
@@ -292,9 +307,12 @@ def test_problems_name_line_and_flag(tmp_path):
         'EG3D_DEBUG=1 python gen_samples.py --network=x.pkl \\',
         '    --seeds=0 --outdir=out --no-such-flag=1',
         'python gen_samples.py --seeds=0 --outdir=out',
+        'cd ~/elsewhere && python gen_samples.py --network=x.pkl --seeds=x --outdir=o  # expected error',
+        'python gen_samples.py --network=x.pkl --seeds=1 --outdir=o  # expected error',
         '```']))
     count, problems = check_docs(str(root), str(tmp_path))
-    assert count == 5
+    assert count == 7 and len(problems) == 6, problems
+    assert problems[5] == 'README.md:9: gen_samples.py: marked "# expected error" but parses'
     assert problems[0].startswith('README.md:1: gen_samples.py: ') and '--shapes' in problems[0], problems
     assert problems[1].startswith('README.md:3: gen_samples.py: ') and '--seeds' in problems[1], problems
     assert problems[1].count('empty range') == 1, problems
