@@ -88,7 +88,7 @@ def load_generator(network_pkl: str, device, reload_modules: bool = False, trust
 
 def focal_length(cfg: str) -> float:
     """Normalised focal length of a dataset family: the ShapeNet cars' wider view, else FFHQ/AFHQ's."""
-    return presets.FOCAL_SHAPENET if cfg.lower() == 'shapenet' else presets.FOCAL_FFHQ
+    return presets.PRESET_FOCAL.get(cfg.lower(), presets.FOCAL_FFHQ)
 
 
 def intrinsics_matrix(focal: float, device='cpu') -> torch.Tensor:

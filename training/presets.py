@@ -28,6 +28,9 @@ SR_MODULES = {
 FOCAL_FFHQ = 4.2647
 FOCAL_SHAPENET = 1.7074
 
+# Focal length the generation scripts render each preset's networks with.
+PRESET_FOCAL = dict(ffhq=FOCAL_FFHQ, afhq=FOCAL_FFHQ, shapenet=FOCAL_SHAPENET)
+
 # Camera sphere of the generation scripts when a generator's rendering options do not name one.
 DEFAULT_CAMERA_RADIUS = 2.7
 DEFAULT_CAMERA_PIVOT = (0.0, 0.0, 0.0)
