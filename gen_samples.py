@@ -59,7 +59,7 @@ def check_shape_options(shapes, shape_format, shape_res):
 
 
 @click.command()
-@click.option('--network', 'network_pkl', help='Network pickle filename or URL', required=True)
+@click.option('--network', 'network_pkl', help='Network pickle filename or URL', type=cli_utils.PATH, required=True)
 @click.option('--seeds', type=cli_utils.SEED_RANGE, help="List of random seeds (e.g., '0,1,4-6')", required=True)
 @click.option('--trunc', 'truncation_psi', type=cli_utils.FiniteFloat(), help='Truncation psi', default=1,
               show_default=True)
@@ -67,7 +67,7 @@ def check_shape_options(shapes, shape_format, shape_res):
               default=14, show_default=True)
 @click.option('--class', 'class_idx', type=int, help='Class label (accepted and ignored: EG3D is conditioned on '
               'cameras only)')
-@click.option('--outdir', help='Where to save the output images', type=str, required=True, metavar='DIR')
+@click.option('--outdir', help='Where to save the output images', type=cli_utils.PATH, required=True, metavar='DIR')
 @click.option('--shapes', help='Also export a shape per seed (see --shape-format)', type=bool, metavar='BOOL',
               default=False, show_default=True)
 @click.option('--shape-res', help='Voxel grid side N', type=click.IntRange(min=2), metavar='INT', default=512,

@@ -188,7 +188,7 @@ def set_depth_samples(G, sampling_multiplier):
 
 
 @click.command()
-@click.option('--network', 'network_pkl', help='Network pickle filename or URL', required=True)
+@click.option('--network', 'network_pkl', help='Network pickle filename or URL', type=cli_utils.PATH, required=True)
 @click.option('--seeds', type=cli_utils.SEED_RANGE, help="List of keyframe seeds (e.g., '0,1,4-6')", required=True)
 @click.option('--shuffle-seed', type=click.IntRange(0, cli_utils.MAX_SEED),
               help='Shuffle the keyframe seeds with this random seed', default=None)
@@ -202,7 +202,7 @@ def set_depth_samples(G, sampling_multiplier):
               show_default=True)
 @click.option('--trunc-cutoff', 'truncation_cutoff', type=click.IntRange(min=0), help='Truncation cutoff',
               default=14, show_default=True)
-@click.option('--outdir', help='Output directory', type=str, required=True, metavar='DIR')
+@click.option('--outdir', help='Output directory', type=cli_utils.PATH, required=True, metavar='DIR')
 @click.option('--reload_modules', help='Accepted and ignored', type=bool, metavar='BOOL', default=False,
               show_default=True)
 @click.option('--cfg', help='Config (picks the focal length)', type=click.Choice(['FFHQ', 'AFHQ', 'Shapenet']),

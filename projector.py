@@ -33,7 +33,7 @@ from dataset_tool import make_transform
 from metrics.metric_utils import FeatureDetectorError
 from training import generation, network_pickle, projection, shape_extraction
 from training.camera_validation import LABEL_DIM, DatasetError, check_camera_labels, parse_dataset_json
-from training.cli_utils import one_line_errors, trust_embedded_code_option
+from training.cli_utils import PATH, one_line_errors, trust_embedded_code_option
 from training.perceptual import PerceptualDistance
 
 # ----------------------------------------------------------------------------
@@ -183,12 +183,12 @@ def run_stages(G, target, c, loss_fn, proj_opts, tune_opts, seed, record):
 
 
 @click.command()
-@click.option('--network', 'network_pkl', help='Network pickle filename or URL', required=True)
+@click.option('--network', 'network_pkl', help='Network pickle filename or URL', type=PATH, required=True)
 @click.option('--target', 'target_path', help='Photo to fit (cropped and resized to the generator\'s resolution)',
-              required=True, metavar='FILE')
+              type=PATH, required=True, metavar='FILE')
 @click.option('--camera', help='dataset.json holding the photo\'s label (matched by file name), or 25 numbers',
-              required=True, metavar='JSON|NUMBERS')
-@click.option('--outdir', help='Where to save the results', required=True, metavar='DIR')
+              type=PATH, required=True, metavar='JSON|NUMBERS')
+@click.option('--outdir', help='Where to save the results', type=PATH, required=True, metavar='DIR')
 @click.option('--latent-space', help='One latent for all layers (w) or one per layer (w_plus)',
               type=click.Choice(['w', 'w_plus']), default='w', show_default=True)
 @click.option('--num-steps', help='Projection steps', type=click.IntRange(min=1), default=1000, show_default=True)

@@ -334,9 +334,9 @@ def launch_torchrun(opts, world):
 
 @click.command(epilog=rendering_config.TRAIN_HELP_EPILOG)
 # Required.
-@click.option('--outdir', help='Parent directory of the run directories', metavar='DIR', required=True)
+@click.option('--outdir', help='Parent directory of the run directories', metavar='DIR', type=cli_utils.PATH, required=True)
 @click.option('--cfg', help='Rendering preset or JSON rendering config file', metavar='[ffhq|afhq|shapenet|FILE.json]', type=rendering_config.ConfigArg(), required=True)
-@click.option('--data', help='Dataset zip or folder', metavar='[ZIP|DIR]', type=str, required=True)
+@click.option('--data', help='Dataset zip or folder', metavar='[ZIP|DIR]', type=cli_utils.PATH, required=True)
 @click.option('--gpus', help='Number of GPUs (processes)', metavar='INT', type=click.IntRange(min=1), required=True)
 @click.option('--batch', help='Total batch size over all GPUs', metavar='INT', type=click.IntRange(min=1), required=True)
 @click.option('--gamma', help='R1 weight', metavar='FLOAT', type=cli_utils.FiniteFloat(min=0), required=True)
@@ -345,7 +345,7 @@ def launch_torchrun(opts, world):
 @click.option('--mirror', help='Add x-flipped copies of the images', metavar='BOOL', type=bool, default=False, show_default=True)
 @click.option('--mirror-cameras', help='With --mirror: the x-flipped copies carry the mirrored camera (False: the unchanged one, as the original)', metavar='BOOL', type=bool, default=True, show_default=True)
 @click.option('--aug', help='Discriminator augmentation', type=click.Choice(['noaug', 'ada', 'fixed']), default='noaug', show_default=True)
-@click.option('--resume', help='Network pickle to start from, or "latest": newest snapshot of this configuration under --outdir', metavar='[PATH|URL|latest]', type=str)
+@click.option('--resume', help='Network pickle to start from, or "latest": newest snapshot of this configuration under --outdir', metavar='[PATH|URL|latest]', type=cli_utils.PATH)
 @click.option('--freezed', help='Number of leading D layers to freeze', metavar='INT', type=click.IntRange(min=0), default=0, show_default=True)
 # Misc hyperparameters.
 @click.option('--p', help='Augmentation probability with --aug=fixed', metavar='FLOAT', type=cli_utils.FiniteFloat(min=0, max=1), default=0.2, show_default=True)

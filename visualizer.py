@@ -25,7 +25,7 @@ import click
 import torch
 
 from training import network_pickle
-from training.cli_utils import one_line_errors, trust_embedded_code_option
+from training.cli_utils import PATH, one_line_errors, trust_embedded_code_option
 from viz import access
 from viz.render import Renderer
 from viz.server import ViewerServer
@@ -41,8 +41,8 @@ def _token(ctx, param, value):
 
 
 @click.command()
-@click.argument('pkls', metavar='[PKL]...', nargs=-1)
-@click.option('--network', 'network_pkl', help='Network pickle path or URL to show first', metavar='PKL_OR_URL')
+@click.argument('pkls', metavar='[PKL]...', nargs=-1, type=PATH)
+@click.option('--network', 'network_pkl', help='Network pickle path or URL to show first', metavar='PKL_OR_URL', type=PATH)
 @click.option('--host', help='Address to listen on (127.0.0.1: this machine only; reach it from elsewhere through '
               'an SSH tunnel)', default='127.0.0.1', show_default=True)
 @click.option('--port', help='Port to listen on (0: any free port)', type=click.IntRange(0, 65535), default=8000,
@@ -53,10 +53,10 @@ def _token(ctx, param, value):
               'this machine can then drive the viewer', is_flag=True)
 @click.option('--device', help='Torch device (default: cuda if available, else cpu)',
               type=click.Choice(['cuda', 'cpu']))
-@click.option('--browse-dir', help='Also offer every *.pkl under this directory', metavar='DIR')
+@click.option('--browse-dir', help='Also offer every *.pkl under this directory', metavar='DIR', type=PATH)
 @click.option('--allow-any-network', help='Let the page load any pickle path or URL this machine can reach, not '
               'only the offered ones', is_flag=True)
-@click.option('--capture-dir', help='Keep a copy of every exported mesh here', metavar='DIR')
+@click.option('--capture-dir', help='Keep a copy of every exported mesh here', metavar='DIR', type=PATH)
 @click.option('--verbose', help='Log every HTTP request', is_flag=True)
 @trust_embedded_code_option
 @one_line_errors

@@ -40,7 +40,7 @@ from training.camera_validation import (  # noqa: E402
     lookat_cam2world,
     read_image_header,
 )
-from training.cli_utils import one_line_errors  # noqa: E402
+from training.cli_utils import PATH, one_line_errors  # noqa: E402
 
 # OpenGL/Blender camera axes (x right, y up, z backward) to OpenCV's (x right, y down, z forward).
 OPENGL_TO_OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])
@@ -306,9 +306,9 @@ def label_name(path, dest_dir):
 
 @click.command(help=__doc__)
 @click.option('--format', 'source_format', help='Kind of --source', type=click.Choice(['colmap', 'blender', 'lookat']), required=True)
-@click.option('--source', help='COLMAP model folder, transforms.json, or look-at list', metavar='PATH', required=True)
-@click.option('--dest', help='dataset.json to write (must not exist)', metavar='FILE', required=True)
-@click.option('--images', help='Folder of the images that images.txt names  [default: the folder of --dest]', metavar='DIR')
+@click.option('--source', help='COLMAP model folder, transforms.json, or look-at list', metavar='PATH', type=PATH, required=True)
+@click.option('--dest', help='dataset.json to write (must not exist)', metavar='FILE', type=PATH, required=True)
+@click.option('--images', help='Folder of the images that images.txt names  [default: the folder of --dest]', metavar='DIR', type=PATH)
 @click.option('--focal', help='Focal length / image width of every look-at camera', metavar='FLOAT', type=click.FloatRange(min=0, min_open=True))
 @click.option('--up', help='World axis that points up in the scene (auto: the cameras\' mean image-up)',
               type=click.Choice(['+y', '-y', '+z', '-z', 'auto']), default='+y', show_default=True)

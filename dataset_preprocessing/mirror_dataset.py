@@ -18,8 +18,9 @@ import zipfile
 
 import PIL.Image
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import camera_utils  # noqa: E402
+from training.cli_utils import expand_path  # noqa: E402  (also used by the other preprocessing scripts)
 
 IMAGE_EXTS = ('.png', '.jpg', '.jpeg')
 
@@ -150,8 +151,8 @@ def mirror_unlabelled(source, dest, max_images):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description='Add left-right mirrored images (and cameras) to a dataset folder.')
-    parser.add_argument('--source', type=str, required=True, help='folder with images and optional dataset.json')
-    parser.add_argument('--dest', type=str, default=None, help='output folder (default: add the mirrors to --source)')
+    parser.add_argument('--source', type=expand_path, required=True, help='folder with images and optional dataset.json')
+    parser.add_argument('--dest', type=expand_path, default=None, help='output folder (default: add the mirrors to --source)')
     parser.add_argument('--max_images', type=int, default=None, help='only the first N label entries / images')
     args = parser.parse_args(argv)
     if not os.path.isdir(args.source):

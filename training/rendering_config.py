@@ -14,7 +14,7 @@ import os
 
 import click
 
-from training import presets
+from training import cli_utils, presets
 from training.volumetric_rendering.renderer import DEFAULT_PLANE_LAYOUT, PLANE_LAYOUTS
 
 # The options a config sets, in the key order of training_options.json.
@@ -228,6 +228,7 @@ class ConfigArg(click.ParamType):
     name = 'cfg'
 
     def convert(self, value, param, ctx):
+        value = cli_utils.expand_path(value)
         if is_config_file(value) and not value.lower().endswith('.json') and not os.path.isfile(value):
             self.fail(f'{value!r} is neither a preset ({", ".join(presets.RENDERING_PRESETS)}) nor a JSON config '
                       f'file', param, ctx)
