@@ -110,7 +110,7 @@ TILDE_OPTIONS = {
     'benchmarks/bench_training.py': ['--data', '--out'],
     'scripts/demo.py': ['--outdir'],
 }
-NOT_PATHS = {('train.py', '--desc'), ('train.py', '--sr-module'), ('visualizer.py', '--host'),
+NOT_PATHS = {('train.py', '--desc'), ('train.py', '--sr-module'), ('visualizer.py', '--host'), ('visualizer.py', '--token'),
              ('benchmarks/bench_training.py', 'TRAIN_ARGS')}
 
 
