@@ -27,6 +27,13 @@ def fail(msg):
     print(f'Error: {msg}', file=sys.stderr)
     sys.exit(1)
 
+def refuse_input_folder(dest, inputs, flag):
+    """Stop with one line when the output folder `dest` is one of the input folders: its images would be replaced."""
+    for folder in inputs:
+        if os.path.realpath(dest) == os.path.realpath(folder):
+            fail(f'{flag}={dest}: that is the input folder {folder}; writing there would replace its images '
+                 f'(give another {flag})')
+
 def flip_yaw(pose):
     """Mirror a 4x4 cam2world matrix left-right: P' = S P S with S = diag(-1, 1, 1, 1)."""
     pose = np.asarray(pose, dtype=np.float64).reshape(4, 4)

@@ -4,6 +4,8 @@ Used by gen_samples.py, gen_videos.py and the benchmarks; calc_metrics.py and th
 image conversion too. Command-line parsing and the error boundary live in training/cli_utils.py.
 """
 
+import math
+
 import click
 import numpy as np
 import PIL.Image
@@ -15,6 +17,9 @@ from torch_utils import misc
 from training import cli_utils, network_pickle, presets
 
 LABEL_DIM = 25  # cam2world (16, row-major) followed by the normalised intrinsics (9).
+
+# What "degrees" means for every tool's field of view: the original's convention (fov_to_focal()).
+DEGREES_NOTE = 'focal = 1 / (1.414 tan(deg / 2)), not the true field of view: docs/cameras.md'
 
 # ----------------------------------------------------------------------------
 # Device.
@@ -87,8 +92,51 @@ def load_generator(network_pkl: str, device, reload_modules: bool = False, trust
 
 
 def focal_length(cfg: str) -> float:
-    """Normalised focal length of a dataset family: the ShapeNet cars' wider view, else FFHQ/AFHQ's."""
-    return presets.FOCAL_SHAPENET if cfg.lower() == 'shapenet' else presets.FOCAL_FFHQ
+    """Normalised focal length of a dataset family (FFHQ, AFHQ, Shapenet; any case)."""
+    return presets.FAMILY_FOCALS[cfg.lower()]
+
+
+def fov_to_focal(fov_degrees: float) -> float:
+    """The tools' meaning of "degrees": camera_utils.FOV_to_intrinsics()'s, f = 1 / (1.414 tan(fov / 2)).
+
+    With the original's truncated constants this is not the true field of view (that is 2 atan(1 / (2 f)));
+    docs/cameras.md converts between the two.
+    """
+    return float(1 / (math.tan(fov_degrees * 3.14159 / 360) * 1.414))
+
+
+def focal_to_fov(focal: float) -> float:
+    """Inverse of fov_to_focal(): the "degrees" that give `focal`."""
+    return math.atan(1 / (focal * 1.414)) * 360 / 3.14159
+
+
+def snapshot_camera(G, cfg: str = None, fov_deg: float = None) -> dnnlib.EasyDict:
+    """The camera the tools render a generator with by default: focal, pivot [3], radius, and where the focal came from.
+
+    Pivot and radius are the snapshot's avg_camera_pivot and avg_camera_radius. The focal is, in order: --fov-deg
+    or --cfg when given; the avg_camera_focal that this project's training records; for pickles that record
+    none (the released ones), the focal of the dataset family whose rendering preset the snapshot matches.
+    """
+    pivot, radius = presets.camera_orbit(G.rendering_kwargs)
+    recorded = G.rendering_kwargs.get('avg_camera_focal')
+    family = presets.family_of(G.rendering_kwargs)
+    if fov_deg is not None:
+        focal, source = fov_to_focal(fov_deg), f'--fov-deg={fov_deg:g}'
+    elif cfg is not None:
+        focal, source = focal_length(cfg), f'--cfg={cfg}'
+    elif recorded is not None:
+        focal, source = float(recorded), 'recorded in the snapshot'
+    elif family is not None:
+        focal, source = presets.FAMILY_FOCALS[family], f'{family} preset; the snapshot records no focal'
+    else:
+        focal, source = presets.FOCAL_FFHQ, 'FFHQ default; the snapshot records no focal and matches no preset'
+    return dnnlib.EasyDict(focal=focal, pivot=pivot, radius=radius, source=source)
+
+
+def describe_camera(camera: dnnlib.EasyDict) -> str:
+    """One line for the tools' output: the camera they render with and where its focal comes from."""
+    return (f'Camera: focal {camera.focal:.4f} ({focal_to_fov(camera.focal):.3f} degrees, {camera.source}), '
+            f'radius {camera.radius:g}, pivot {[round(v, 4) for v in camera.pivot]}')
 
 
 def intrinsics_matrix(focal: float, device='cpu') -> torch.Tensor:
