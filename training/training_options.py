@@ -146,7 +146,7 @@ def describe_resume_differences(c, resumed: dict) -> list:
             match = f'set "{what.split()[-1]}": {json.dumps(theirs)} in a --cfg file'
         else:
             match = f'{flag}={_flag_value(theirs)} matches it'
-        lines.append(f'{what}: this run uses {json.dumps(ours)}, the pickle {json.dumps(theirs)} ({match})')
+        lines.append(f'{what}: this run uses {json.dumps(ours)}, the pickle has {json.dumps(theirs)} ({match})')
     return lines
 
 
