@@ -16,6 +16,7 @@ from test_shape_utils import read_ply
 import dnnlib
 import gen_samples
 import gen_videos
+import camera_utils
 from camera_utils import FOV_to_intrinsics, LookAtPoseSampler
 from training import generation, presets
 
@@ -119,7 +120,7 @@ def _load_G(snapshot):
 
 
 # The default camera of the tiny snapshot (FFHQ's rendering preset, no recorded focal): FFHQ's focal.
-FFHQ_FOV = generation.focal_to_fov(presets.FOCAL_FFHQ)
+FFHQ_FOV = camera_utils.focal_to_fov(presets.FOCAL_FFHQ)
 
 
 def _label(yaw, pitch, fov=FFHQ_FOV):

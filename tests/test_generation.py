@@ -11,6 +11,7 @@ import PIL.Image
 import pytest
 import torch
 
+import camera_utils
 from camera_utils import FOV_to_intrinsics, LookAtPoseSampler
 from conftest import STATE_DICTS_DIR
 from training import generation, presets
@@ -59,7 +60,7 @@ def test_snapshot_camera_precedence():
     G = _released('shapenet', avg_camera_focal=2.0)  # What this project's training records.
     assert generation.snapshot_camera(G).focal == 2.0
     assert generation.snapshot_camera(G, cfg='FFHQ').focal == presets.FOCAL_FFHQ
-    assert generation.snapshot_camera(G, cfg='FFHQ', fov_deg=18).focal == generation.fov_to_focal(18)
+    assert generation.snapshot_camera(G, cfg='FFHQ', fov_deg=18).focal == camera_utils.fov_to_focal(18)
     custom = _released('shapenet', avg_camera_radius=1.2)  # No preset, no focal: FFHQ's, and it says so.
     assert presets.family_of(custom.rendering_kwargs) is None
     camera = generation.snapshot_camera(custom)
@@ -70,10 +71,10 @@ def test_snapshot_camera_precedence():
 def test_degrees_are_the_originals():
     # One meaning of "degrees" for every tool: FOV_to_intrinsics' (gen_samples' old default 18 -> 4.465175).
     for degrees in (18, 18.837, 45, 100):
-        assert generation.intrinsics_matrix(generation.fov_to_focal(degrees)).tolist() == \
+        assert generation.intrinsics_matrix(camera_utils.fov_to_focal(degrees)).tolist() == \
             FOV_to_intrinsics(degrees).tolist()
-        assert generation.focal_to_fov(generation.fov_to_focal(degrees)) == pytest.approx(degrees, abs=1e-12)
-    assert generation.fov_to_focal(18) == pytest.approx(4.465175, abs=1e-6)
+        assert camera_utils.focal_to_fov(camera_utils.fov_to_focal(degrees)) == pytest.approx(degrees, abs=1e-12)
+    assert camera_utils.fov_to_focal(18) == pytest.approx(4.465175, abs=1e-6)
 
 
 def test_camera_label_layout():

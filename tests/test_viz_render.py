@@ -6,12 +6,13 @@ import torch
 from test_gen_samples import write_tiny_snapshot
 from test_shape_utils import read_ply
 
+import camera_utils
 from camera_utils import FOV_to_intrinsics, LookAtPoseSampler
 from training import generation, presets
 from viz import render
 from viz.view_request import RequestError
 
-FFHQ_FOV = generation.focal_to_fov(presets.FOCAL_FFHQ)  # The tiny snapshot has FFHQ's rendering preset.
+FFHQ_FOV = camera_utils.focal_to_fov(presets.FOCAL_FFHQ)  # The tiny snapshot has FFHQ's rendering preset.
 
 
 @pytest.fixture(scope='module')
@@ -118,9 +119,9 @@ def test_default_fov_is_the_snapshots_focal(renderer, snapshot):
     G, info = renderer.network(snapshot)
     assert FOV_to_intrinsics(info['fov'])[0, 0].item() == pytest.approx(presets.FOCAL_FFHQ, abs=1e-6)
     G.rendering_kwargs['avg_camera_focal'] = 2.5  # Recorded by this project's training.
-    assert render.Renderer._describe(G)['fov'] == pytest.approx(generation.focal_to_fov(2.5))
+    assert render.Renderer._describe(G)['fov'] == pytest.approx(camera_utils.focal_to_fov(2.5))
     shapenet = type('G', (), dict(rendering_kwargs=presets.rendering_preset('shapenet')))
-    assert generation.focal_to_fov(generation.snapshot_camera(shapenet).focal) == pytest.approx(45.0, abs=1e-3)
+    assert camera_utils.focal_to_fov(generation.snapshot_camera(shapenet).focal) == pytest.approx(45.0, abs=1e-3)
 
 
 @pytest.mark.parametrize('request_, message', [

@@ -4,22 +4,20 @@ Used by gen_samples.py, gen_videos.py and the benchmarks; calc_metrics.py and th
 image conversion too. Command-line parsing and the error boundary live in training/cli_utils.py.
 """
 
-import math
-
 import click
 import numpy as np
 import PIL.Image
 import torch
 
 import dnnlib
-from camera_utils import LookAtPoseSampler
+from camera_utils import LookAtPoseSampler, focal_to_fov, fov_to_focal
 from torch_utils import misc
 from training import cli_utils, network_pickle, presets
 
 LABEL_DIM = 25  # cam2world (16, row-major) followed by the normalised intrinsics (9).
 
-# What "degrees" means for every tool's field of view: the original's convention (fov_to_focal()).
-DEGREES_NOTE = 'focal = 1 / (1.414 tan(deg / 2)), not the true field of view: docs/cameras.md'
+# What "degrees" means for every tool's field of view: camera_utils.fov_to_focal()'s convention.
+DEGREES_NOTE = "focal = 1 / (1.414 tan(deg / 2)), not the true field of view: docs/cameras.md"
 
 # ----------------------------------------------------------------------------
 # Device.
@@ -94,20 +92,6 @@ def load_generator(network_pkl: str, device, reload_modules: bool = False, trust
 def focal_length(cfg: str) -> float:
     """Normalised focal length of a dataset family (FFHQ, AFHQ, Shapenet; any case)."""
     return presets.FAMILY_FOCALS[cfg.lower()]
-
-
-def fov_to_focal(fov_degrees: float) -> float:
-    """The tools' meaning of "degrees": camera_utils.FOV_to_intrinsics()'s, f = 1 / (1.414 tan(fov / 2)).
-
-    With the original's truncated constants this is not the true field of view (that is 2 atan(1 / (2 f)));
-    docs/cameras.md converts between the two.
-    """
-    return float(1 / (math.tan(fov_degrees * 3.14159 / 360) * 1.414))
-
-
-def focal_to_fov(focal: float) -> float:
-    """Inverse of fov_to_focal(): the "degrees" that give `focal`."""
-    return math.atan(1 / (focal * 1.414)) * 360 / 3.14159
 
 
 def snapshot_camera(G, cfg: str = None, fov_deg: float = None) -> dnnlib.EasyDict:

@@ -17,7 +17,7 @@ import time
 import numpy as np
 import torch
 
-from camera_utils import FOV_to_intrinsics
+from camera_utils import FOV_to_intrinsics, focal_to_fov
 from training import generation, network_pickle, shape_extraction
 from training.triplane import split_planes
 from viz.colormap import colorize_depth
@@ -74,7 +74,7 @@ class Renderer:
                     depth_resolution=int(G.rendering_kwargs['depth_resolution']),
                     depth_resolution_importance=int(G.rendering_kwargs['depth_resolution_importance']),
                     avg_camera_pivot=camera.pivot, avg_camera_radius=camera.radius,
-                    fov=generation.focal_to_fov(camera.focal))
+                    fov=focal_to_fov(camera.focal))
 
     # ------------------------------------------------------------------------
     # Cameras and latents.
