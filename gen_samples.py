@@ -72,7 +72,8 @@ def check_shape_options(shapes, shape_format, shape_res):
 @click.option('--shape-res', help='Voxel grid side N', type=click.IntRange(min=2), metavar='INT', default=512,
               show_default=True)
 @click.option('--fov-deg', help=f'Field of view of the rendering cameras in degrees, as camera_utils.FOV_to_intrinsics '
-              f'reads them ({generation.DEGREES_NOTE}; the original\'s default was 18)  [default: the snapshot\'s focal]',
+              f'reads them ({generation.DEGREES_NOTE}; the original\'s default was 18)  '
+              f'[default: the snapshot\'s focal]',
               type=cli_utils.FiniteFloat(min=0, max=180, min_open=True, max_open=True), metavar='FLOAT', default=None)
 @click.option('--shape-format', help='Density volume (.mrc) or iso-surface mesh (.ply, .obj)',
               type=click.Choice(['.mrc', '.ply', '.obj']), default='.mrc', show_default=True)

@@ -121,7 +121,8 @@ def gen_interp_video(G, mp4, seeds, shuffle_seed=None, w_frames=60 * 4, kind='cu
     grid_w, grid_h = grid_dims
     all_seeds, num_keyframes = keyframe_seeds(seeds, num_keyframes, grid_w, grid_h, shuffle_seed)
     pivot, radius = generation.camera_sphere(G.rendering_kwargs, device=device)
-    intrinsics = generation.intrinsics_matrix(generation.snapshot_camera(G, cfg=cfg, fov_deg=fov_deg).focal, device=device)
+    camera = generation.snapshot_camera(G, cfg=cfg, fov_deg=fov_deg)
+    intrinsics = generation.intrinsics_matrix(camera.focal, device=device)
     frontal = generation.look_at_label(generation.HALF_TURN / 2, generation.HALF_TURN / 2, pivot, radius, intrinsics)
     ws = map_keyframes(G, all_seeds, frontal, grid_w, grid_h, num_keyframes, psi, truncation_cutoff)
     grid = make_interpolators(ws, kind=kind, wraps=wraps)

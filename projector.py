@@ -219,8 +219,8 @@ def run_stages(G, target, c, loss_fn, proj_opts, tune_opts, seed, record):
 @click.option('--shape-res', help='Voxel grid side for --shapes', type=click.IntRange(min=2), default=512,
               show_default=True)
 @click.option('--device', help='Torch device (default: cuda if available, else cpu)', type=generation.DEVICE, default=None)
-@click.option('--deterministic', help='cuDNN benchmark off and deterministic algorithms on, so that the same seed repeats '
-              'the fit bit for bit (docs/projection.md says where)', type=bool, metavar='BOOL', default=False,
+@click.option('--deterministic', help='cuDNN benchmark off and deterministic algorithms on, so that the same seed '
+              'repeats the fit bit for bit (docs/projection.md says where)', type=bool, metavar='BOOL', default=False,
               show_default=True)
 @trust_embedded_code_option
 @one_line_errors

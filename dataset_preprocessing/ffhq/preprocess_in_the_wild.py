@@ -46,7 +46,8 @@ def main(argv=None):
     run([py, os.path.join(HERE, 'crop_images_in_the_wild.py'), f'--indir={indir}'])
     results = os.path.join(deep3d, 'checkpoints', 'pretrained', 'results', name, 'epoch_20_000000')
     run([py, os.path.join(HERE, '3dface2idr_mat.py'), f'--in_root={results}', f'--out_path={os.path.join(indir, "crop", "cameras.json")}'])
-    run([py, os.path.join(HERE, 'preprocess_face_cameras.py'), f'--source={os.path.join(indir, "crop")}', f'--dest={outdir}', '--mode=orig'])
+    run([py, os.path.join(HERE, 'preprocess_face_cameras.py'), f'--source={os.path.join(indir, "crop")}',
+         f'--dest={outdir}', '--mode=orig'])
 
 if __name__ == '__main__':
     main()
