@@ -128,17 +128,21 @@ def check_process_count(num_gpus):
     if world is None and torch.cuda.is_available() and num_gpus > torch.cuda.device_count():
         raise click.ClickException(f'--gpus={num_gpus}: only {torch.cuda.device_count()} CUDA device(s) visible')
 
-def check_resume_pickle(c):
+def check_resume_pickle(c, dry_run=False):
     """A real run loads the --resume pickle before creating anything, so that a broken file stops it early.
 
     Each construction option in which the new G and D differ from the pickle's is printed as a warning, with the
-    flag that would match: the resume copies weights by name, so the new values would apply without a word.
+    flag that would match: the resume copies weights by name, so the new values would apply without a word. A
+    dry run does the same for a pickle on this machine, and only warns when it cannot be read.
     """
-    if c.get('resume_pkl') is None:
+    if c.get('resume_pkl') is None or (dry_run and not os.path.isfile(c.resume_pkl)):
         return
     try:
         resumed = network_pickle.open_network_pkl(c.resume_pkl, trust_embedded_code=c.get('trust_embedded_code', False))
     except network_pickle.NetworkPickleError as err:
+        if dry_run:
+            print(f'Warning: --resume: {err} (a real run stops here)')
+            return
         raise click.ClickException(f'--resume: {err}')
     for line in sections.describe_resume_differences(c, resumed):
         print(f'Warning: --resume={c.resume_pkl}: {line}')
@@ -308,8 +312,7 @@ def launch_torchrun(opts, world):
         if world.rank == 0:
             try:
                 c, desc = build_config(opts)
-                if not opts.dry_run:
-                    check_resume_pickle(c)
+                check_resume_pickle(c, dry_run=opts.dry_run)
                 if prepare_run(c, desc, opts.outdir, opts.dry_run):
                     shared[0]['c'] = c
             finally:
@@ -408,8 +411,7 @@ def main(**kwargs):
         launch_torchrun(opts, world)
         return
     c, desc = build_config(opts)
-    if not opts.dry_run:
-        check_resume_pickle(c)
+    check_resume_pickle(c, dry_run=opts.dry_run)
     launch_local(c, desc, opts.outdir, opts.dry_run)
 
 #----------------------------------------------------------------------------

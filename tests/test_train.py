@@ -401,6 +401,7 @@ def test_trust_embedded_code_reaches_the_loader(data128, tmp_path, monkeypatch):
     pkl.write_bytes(b'stand-in')
     seen = []
     monkeypatch.setattr(train.network_pickle, 'open_network_pkl', lambda path, **kwargs: seen.append(kwargs))
+    monkeypatch.setattr(train.sections, 'describe_resume_differences', lambda c, resumed: [])
     c, _ = parse_config(tiny_args(tmp_path, data128, f'--resume={pkl}', '--trust-embedded-code'))
     assert c.trust_embedded_code is True and list(c)[-1] == 'trust_embedded_code'
     train.check_resume_pickle(c)

@@ -5,7 +5,8 @@ import os
 import types
 
 import pytest
-from test_train import make_dataset, parse_config
+from test_gen_samples import write_tiny_snapshot
+from test_train import invoke, make_dataset, parse_config, tiny_args
 
 from conftest import STATE_DICTS_DIR
 from training import training_options
@@ -80,3 +81,25 @@ def test_run_family_ignores_only_gpus_and_batch(ffhq_data, tmp_path):
                   'afhq-FFHQ_512-gpus4-batch16-gamma1-a.b', 'ffhq-FFHQ_256-gpus4-batch16-gamma1-a.b',
                   'ffhq-FFHQ_512-gpus4-batch16-gamma1']:
         assert family.fullmatch(other) is None, other
+
+def test_dry_run_reports_differences_and_unreadable_pickles(tmp_path):
+    data = make_dataset(tmp_path / 'cars_128', num_images=2)
+    pkl = write_tiny_snapshot(str(tmp_path / 'tiny.pkl'))
+    result = invoke(tiny_args(tmp_path / 'runs', data, f'--resume={pkl}', '--dry-run'))
+    assert result.exit_code == 0, result.output
+    prefix = f'Warning: --resume={pkl}: '
+    warnings = [line[len(prefix):] for line in result.output.splitlines() if line.startswith(prefix)]
+    assert len(warnings) == 12
+    assert warnings[0] == ('pose conditioning of G: this run uses false, the pickle has true '
+                           '(--gen_pose_cond=True matches it)')
+    assert warnings[1] == 'G channel_max: this run uses 32, the pickle has 16 (--cmax=16 matches it)'
+    assert 'rendering option white_back: this run uses true, the pickle has false (--white-back=False matches it)' in \
+        warnings
+    assert not (tmp_path / 'runs').exists()
+    broken = tmp_path / 'broken.pkl'
+    broken.write_bytes(b'not a pickle')
+    result = invoke(tiny_args(tmp_path / 'runs', data, f'--resume={broken}', '--dry-run'))
+    assert result.exit_code == 0 and f'Warning: --resume: {broken}: ' in result.output
+    assert '(a real run stops here)' in result.output
+    result = invoke(tiny_args(tmp_path / 'runs', data, f'--resume={broken}'))
+    assert result.exit_code == 1 and not (tmp_path / 'runs').exists()

@@ -88,6 +88,9 @@ _RENDERING_FLAGS = dict(rendering_config.OVERRIDE_FLAGS, gpc_reg_prob='--gpc_reg
                         density_reg_p_dist='--density_reg_p_dist', reg_type='--reg_type',
                         decoder_lr_mul='--decoder_lr_mul')
 
+# What the renderer assumes for a rendering option that a network does not record.
+_RENDERING_DEFAULTS = dict(white_back=False)
+
 # Rendering options a network records but no flag sets: the dataset decides them.
 _DATASET_KEYS = ('image_resolution', 'avg_camera_focal')
 
@@ -131,7 +134,8 @@ def describe_resume_differences(c, resumed: dict) -> list:
         skipped.add('gpc_reg_prob')  # Follows --gen_pose_cond.
     for key in list(ours_rk) + [key for key in theirs_rk if key not in ours_rk]:
         if key not in skipped:
-            checks.append((f'rendering option {key}', ours_rk.get(key), theirs_rk.get(key),
+            default = _RENDERING_DEFAULTS.get(key)
+            checks.append((f'rendering option {key}', ours_rk.get(key, default), theirs_rk.get(key, default),
                            _RENDERING_FLAGS.get(key, '--cfg')))
     lines = []
     for what, ours, theirs, flag in checks:
@@ -141,12 +145,13 @@ def describe_resume_differences(c, resumed: dict) -> list:
         if flag is None:
             match = 'no flag changes it: it follows the dataset labels'
         elif theirs is None:
-            match = f'{flag} cannot match a missing option'
+            match = f'a --cfg file without "{what.split()[-1]}" matches it'
         elif flag == '--cfg':
             match = f'set "{what.split()[-1]}": {json.dumps(theirs)} in a --cfg file'
         else:
             match = f'{flag}={_flag_value(theirs)} matches it'
-        lines.append(f'{what}: this run uses {json.dumps(ours)}, the pickle has {json.dumps(theirs)} ({match})')
+        shown = ['(not set)' if value is None else json.dumps(value) for value in (ours, theirs)]
+        lines.append(f'{what}: this run uses {shown[0]}, the pickle has {shown[1]} ({match})')
     return lines
 
 
