@@ -50,7 +50,11 @@ def _browse(browse_dir):
 @trust_embedded_code_option
 @one_line_errors
 def main(pkls, network_pkl, host, port, device, browse_dir, capture_dir, verbose, trust_embedded_code):
-    """Serve a page that renders a network interactively: seed, truncation, camera, outputs, PNG and mesh export."""
+    """Serve a page that renders a network interactively: seed, truncation, camera, outputs, PNG and mesh export.
+
+    The camera starts at the network's own (its average pivot, radius and focal); the page's FOV field is in
+    camera_utils.FOV_to_intrinsics' degrees (focal = 1 / (1.414 tan(deg / 2)), not the true field of view).
+    """
     if device is None:
         device = 'cuda' if torch.cuda.is_available() else 'cpu'
     if device == 'cuda' and not torch.cuda.is_available():

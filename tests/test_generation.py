@@ -1,5 +1,6 @@
 """training/generation.py: device parsing, the generator loader, camera labels and image conversion."""
 
+import importlib
 import json
 import os
 import pickle
@@ -10,6 +11,7 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
+from click.testing import CliRunner
 
 import camera_utils
 from camera_utils import FOV_to_intrinsics, LookAtPoseSampler
@@ -114,3 +116,11 @@ def test_load_generator_names_the_flag_and_file(tmp_path, monkeypatch):
     monkeypatch.setattr(generation.network_pickle, 'open_network_pkl', lambda path, **kwargs: dict(G_ema=NotEG3D()))
     with pytest.raises(click.ClickException, match='^--net: x.pkl: G_ema is a NotEG3D, not an EG3D generator'):
         generation.load_generator('x.pkl', 'cpu', flag='--net')
+
+
+@pytest.mark.parametrize('tool', ['gen_samples', 'gen_videos', 'visualizer'])
+def test_every_help_says_what_degrees_mean(tool):
+    module = importlib.import_module(tool)
+    command = next(value for value in vars(module).values() if isinstance(value, click.Command))
+    text = ' '.join(CliRunner().invoke(command, ['--help']).output.split())
+    assert 'FOV_to_intrinsics' in text and '1 / (1.414 tan(deg / 2)), not the true field of view' in text
