@@ -8,6 +8,9 @@ Examples:
 \b
   # Only check a dataset's camera labels (folder or zip) without converting it:
   python dataset_tool.py --source=FFHQ_512.zip --check-only
+\b
+  # ... and whether a rendering preset or config file (train.py --cfg) fits its cameras:
+  python dataset_tool.py --source=mycars_128.zip --check-only --cfg=myconfig.json
 
 The output holds PNG images named <idx8[:5]>/img<idx8>.png (idx = position in the input) and a
 dataset.json whose labels are carried over from the source's dataset.json under the new names.
@@ -36,12 +39,13 @@ import PIL.ImageMode
 from tqdm import tqdm
 
 import dnnlib
-from training import cli_utils
+from training import cli_utils, rendering_config
 from training.camera_validation import (
     LABEL_DIM,
     DatasetError,
     check_camera_labels,
     check_dataset,
+    check_rendering_fit,
     is_number_list,
     parse_dataset_json,
     read_image_header,
@@ -365,9 +369,24 @@ def check_label_kinds(labels, names, where, any_labels):
                   '(pass --any-labels to copy other labels unchanged)')
     return cameras
 
-def validate_cameras(labels, names, where, strict):
+def load_rendering_config(cfg):
+    """(options, preset) of --cfg, or None without it."""
+    if cfg is None:
+        return None
+    try:
+        return rendering_config.resolve_rendering_options(cfg, {}), rendering_config.base_preset(cfg)
+    except rendering_config.RenderingConfigError as exc:
+        error(f'--cfg: {exc}')
+
+def add_rendering_fit(report, config):
+    """Add a warning for each rendering option of config = (options, preset) that does not fit the cameras."""
+    if config is not None:
+        report.warnings.extend(check_rendering_fit(report, *config))
+
+def validate_cameras(labels, names, where, strict, config):
     """Print camera problems and the camera summary; with `strict`, stop at the first problem."""
     report = check_camera_labels(labels, names, where=where)
+    add_rendering_fit(report, config)
     if strict and not report.ok:
         more = f' (and {len(report.errors) - 1} more; see --check-only)' if len(report.errors) > 1 else ''
         error(f'{report.errors[0]}{more}')
@@ -447,13 +466,17 @@ def convert(src, dest, transform_image, resized):
 @click.option('--check-cameras', help='Refuse camera labels with geometry problems (reported as warnings otherwise)',
               metavar='BOOL', type=bool, default=False, show_default=True)
 @click.option('--any-labels', help='Copy labels that are not EG3D cameras (e.g. class indices) unchanged', is_flag=True)
+@click.option('--cfg', help='Also check that this rendering preset or config file (as train.py --cfg) fits the cameras',
+              metavar='[ffhq|afhq|shapenet|FILE.json]', type=rendering_config.ConfigArg())
 @one_line_errors
-def convert_dataset(ctx, source, dest, max_images, transform, resolution, check_only, check_cameras, any_labels):
+def convert_dataset(ctx, source, dest, max_images, transform, resolution, check_only, check_cameras, any_labels, cfg):
+    config = load_rendering_config(cfg)
     if check_only:
         try:
             report = check_dataset(source)
         except DatasetError as exc:
             error(str(exc))
+        add_rendering_fit(report, config)
         click.echo(report.format())
         if not report.ok:
             ctx.exit(1)
@@ -473,7 +496,7 @@ def convert_dataset(ctx, source, dest, max_images, transform, resolution, check_
     if src.labels is not None:
         where = source.rstrip('/') + '/dataset.json'
         if check_label_kinds(src.labels, src.names, where, any_labels):
-            validate_cameras(src.labels, src.names, where, strict=check_cameras)
+            validate_cameras(src.labels, src.names, where, strict=check_cameras, config=config)
     if src.headers is not None:
         first = None
         for where, header in src.headers:

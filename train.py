@@ -38,7 +38,7 @@ import torch
 import dnnlib
 from metrics import metric_main
 from torch_utils import distributed, fast_modes, training_stats
-from training import cli_utils, network_pickle, presets, rendering_config, snapshot, training_loop
+from training import camera_validation, cli_utils, network_pickle, presets, rendering_config, snapshot, training_loop
 from training import training_options as sections
 
 # Default of the command line that no library shares.
@@ -90,6 +90,15 @@ def inspect_dataset(data):
                                    f'super-resolution modules need 128, 256 or 512 (add a new module for other '
                                    f'resolutions)')
     return summary
+
+def warn_camera_fit(data, cfg, rendering_kwargs):
+    """Warn about each rendering option that does not fit the dataset's cameras (dataset_tool.py --check-only --cfg)."""
+    try:
+        report = camera_validation.check_dataset(data, scan=False)
+    except camera_validation.DatasetError as err:
+        raise click.ClickException(f'--data: {err}')
+    for line in camera_validation.check_rendering_fit(report, rendering_kwargs, rendering_config.base_preset(cfg)):
+        print(f'Warning: {line}')
 
 def check_batch_and_metrics(opts, batch_gpu):
     if opts.batch % opts.gpus != 0:
@@ -192,6 +201,7 @@ def build_config(opts):
         rendering_kwargs = sections.rendering_kwargs_for(opts, dataset.resolution, sr_module)
     except rendering_config.RenderingConfigError as err:
         raise click.ClickException(str(err))
+    warn_camera_fit(opts.data, opts.cfg, rendering_kwargs)
     c.G_kwargs = sections.generator_kwargs(opts, rendering_kwargs)
     c.D_kwargs = sections.discriminator_kwargs(opts)
     c.G_opt_kwargs = sections.adam_kwargs(opts.glr if opts.glr is not None else sections.G_LR)

@@ -9,13 +9,17 @@ import numpy as np
 import PIL.Image
 import pytest
 
+from training import presets
 from training.camera_validation import (
     DatasetError,
     check_camera_labels,
     check_dataset,
+    check_rendering_fit,
     lookat_cam2world,
     make_label,
     read_image_header,
+    text_histogram,
+    yaw_pitch_degrees,
 )
 
 #----------------------------------------------------------------------------
@@ -31,6 +35,16 @@ def ffhq_like_labels(n=12, seed=0, target=(0, 0, 0.2)):
     for i in range(n):
         pos = sampler_position(np.pi / 2 + rnd.uniform(-0.6, 0.6), np.pi / 2 + rnd.uniform(-0.3, 0.3), 2.7)
         labels.append([f'{i:05d}.png', make_label(lookat_cam2world(pos, target))])
+    return labels
+
+def shapenet_like_labels(n=24, seed=0, radius=1.3):
+    """SRN-car-like cameras: all around the origin, above the ground, looking at it, focal 1.7074."""
+    rnd = np.random.RandomState(seed)
+    labels = []
+    for i in range(n):
+        yaw, elevation = rnd.uniform(-np.pi, np.pi), rnd.uniform(0.05, 1.2)
+        pos = radius * np.array([np.cos(elevation) * np.sin(yaw), np.sin(elevation), np.cos(elevation) * np.cos(yaw)])
+        labels.append([f'{i:05d}.png', make_label(lookat_cam2world(pos), focal=presets.FOCAL_SHAPENET)])
     return labels
 
 def names_of(labels):
@@ -192,3 +206,82 @@ def test_read_image_header_agrees_with_pillow(mode, options):
         def seekable(self):
             return False
     assert read_image_header(Unseekable(buf.getvalue())) == expect
+
+#----------------------------------------------------------------------------
+# Rendering options against the cameras (dataset_tool.py --check-only --cfg, train.py).
+
+def fit(labels, cfg, **changes):
+    options = dict(presets.rendering_preset(cfg), **changes)
+    return check_rendering_fit(check_camera_labels(labels, where='d.json'), options, preset=cfg)
+
+def test_released_presets_fit_their_fixtures():
+    assert fit(ffhq_like_labels(), 'ffhq') == []    # ray_start 2.25 cuts 0.05 off the box's ball: within RAY_TOL.
+    # The shapenet preset orbits its videos at 1.7, farther out than the SRN cameras; everything else fits.
+    assert fit(shapenet_like_labels(), 'shapenet') == [
+        "d.json: avg_camera_radius 1.7 differs from the cameras' distance to the origin (median 1.300): "
+        "avg_camera_radius=1.3 would fit"]
+
+def test_each_mismatch_gets_one_line_with_the_value_that_fits():
+    assert fit(ffhq_like_labels(), 'afhq') == [
+        'd.json: avg_camera_pivot (0.000, 0.000, -0.060) is 0.260 away from the point the cameras look at '
+        '(0.000, 0.000, 0.200): avg_camera_pivot=[0, 0, 0.2] would fit']
+    lines = fit(ffhq_like_labels(), 'shapenet')
+    assert len(lines) == 4
+    assert lines[0].startswith('d.json: avg_camera_radius 1.7 differs') and lines[0].endswith('avg_camera_radius=2.7 would fit')
+    assert lines[1].endswith('avg_camera_pivot=[0, 0, 0.2] would fit')
+    assert lines[2] == ('d.json: ray_end 2.6 stops short of the back of the box for 12 of 12 cameras (farthest 3.500 '
+                        'away): ray_end=3.5 would fit (or ray_start and ray_end "auto")')
+    assert lines[3] == ("d.json: focal length 4.2647 (median) differs from the shapenet preset's 1.7074, which its "
+                        'released networks were trained with: a config based on ffhq or afhq would fit')
+    assert fit(ffhq_like_labels(), 'ffhq', ray_start=2.5) == [
+        'd.json: ray_start 2.5 starts past the front of the box for 12 of 12 cameras (nearest 2.200 away): '
+        'ray_start=2.2 would fit (or ray_start and ray_end "auto")']
+    focal = check_rendering_fit(check_camera_labels(ffhq_like_labels()), presets.rendering_preset('ffhq'), preset='shapenet')
+    assert len(focal) == 1 and 'a config based on ffhq or afhq would fit' in focal[0]
+    assert check_rendering_fit(check_camera_labels(ffhq_like_labels()), presets.rendering_preset('ffhq'), preset=None) == []
+    wide = [[name, label[:16] + make_label(np.eye(4), focal=2.5)[16:]] for name, label in ffhq_like_labels()]
+    assert fit(wide, 'ffhq')[-1].endswith("differs from the ffhq preset's 4.2647, which its released networks were "
+                                          'trained with: focal 2.5000 would fit')
+
+def test_shapenet_options_beyond_radius_2_8_miss_the_object():
+    # Users' report: the shapenet options render pure white from cameras 2.8 away (the car lies past ray_end 2.6).
+    labels = shapenet_like_labels(radius=2.8)
+    lines = fit(labels, 'shapenet', avg_camera_radius=2.8)
+    assert lines == ['d.json: ray_end 2.6 stops short of the back of the box for 24 of 24 cameras (farthest 3.600 away): '
+                     'ray_end=3.6 would fit (or ray_start and ray_end "auto")']
+    assert fit(labels, 'shapenet', avg_camera_radius=2.8, ray_start='auto', ray_end='auto') == []
+    assert fit(labels, 'shapenet', avg_camera_radius=2.8, ray_end=3.6) == []
+
+def test_partly_clipped_cameras_are_counted():
+    labels = shapenet_like_labels(n=6) + [[f'far{i}.png', label] for i, (_, label) in enumerate(shapenet_like_labels(n=2, radius=2.4))]
+    lines = fit(labels, 'shapenet', avg_camera_radius=1.3)
+    assert lines == ['d.json: ray_end 2.6 stops short of the back of the box for 2 of 8 cameras (farthest 3.200 away): '
+                     'ray_end=3.2 would fit (or ray_start and ray_end "auto")']
+
+def test_no_fit_lines_without_usable_cameras():
+    assert fit([['a.png', [0] * 16]], 'ffhq') == []
+
+def test_yaw_pitch_and_histogram():
+    centers = np.array([[0, 0, 2.7], [2.7, 0, 0], [0, 0, -2.7], [0, 2.7 * np.sin(0.3), 2.7 * np.cos(0.3)]])
+    yaw, pitch = yaw_pitch_degrees(centers)
+    np.testing.assert_allclose(yaw, [0, 90, 180, 0], atol=1e-12)
+    np.testing.assert_allclose(pitch, [0, 0, 0, np.degrees(0.3)], atol=1e-12)
+    # The summary's yaw matches LookAtPoseSampler's: horizontal = pi/2 + yaw.
+    pose = lookat_cam2world(sampler_position(np.pi / 2 + 0.4, np.pi / 2, 2.7))
+    assert yaw_pitch_degrees(pose[None, :3, 3])[0][0] == pytest.approx(np.degrees(0.4))
+
+    lines = text_histogram(np.array([-44.0, -3, 1, 2, 29.5]), 'yaw')
+    assert lines == ['  yaw:',     # The smallest round bin width that needs at most 12 bins.
+                     '      -50 to  -40  ###############                1',
+                     '      -40 to  -30                                 0',
+                     '      -30 to  -20                                 0',
+                     '      -20 to  -10                                 0',
+                     '      -10 to    0  ###############                1',
+                     '        0 to   10  ############################## 2',
+                     '       10 to   20                                 0',
+                     '       20 to   30  ###############                1']
+    assert len(text_histogram(np.linspace(-180, 180, 50), 'yaw')) == 1 + 12    # 180 joins the last bin.
+    assert text_histogram(np.array([-90.0, 0.0]), 'yaw')[-1] == '        0 to   10  ############################## 1'
+    assert text_histogram(np.array([5.0, 5.0]), 'pitch')[1:] == ['        5 to    6  ############################## 2']
+    summary = '\n'.join(check_camera_labels(ffhq_like_labels()).summary)
+    assert 'yaw (degrees; 0 = camera on the +z axis, + = toward +x):' in summary and 'pitch (degrees of elevation' in summary

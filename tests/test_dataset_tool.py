@@ -175,6 +175,41 @@ def test_check_only(tmp_path):
     result = run_tool('--source', make_source(str(tmp_path / 'nolabels'), ['a.png'], labels=None), '--check-only')
     assert result.exit_code == 1 and 'dataset.json: missing; EG3D needs camera labels' in result.output
 
+def test_check_only_with_a_rendering_config(tmp_path):
+    positions = [[0.5, 0.1, 2.6], [-0.3, -0.2, 2.6]]
+    labels = [[name, make_label(lookat_cam2world(2.7 * np.array(pos) / np.linalg.norm(pos), (0, 0, 0.2)))]
+              for name, pos in zip(['a.png', 'b.png'], positions)]     # FFHQ's cameras: 2.7 away, looking at (0, 0, 0.2).
+    src = make_source(str(tmp_path / 'src'), ['a.png', 'b.png'], labels=labels)
+    result = run_tool('--source', src, '--check-only', '--cfg=ffhq')
+    assert result.exit_code == 0 and 'Warning' not in result.output
+    assert 'yaw (degrees; 0 = camera on the +z axis, + = toward +x):' in result.output
+    config = tmp_path / 'mine.json'
+    config.write_text('{"base": "ffhq", "avg_camera_pivot": [0, 0, 0]}')
+    result = run_tool('--source', src, '--check-only', f'--cfg={config}')
+    assert result.exit_code == 0
+    warnings = [line for line in result.output.splitlines() if line.startswith('Warning')]
+    assert warnings == [f'Warning: {src}/dataset.json: avg_camera_pivot (0.000, 0.000, 0.000) is 0.200 away from the '
+                        'point the cameras look at (0.000, 0.000, 0.200): avg_camera_pivot=[0, 0, 0.2] would fit']
+    result = run_tool('--source', src, '--check-only', '--cfg=shapenet')
+    assert result.exit_code == 0
+    assert [line.split(': ')[2].split()[0] for line in result.output.splitlines() if line.startswith('Warning')] == \
+        ['avg_camera_radius', 'avg_camera_pivot', 'ray_end', 'focal']
+    # A conversion prints the same warnings.
+    result = run_tool('--source', src, '--dest', str(tmp_path / 'out.zip'), '--cfg=shapenet')
+    assert result.exit_code == 0 and 'Warning: ' in result.output and 'ray_end=3.5 would fit' in result.output
+
+def test_bad_rendering_config(tmp_path):
+    src = make_source(str(tmp_path / 'src'), ['a.png'])
+    config = tmp_path / 'mine.json'
+    config.write_text('{"base": "ffhq", "ray_stat": 1}')
+    result = run_tool('--source', src, '--check-only', f'--cfg={config}')
+    assert result.exit_code == 1
+    assert result.output == f'Error: --cfg: {config}: ray_stat: unknown key (known: base, depth_resolution, ' \
+        'depth_resolution_importance, ray_start, ray_end, box_warp, white_back, avg_camera_radius, avg_camera_pivot)\n'
+    result = run_tool('--source', src, '--check-only', '--cfg=ffqh')
+    assert result.exit_code == 2 and "'ffqh' is neither a preset" in result.output
+    assert_no_output(tmp_path, tmp_path / 'out.zip')
+
 def test_subprocess_entry_point(tmp_path):
     src = make_source(str(tmp_path / 'src'), ['a.png'])
     out = subprocess.run([sys.executable, os.path.join(REPO, 'dataset_tool.py'), f'--source={src}', '--check-only'],

@@ -72,6 +72,11 @@ def test_config_name():
     assert rendering_config.config_name(os.path.join('configs', 'my.cars.json')) == 'my.cars'
     assert not rendering_config.is_config_file('shapenet') and rendering_config.is_config_file('shapenet.json')
 
+def test_base_preset(tmp_path):
+    assert rendering_config.base_preset('afhq') == 'afhq'
+    assert rendering_config.base_preset(write_config(tmp_path / 'a.json', {'base': 'shapenet', 'box_warp': 2})) == 'shapenet'
+    assert rendering_config.base_preset(write_config(tmp_path / 'b.json', FULL)) is None
+
 #----------------------------------------------------------------------------
 # Bad configs: one line naming the file (or flag) and the key; nothing created.
 

@@ -137,6 +137,21 @@ def test_afhq_ada_resume_and_nobench_options(tmp_path):
                          '--gamma=5', '--aug=fixed', '--p=0.3', f'--resume={pkl}', '--resume_blur=1', '--dry-run'])
     assert (c.augment_p, c.loss_kwargs.blur_init_sigma, c.loss_kwargs.gpc_reg_fade_kimg) == (0.3, 10, 1000)
 
+def test_cameras_that_do_not_fit_the_rendering_options_warn_first(data128, tmp_path):
+    result = invoke(tiny_args(tmp_path / 'runs', data128, '--dry-run'))
+    assert result.exit_code == 0 and 'Warning' not in result.output    # The cameras sit 1.73 from the origin.
+    result = invoke(tiny_args(tmp_path / 'runs', data128, '--dry-run', '--ray-end=2.2', '--avg-camera-radius=2.7'))
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    where = os.path.join(data128, 'dataset.json')
+    assert lines[:2] == [
+        f"Warning: {where}: avg_camera_radius 2.7 differs from the cameras' distance to the origin (median 1.726): "
+        "avg_camera_radius=1.73 would fit",
+        f'Warning: {where}: ray_end 2.2 stops short of the back of the box for 8 of 8 cameras (farthest 2.526 away): '
+        'ray_end=2.53 would fit (or ray_start and ray_end "auto")']
+    assert lines[2] == 'Training options:' or lines[3] == 'Training options:'
+    assert not (tmp_path / 'runs').exists()
+
 def test_run_dir_naming(data128, tmp_path):
     outdir = tmp_path / 'runs'
     for name in ['00003-old', 'notes', '0012x-other']:

@@ -5,7 +5,8 @@ column = camera centre) then the intrinsics divided by the image size (3x3). The
 glance whether a dataset matches EG3D's setup, e.g. FFHQ/AFHQ: cameras 2.7 from the origin looking
 at a point near (0, 0, 0.2), focal 4.2647, principal point (0.5, 0.5).
 
-Used by `dataset_tool.py --check-only --source=...` (standalone check) and before every conversion.
+Used by `dataset_tool.py --check-only --source=...` (standalone check) and before every conversion;
+check_rendering_fit() compares the cameras with a rendering config (`--cfg`, and train.py before a run).
 This module also holds the dataset.json parser and DatasetError (re-exported by training.dataset); it
 does not import torch, so dataset_tool.py starts quickly.
 """
@@ -21,7 +22,15 @@ import zipfile
 import numpy as np
 import PIL.Image
 
+from training import presets
+
 LABEL_DIM = 25
+
+# How far the rendering options may be from the measured cameras before check_rendering_fit() warns.
+RADIUS_TOL = 0.05       # avg_camera_radius, relative to the median camera distance.
+PIVOT_TOL = 0.05        # avg_camera_pivot, in units of the median camera distance.
+FOCAL_TOL = 0.02        # The preset's focal length, relative.
+RAY_TOL = 0.1           # ray_start/ray_end, in units of the box size (box_warp).
 
 #----------------------------------------------------------------------------
 
@@ -67,6 +76,9 @@ class CameraReport:
     warnings: list          # Lines describing likely mistakes (coverage, duplicates, conventions).
     summary: list           # Lines describing the camera distribution.
     stats: dict             # Numbers behind the summary (for tests and scripts).
+    where: str = 'dataset.json'     # The labels' file, for messages.
+    cam2world: np.ndarray = None    # [N, 4, 4] of the well-formed labels (None if there are none).
+    intrinsics: np.ndarray = None   # [N, 3, 3] of the same labels.
 
     @property
     def ok(self):
@@ -127,7 +139,7 @@ def check_camera_labels(labels, image_names=None, where='dataset.json', max_list
     image_names: relative '/'-separated names of the images present, or None to skip the coverage checks.
     """
     errors, warnings, summary, stats = [], [], [], {}
-    report = CameraReport(errors=errors, warnings=warnings, summary=summary, stats=stats)
+    report = CameraReport(errors=errors, warnings=warnings, summary=summary, stats=stats, where=where)
     if labels is None:
         errors.append(f'{where}: "labels" is null; EG3D needs a 25-number camera label per image')
         return report
@@ -138,6 +150,7 @@ def check_camera_labels(labels, image_names=None, where='dataset.json', max_list
         return report
     pose = arr[:, :16].reshape(-1, 4, 4)
     intr = arr[:, 16:].reshape(-1, 3, 3)
+    report.cam2world, report.intrinsics = pose, intr
 
     def flag(mask, message, into=errors):
         if mask.any():
@@ -240,6 +253,9 @@ def _describe_cameras(pose, intr, where, stats, summary, warnings):
     summary.append('  for comparison, EG3D FFHQ/AFHQ: distance 2.7, looking at about (0, 0, 0.2), image-up ~ +y, '
                    'focal 4.2647, principal point 0.5; ShapeNet cars: SRN cameras on a sphere around the origin, '
                    'looking at it, focal about 1.7')
+    yaw, pitch = yaw_pitch_degrees(centers)
+    summary.extend(text_histogram(yaw, 'yaw (degrees; 0 = camera on the +z axis, + = toward +x)'))
+    summary.extend(text_histogram(pitch, 'pitch (degrees of elevation above the x-z plane; + = above)'))
 
     # Conventions that commonly go wrong.
     if toward.mean() < 0.5 and np.median(miss) < 0.5 * np.median(dist):
@@ -251,6 +267,96 @@ def _describe_cameras(pose, intr, where, stats, summary, warnings):
     if len(pose) > 1 and spread < 1e-3 * max(np.median(dist), 1e-6) and rot_spread > 1e-2:
         warnings.append(f'{where}: all cameras sit at {_vec(centers.mean(axis=0))} while their rotations differ: '
                         'world-to-camera matrices? EG3D needs cam2world (invert each 4x4 matrix)')
+
+def yaw_pitch_degrees(centers):
+    """Yaw and pitch (degrees) of camera centres [N, 3] seen from the origin, as LookAtPoseSampler places them:
+    yaw = horizontal - 90, pitch = elevation above the x-z plane."""
+    yaw = np.degrees(np.arctan2(centers[:, 0], centers[:, 2]))
+    pitch = np.degrees(np.arctan2(centers[:, 1], np.hypot(centers[:, 0], centers[:, 2])))
+    return yaw, pitch
+
+HISTOGRAM_STEPS = (1, 2, 5, 10, 15, 30, 45, 90)     # Bin widths (degrees) to choose from.
+
+def text_histogram(values, title, max_bins=12, width=30):
+    """Lines of a text histogram of angles in degrees, with round bin edges and at most max_bins bins."""
+    lo_value, hi_value = float(np.min(values)), float(np.max(values))
+    for step in HISTOGRAM_STEPS:
+        lo, hi = np.floor(lo_value / step) * step, np.ceil(hi_value / step) * step
+        if hi == hi_value and (hi - lo) / step < max_bins:
+            hi += step      # The largest value on an edge gets the bin it starts, when there is room.
+        if (hi - lo) / step <= max_bins:
+            break
+    edges = np.arange(lo, hi + step / 2, step)
+    counts, _ = np.histogram(values, bins=edges)
+    lines = [f'  {title}:']
+    for left, right, count in zip(edges[:-1], edges[1:], counts):
+        bar = '#' * (max(1, round(width * count / counts.max())) if count else 0)
+        lines.append(f'    {left:5.0f} to {right:4.0f}  {bar:<{width}} {count}')
+    return lines
+
+#----------------------------------------------------------------------------
+# Do the rendering options (a preset or a config file) fit the cameras?
+
+def check_rendering_fit(report, options, preset=None):
+    """Warning lines where the rendering options do not fit the cameras of a CameraReport.
+
+    options: resolved rendering options (ray_start, ray_end, box_warp, avg_camera_radius, avg_camera_pivot);
+    preset: the preset they come from (or a config file's base), whose focal length the generation scripts
+    use, or None to skip the focal check. Each line names the option and the value that would fit.
+    """
+    if report.cam2world is None or len(report.cam2world) == 0:
+        return []
+    where, centers = report.where, report.cam2world[:, :3, 3]
+    dist = np.linalg.norm(centers, axis=1)
+    radius = float(np.median(dist))
+    lines = []
+
+    avg_radius = options['avg_camera_radius']
+    if abs(avg_radius - radius) > RADIUS_TOL * radius:
+        lines.append(f'{where}: avg_camera_radius {avg_radius:g} differs from the cameras\' distance to the origin '
+                     f'(median {radius:.3f}): avg_camera_radius={radius:.3g} would fit')
+
+    focus = report.stats.get('focus')
+    pivot = np.asarray(options['avg_camera_pivot'], dtype=np.float64)
+    if focus is not None and np.linalg.norm(pivot - focus) > PIVOT_TOL * radius:
+        fit = ', '.join(f'{round(v, 2) + 0.0:g}' for v in focus)
+        lines.append(f'{where}: avg_camera_pivot {_vec(pivot)} is {np.linalg.norm(pivot - focus):.3f} away from the '
+                     f'point the cameras look at {_vec(focus)}: avg_camera_pivot=[{fit}] would fit')
+
+    if options['ray_start'] != 'auto':
+        lines.extend(_ray_range_fit(where, dist, options))
+
+    focal = presets.PRESET_FOCAL.get(preset)
+    measured = float(np.median(report.intrinsics[:, [0, 1], [0, 1]]))
+    if focal is not None and abs(measured - focal) > FOCAL_TOL * focal:
+        fitting = [name for name, value in presets.PRESET_FOCAL.items() if abs(measured - value) <= FOCAL_TOL * value]
+        fit = f'a config based on {" or ".join(fitting)}' if fitting else f'focal {measured:.4f}'
+        lines.append(f'{where}: focal length {measured:.4f} (median) differs from the {preset} preset\'s {focal:g}, '
+                     f'which its released networks were trained with: {fit} would fit')
+    return lines
+
+def _ray_range_fit(where, dist, options):
+    """ray_start/ray_end against the depths at which each camera sees the ball inscribed in the box.
+
+    The ball stands for the box: the box corners are empty space that the released presets clip."""
+    ball = options['box_warp'] / 2
+    near, far = np.maximum(dist - ball, 0), dist + ball
+    tol = RAY_TOL * options['box_warp']
+    start, end = options['ray_start'], options['ray_end']
+    lines = []
+    clipped = near < start - tol
+    if clipped.any():
+        fit = np.floor(near.min() * 100 + 1e-6) / 100
+        lines.append(f'{where}: ray_start {start:g} starts past the front of the box for {clipped.sum()} of '
+                     f'{len(dist)} cameras (nearest {near.min():.3f} away): ray_start={fit:g} would fit '
+                     f'(or ray_start and ray_end "auto")')
+    clipped = far > end + tol
+    if clipped.any():
+        fit = np.ceil(far.max() * 100 - 1e-6) / 100
+        lines.append(f'{where}: ray_end {end:g} stops short of the back of the box for {clipped.sum()} of '
+                     f'{len(dist)} cameras (farthest {far.max():.3f} away): ray_end={fit:g} would fit '
+                     f'(or ray_start and ray_end "auto")')
+    return lines
 
 #----------------------------------------------------------------------------
 

@@ -91,7 +91,7 @@ def load_generator(network_pkl: str, device, reload_modules: bool = False, trust
 
 def focal_length(cfg: str) -> float:
     """Normalised focal length of a dataset family (FFHQ, AFHQ, Shapenet; any case)."""
-    return presets.FAMILY_FOCALS[cfg.lower()]
+    return presets.PRESET_FOCAL[cfg.lower()]
 
 
 def snapshot_camera(G, cfg: str = None, fov_deg: float = None) -> dnnlib.EasyDict:
@@ -111,7 +111,7 @@ def snapshot_camera(G, cfg: str = None, fov_deg: float = None) -> dnnlib.EasyDic
     elif recorded is not None:
         focal, source = float(recorded), 'recorded in the snapshot'
     elif family is not None:
-        focal, source = presets.FAMILY_FOCALS[family], f'{family} preset; the snapshot records no focal'
+        focal, source = presets.PRESET_FOCAL[family], f'{family} preset; the snapshot records no focal'
     else:
         focal, source = presets.FOCAL_FFHQ, 'FFHQ default; the snapshot records no focal and matches no preset'
     return dnnlib.EasyDict(focal=focal, pivot=pivot, radius=radius, source=source)

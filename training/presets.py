@@ -27,10 +27,13 @@ SR_MODULES = {
 # Focal lengths in units of the image size: FFHQ/AFHQ (2985.29 / 700) and the ShapeNet cars' wider view.
 FOCAL_FFHQ = 4.2647
 FOCAL_SHAPENET = 1.7074
-FAMILY_FOCALS = dict(ffhq=FOCAL_FFHQ, afhq=FOCAL_FFHQ, shapenet=FOCAL_SHAPENET)
 
 # The options that place the scene and the cameras (the depth samples may be changed for rendering).
 CAMERA_KEYS = ('ray_start', 'ray_end', 'box_warp', 'avg_camera_radius', 'avg_camera_pivot')
+
+# Focal length of each preset's datasets: the generation tools render a network of that preset with it when the
+# network records no focal of its own (the released pickles).
+PRESET_FOCAL = dict(ffhq=FOCAL_FFHQ, afhq=FOCAL_FFHQ, shapenet=FOCAL_SHAPENET)
 
 # Camera sphere of the generation scripts when a generator's rendering options do not name one.
 DEFAULT_CAMERA_RADIUS = 2.7

@@ -149,6 +149,12 @@ def config_name(cfg: str) -> str:
         return cfg
     return os.path.splitext(os.path.basename(os.path.normpath(cfg)))[0]
 
+def base_preset(cfg: str):
+    """The preset a config builds on: cfg itself, a config file's "base", or None (call after validating it)."""
+    if not is_config_file(cfg):
+        return cfg
+    return _read_json(cfg).get('base')
+
 def resolve_rendering_options(cfg: str, overrides: dict) -> dict:
     """Rendering options of --cfg (preset name or config file path) with the non-None `overrides` applied.
 
