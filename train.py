@@ -8,7 +8,7 @@ python train.py --outdir=~/training-runs --cfg=ffhq --data=~/datasets/FFHQ_512.z
   --gpus=8 --batch=32 --gamma=1 --gen_pose_cond=True
 
 \b
-# Continue the newest run of the same configuration (SLURM requeue, preemption):
+# Continue the newest run of the same configuration and dataset, also on another number of GPUs (SLURM requeue):
 python train.py --outdir=~/training-runs --cfg=ffhq --data=~/datasets/FFHQ_512.zip \\
   --gpus=8 --batch=32 --gamma=1 --gen_pose_cond=True --resume=latest
 
