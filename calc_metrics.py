@@ -34,7 +34,7 @@ def evaluate(rank, job):
         if speak:
             print(f'Calculating {metric}...')
         result = metric_main.calc_metric(metric=metric, G=G, dataset_kwargs=job.dataset_kwargs,
-                                         num_gpus=job.num_gpus, rank=rank, device=device,
+                                         num_gpus=job.num_gpus, rank=rank, device=device, seed=job.seed,
                                          progress=metric_utils.ProgressMonitor(verbose=job.verbose))
         if rank == 0:
             metric_main.report_metric(result, run_dir=job.run_dir, snapshot_pkl=job.network_pkl)
@@ -60,7 +60,7 @@ def check_metrics(ctx, metrics):
         except ValueError as err:
             ctx.fail(f'--metrics: {err}')
 
-def dataset_options(ctx, data, mirror, stored, G):
+def dataset_options(ctx, data, mirror, mirror_cameras, stored, G):
     """Dataset kwargs: --data, else what the pickle stored at training time (relative paths: against the cwd)."""
     if data is not None:
         kwargs = dnnlib.EasyDict(class_name='training.dataset.ImageFolderDataset', path=data)
@@ -72,6 +72,8 @@ def dataset_options(ctx, data, mirror, stored, G):
     kwargs.use_labels = G.c_dim != 0
     if mirror is not None:
         kwargs.xflip = mirror
+    if mirror_cameras is not None:
+        kwargs.mirror_cameras = mirror_cameras
     return kwargs
 
 def first_label(dataset_kwargs, origin, c_dim):
@@ -104,11 +106,13 @@ def run_dir_of(network_pkl):
 @click.option('--metrics', help='Comma-separated metric names, or none', metavar='[NAME|A,B,C|none]', type=cli_utils.parse_comma_separated_list, default='fid50k_full', show_default=True)
 @click.option('--data', help='Dataset to compare against  [default: from the pickle]', metavar='[ZIP|DIR]')
 @click.option('--mirror', help='Add x-flipped copies of the dataset images  [default: from the pickle]', type=bool, metavar='BOOL')
+@click.option('--mirror-cameras', help='The x-flipped copies carry the mirrored camera (the labels G is conditioned on)  [default: from the pickle, else False]', type=bool, metavar='BOOL')
+@click.option('--seed', help='Seed of the latents, cameras and rendering noise (a training run\'s --metrics-seed reproduces its metric-*.jsonl)  [default: none, unseeded]', type=click.IntRange(min=0, max=2**32 - 1), metavar='INT')
 @click.option('--gpus', help='Number of processes (one GPU each)', type=int, default=1, metavar='INT', show_default=True)
 @click.option('--verbose', help='Print the network summary, progress and status lines', type=bool, default=True, metavar='BOOL', show_default=True)
 @cli_utils.trust_embedded_code_option
 @cli_utils.one_line_errors
-def calc_metrics(ctx, network_pkl, metrics, data, mirror, gpus, verbose, trust_embedded_code):
+def calc_metrics(ctx, network_pkl, metrics, data, mirror, mirror_cameras, seed, gpus, verbose, trust_embedded_code):
     """Evaluate metrics of a network snapshot (its G_ema) against a dataset.
 
     \b
@@ -139,12 +143,12 @@ def calc_metrics(ctx, network_pkl, metrics, data, mirror, gpus, verbose, trust_e
             print(f'Loading network from "{network_pkl}"...')
         snapshot = generation.open_snapshot(network_pkl, trust_embedded_code=trust_embedded_code)
         G = snapshot['G_ema']
-        dataset_kwargs = dataset_options(ctx, data, mirror, snapshot.get('training_set_kwargs'), G)
+        dataset_kwargs = dataset_options(ctx, data, mirror, mirror_cameras, snapshot.get('training_set_kwargs'), G)
         if verbose:
             print('Dataset options:')
             print(json.dumps(dataset_kwargs, indent=2))
         origin = '--data' if data is not None else "dataset of the pickle's training_set_kwargs (--data overrides it)"
-        job = dnnlib.EasyDict(G=G, metrics=metrics, num_gpus=gpus, network_pkl=network_pkl, verbose=verbose,
+        job = dnnlib.EasyDict(G=G, metrics=metrics, num_gpus=gpus, network_pkl=network_pkl, verbose=verbose, seed=seed,
                               dataset_kwargs=dataset_kwargs, summary_c=first_label(dataset_kwargs, origin, G.c_dim),
                               run_dir=run_dir_of(network_pkl))
 

@@ -8,6 +8,7 @@ in (0, pi) (pi/2 = equator, smaller values raise the camera; the height is linea
 
 import math
 
+import numpy as np
 import torch
 
 from training.volumetric_rendering import math_utils
@@ -99,5 +100,36 @@ def FOV_to_intrinsics(fov_degrees, device='cpu'):
     """Normalized intrinsics [3,3] for a square image with the given angle of view (fov_to_focal's degrees)."""
     focal = fov_to_focal(fov_degrees)
     return torch.tensor([[focal, 0, 0.5], [0, focal, 0.5], [0, 0, 1]], device=device)
+
+#----------------------------------------------------------------------------
+
+# Mirroring an image left-right is the same as reflecting the world in the plane x = 0 and looking at it
+# with the reflected camera, whose x axis is negated again so that the rotation stays proper.
+
+_REFLECT_X = np.diag([-1.0, 1.0, 1.0, 1.0])
+
+def mirror_cam2world(cam2world):
+    """cam2world [..., 4, 4] of the left-right mirrored image: S P S with S = diag(-1, 1, 1, 1), i.e. entries
+    (0,1), (0,2), (0,3), (1,0) and (2,0) change sign. Returns float64."""
+    return _REFLECT_X @ np.asarray(cam2world, dtype=np.float64) @ _REFLECT_X
+
+def mirror_intrinsics(intrinsics):
+    """Normalised intrinsics [..., 3, 3] of the mirrored image: the principal point x becomes 1 - x and the skew
+    changes sign (no change for the usual cx = 0.5 and zero skew). Returns float64."""
+    flipped = np.array(intrinsics, dtype=np.float64)
+    flipped[..., 0, 1] = -flipped[..., 0, 1]
+    flipped[..., 0, 2] = 1.0 - flipped[..., 0, 2]
+    return flipped
+
+def mirror_label(label):
+    """The 25-number EG3D label [..., 25] (cam2world 4x4 + intrinsics 3x3, row-major) of the mirrored image,
+    as float64. Mirroring twice gives the label back."""
+    label = np.asarray(label, dtype=np.float64)
+    if label.shape[-1:] != (25,):
+        raise ValueError(f'expected 25-number camera labels, got shape {list(label.shape)}')
+    batch = label.shape[:-1]
+    cam2world = mirror_cam2world(label[..., :16].reshape(*batch, 4, 4))
+    intrinsics = mirror_intrinsics(label[..., 16:].reshape(*batch, 3, 3))
+    return np.concatenate([cam2world.reshape(*batch, 16), intrinsics.reshape(*batch, 9)], axis=-1)
 
 #----------------------------------------------------------------------------

@@ -15,8 +15,21 @@ from training.network_pickle import (  # noqa: F401
     rebase_onto_repository,
     save_network_pkl,
 )
+from training.volumetric_rendering.renderer import DEFAULT_PLANE_LAYOUT
 
 # ----------------------------------------------------------------------------
+
+
+def check_original_plane_layout(data, source):
+    """Refuse networks trained with another tri-plane layout: the original EG3D ignores the option and would
+    sample the planes as xy, xz, zx, rendering wrong images without an error."""
+    for key in ('G', 'G_ema'):
+        rendering_kwargs = getattr(data.get(key), 'rendering_kwargs', None) or {}
+        layout = rendering_kwargs.get('plane_layout', DEFAULT_PLANE_LAYOUT)
+        if layout != DEFAULT_PLANE_LAYOUT:
+            raise click.ClickException(f'{source}: {key} was trained with plane_layout "{layout}", which the original '
+                                       f'EG3D renders wrongly (as "{DEFAULT_PLANE_LAYOUT}"); not converted (this '
+                                       f'repository\'s tools load the file as it is)')
 
 
 @click.command()
@@ -40,6 +53,7 @@ def convert_network_pickle(source, dest, force_fp16, trust_embedded_code):
     try:
         data = open_network_pkl(source, force_fp16=force_fp16 and not trust_embedded_code,
                                 trust_embedded_code=trust_embedded_code)
+        check_original_plane_layout(data, source)
         if trust_embedded_code:
             data = rebase_onto_repository(data, force_fp16=force_fp16)
         blob = portable_snapshot_bytes(data)

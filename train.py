@@ -211,6 +211,8 @@ def build_config(opts):
     c.training_set_kwargs = dnnlib.EasyDict(class_name='training.dataset.ImageFolderDataset', path=opts.data,
                                             use_labels=opts.cond, max_size=dataset.size, xflip=opts.mirror,
                                             resolution=dataset.resolution, random_seed=opts.seed)
+    if opts.mirror and opts.mirror_cameras: # Absent (the dataset's default, False) when it changes nothing.
+        c.training_set_kwargs.mirror_cameras = True
     c.update(num_gpus=opts.gpus, batch_size=opts.batch, batch_gpu=batch_gpu, metrics=opts.metrics,
              total_kimg=opts.kimg, kimg_per_tick=opts.tick, image_snapshot_ticks=opts.snap,
              network_snapshot_ticks=opts.snap, random_seed=opts.seed, ema_kimg=opts.batch * 10 / 32)
@@ -227,6 +229,8 @@ def build_config(opts):
         c.nan_limit = opts.nan_limit
     if opts.grid is not None:
         c.image_grid_size = opts.grid
+    if opts.metrics_seed is not None:
+        c.metrics_seed = opts.metrics_seed
     if opts.trust_embedded_code:
         c.trust_embedded_code = True
     if opts.deterministic:
@@ -349,7 +353,8 @@ def launch_torchrun(opts, world):
 @click.option('--gamma', help='R1 weight', metavar='FLOAT', type=cli_utils.FiniteFloat(min=0), required=True)
 # Optional features.
 @click.option('--cond', help='Use the dataset camera labels (must stay on for EG3D)', metavar='BOOL', type=bool, default=True, show_default=True)
-@click.option('--mirror', help='Add x-flipped copies of the images (cameras unchanged)', metavar='BOOL', type=bool, default=False, show_default=True)
+@click.option('--mirror', help='Add x-flipped copies of the images', metavar='BOOL', type=bool, default=False, show_default=True)
+@click.option('--mirror-cameras', help='With --mirror: the x-flipped copies carry the mirrored camera (False: the unchanged one, as the original)', metavar='BOOL', type=bool, default=True, show_default=True)
 @click.option('--aug', help='Discriminator augmentation', type=click.Choice(['noaug', 'ada', 'fixed']), default='noaug', show_default=True)
 @click.option('--resume', help='Network pickle to start from, or "latest": newest snapshot of this configuration and dataset under --outdir (any --gpus and --batch)', metavar='[PATH|URL|latest]', type=str)
 @click.option('--freezed', help='Number of leading D layers to freeze', metavar='INT', type=click.IntRange(min=0), default=0, show_default=True)
@@ -406,6 +411,7 @@ def launch_torchrun(opts, world):
 @click.option('--depth-resolution-importance', help='Importance samples per ray  [default: from --cfg]', metavar='INT', type=click.IntRange(min=0))
 @rendering_config.override_options
 @cli_utils.trust_embedded_code_option
+@click.option('--metrics-seed', help='Seed of the metrics\' latents, cameras and rendering noise, so that calc_metrics.py --seed reproduces them  [default: none, the training\'s random streams]', metavar='INT', type=click.IntRange(min=0, max=2**32 - 1))
 @click.option('--grid', help='Size of the snapshot image grids  [default: from the resolution]', metavar='WxH', type=GRID)
 # Opt-in speed modes (docs/performance.md); the defaults reproduce the exact numbers.
 @click.option('--tf32', help='Let CUDA matmuls and convolutions use TF32', metavar='BOOL', type=bool, default=False, show_default=True)

@@ -3,9 +3,10 @@
     python mirror_dataset.py --source=final_crops [--dest=DIR] [--max_images=N]
 
 With <source>/dataset.json, each labelled image <stem><ext> gets <stem>_mirror<ext> and a label whose
-cam2world is reflected in the plane x = 0 (flip_yaw); the new dataset.json lists the originals and the
-mirrors. Without dataset.json every top-level .png/.jpg/.jpeg file is mirrored and no labels are written.
-EG3D trains with --mirror=0 on such datasets, because the loader's x-flip keeps the unmirrored camera.
+camera is mirrored by camera_utils.mirror_label (the reflection train.py --mirror=1 applies to its x-flipped
+copies); the new dataset.json lists the originals and the mirrors. Without dataset.json every top-level
+.png/.jpg/.jpeg file is mirrored and no labels are written. The released EG3D runs train with --mirror=0 on
+such datasets (their loader's x-flip kept the unmirrored camera).
 """
 
 import argparse
@@ -15,8 +16,10 @@ import subprocess
 import sys
 import zipfile
 
-import numpy as np
 import PIL.Image
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
+import camera_utils  # noqa: E402
 
 IMAGE_EXTS = ('.png', '.jpg', '.jpeg')
 
@@ -34,25 +37,11 @@ def refuse_input_folder(dest, inputs, flag):
             fail(f'{flag}={dest}: that is the input folder {folder}; writing there would replace its images '
                  f'(give another {flag})')
 
-def flip_yaw(pose):
-    """Mirror a 4x4 cam2world matrix left-right: P' = S P S with S = diag(-1, 1, 1, 1)."""
-    pose = np.asarray(pose, dtype=np.float64).reshape(4, 4)
-    flip = np.diag([-1.0, 1.0, 1.0, 1.0])
-    return flip @ pose @ flip
-
-def flip_intrinsics(intrinsics):
-    """Normalised intrinsics of the mirrored image: principal point x -> 1 - x and the skew changes sign
-    (no change for the usual cx = 0.5 and zero skew)."""
-    intrinsics = np.array(intrinsics, dtype=np.float64).reshape(3, 3)
-    intrinsics[0, 1] = -intrinsics[0, 1]
-    intrinsics[0, 2] = 1.0 - intrinsics[0, 2]
-    return intrinsics
-
 def mirror_label(label):
-    """25-number EG3D label of the mirrored image."""
+    """25-number EG3D label of the mirrored image, as a JSON list."""
     if not (isinstance(label, list) and len(label) == 25):
         raise ValueError('expected a 25-number camera label')
-    return flip_yaw(label[:16]).flatten().tolist() + flip_intrinsics(label[16:]).flatten().tolist()
+    return camera_utils.mirror_label(label).tolist()
 
 def mirror_name(name):
     """'a/b.png' -> 'a/b_mirror.png'; only the last '.' starts the extension ('a.v2/b.c.png' -> 'a.v2/b.c_mirror.png')."""

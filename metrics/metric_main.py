@@ -106,12 +106,14 @@ def calc_metric(metric, **kwargs):
     check_metric_supported(metric)
     opts = metric_utils.MetricOptions(**kwargs)
     started = time.time()
-    values = _metric_dict[metric](opts)
+    with metric_utils.seeded_random_streams(opts):
+        values = _metric_dict[metric](opts)
+    opts.record_dataset()
     elapsed = time.time() - started
     results = dnnlib.EasyDict({key: _value_of_rank0(value, opts) for key, value in values.items()})
     record = dnnlib.EasyDict(results=results, metric=metric, total_time=elapsed,
                              total_time_str=dnnlib.util.format_time(elapsed), num_gpus=opts.num_gpus)
-    record.update(opts.details)  # Provenance: image counts, camera source, dataset name and statistics hash.
+    record.update(opts.details)  # Provenance: image counts, cameras, dataset, statistics hash, mirroring and seed.
     return record
 
 _RECORD_HEAD = ('results', 'metric', 'total_time', 'total_time_str', 'num_gpus')

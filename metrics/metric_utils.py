@@ -1,6 +1,7 @@
 """Machinery shared by the metrics: options, feature detectors, feature statistics (cached on disk for
 real images), progress reporting, and the loops that feed real and generated images to a detector."""
 
+import contextlib
 import copy
 import hashlib
 import os
@@ -24,7 +25,10 @@ DETECTOR_DIR_ENV = 'EG3D_DETECTOR_DIR'
 class MetricOptions:
     """What a metric runs on: the generator, the dataset it is compared against, and the process layout."""
 
-    def __init__(self, G=None, G_kwargs={}, dataset_kwargs={}, num_gpus=1, rank=0, device=None, progress=None, cache=True):
+    def __init__(self, G=None, G_kwargs={}, dataset_kwargs={}, num_gpus=1, rank=0, device=None, progress=None, cache=True,
+                 seed=None):
+        """seed: None draws latents, cameras and rendering noise from the process's global random streams, as the
+        original does (so a result depends on what ran before); an integer fixes them (see seeded_random_streams)."""
         if not 0 <= rank < num_gpus:
             raise ValueError(f'rank {rank} is outside 0..{num_gpus - 1}')
         self.G = G
@@ -38,8 +42,38 @@ class MetricOptions:
         # Only rank 0 prints progress; the other ranks get a silent monitor.
         self.progress = progress.sub() if (progress is not None and rank == 0) else ProgressMonitor()
         self.cache = cache
-        # Provenance reported next to the numbers; filled in by the feature loops below.
-        self.details = dnnlib.EasyDict(num_real=None, num_fake=None, camera_source=None, dataset_name=None, dataset_hash=None)
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+            raise ValueError(f'metric seed must be a non-negative integer or None, got {seed!r}')
+        self.seed = seed
+        # Provenance reported next to the numbers; filled in by the feature loops below and by record_dataset().
+        self.details = dnnlib.EasyDict(num_real=None, num_fake=None, camera_source=None, dataset_name=None, dataset_hash=None,
+                                       dataset=None, mirror=None, mirror_cameras=None, seed=seed)
+
+    def record_dataset(self):
+        """Note the dataset options a metric ran with (after its own max_size/xflip changes)."""
+        mirror = bool(self.dataset_kwargs.get('xflip', False))
+        self.details.update(dataset=self.dataset_kwargs.get('path'), mirror=mirror,
+                            mirror_cameras=mirror and bool(self.dataset_kwargs.get('mirror_cameras', False)))
+
+@contextlib.contextmanager
+def seeded_random_streams(opts):
+    """With opts.seed, run the block on torch (CPU and opts.device) and NumPy global streams seeded from the seed and
+    the rank, and restore the streams afterwards, so training continues exactly as if no metric had run. The result
+    then depends only on the network, the dataset options, the metric, num_gpus and the seed. Without a seed,
+    nothing changes."""
+    if opts.seed is None:
+        yield
+        return
+    numpy_state = np.random.get_state()
+    devices = [opts.device] if opts.device.type == 'cuda' else []
+    try:
+        with torch.random.fork_rng(devices=devices):
+            stream_seed = (opts.seed * opts.num_gpus + opts.rank) % 2**32
+            torch.manual_seed(stream_seed)
+            np.random.seed(stream_seed)
+            yield
+    finally:
+        np.random.set_state(numpy_state)
 
 #----------------------------------------------------------------------------
 # Feature detectors.
@@ -252,9 +286,11 @@ class ProgressMonitor:
 def stats_cache_md5(dataset_kwargs, detector_url, detector_kwargs, stats_kwargs):
     """The md5 in a statistics file name; the established key, so existing cache files are found.
 
-    The dict reprs follow insertion order, so the key order of dataset_kwargs matters.
+    The dict reprs follow insertion order, so the key order of dataset_kwargs matters. `mirror_cameras` changes
+    only labels, never the images, so it is left out: mirrored runs share the cache files of the original's.
     """
-    key = dict(dataset_kwargs=dict(dataset_kwargs), detector_url=detector_url, detector_kwargs=dict(detector_kwargs), stats_kwargs=dict(stats_kwargs))
+    images_kwargs = {key: value for key, value in dataset_kwargs.items() if key != 'mirror_cameras'}
+    key = dict(dataset_kwargs=images_kwargs, detector_url=detector_url, detector_kwargs=dict(detector_kwargs), stats_kwargs=dict(stats_kwargs))
     return hashlib.md5(repr(sorted(key.items())).encode('utf-8')).hexdigest()
 
 def _broadcast_flag(flag, opts):
@@ -289,6 +325,10 @@ def compute_feature_stats_for_dataset(opts, detector_url, detector_kwargs, rel_l
     detector = get_feature_detector(url=detector_url, device=opts.device, num_gpus=opts.num_gpus, rank=opts.rank, verbose=progress.verbose)
     if data_loader_kwargs is None:
         data_loader_kwargs = dict(pin_memory=(opts.device.type == 'cuda'), num_workers=3, prefetch_factor=2)
+    if opts.seed is not None:
+        # A loader draws its workers' base seed from the global stream unless given its own generator; with a seed,
+        # the draws after this must not depend on whether the statistics came from the cache.
+        data_loader_kwargs = dict(data_loader_kwargs, generator=torch.Generator())
     loader = torch.utils.data.DataLoader(dataset=dataset, sampler=_items_of_rank(num_items, opts), batch_size=batch_size, **data_loader_kwargs)
     with torch.no_grad():
         for images, _labels in loader:

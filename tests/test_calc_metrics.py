@@ -8,6 +8,9 @@ import os
 import pytest
 from click.testing import CliRunner
 from test_metrics import ReplayGenerator, dataset_kwargs, make_dataset, small_fid_metric, write_detectors
+from test_train import invoke as invoke_train
+from test_train import make_dataset as make_training_dataset
+from test_train import tiny_args
 
 import calc_metrics
 from metrics import frechet_inception_distance, metric_main, metric_utils
@@ -87,6 +90,9 @@ def test_data_and_mirror_flags(setup):
     assert list(options.items()) == [('class_name', 'training.dataset.ImageFolderDataset'), ('path', str(tmp_path / 'data')),
                                      ('resolution', 8), ('use_labels', True), ('xflip', True)]
     assert 'Calculating' not in result.output and not os.path.exists(tmp_path / 'cache')
+    result = run(f'--network={network}', f'--data={tmp_path / "data"}', '--mirror=1', '--mirror-cameras=1', '--metrics=none')
+    options = json.loads(result.output[result.output.index('{'):result.output.index('}') + 1])
+    assert list(options)[-2:] == ['xflip', 'mirror_cameras'] and options['mirror_cameras'] is True
 
 @pytest.mark.parametrize('flags, message', [
     (['--metrics=fid1k'], 'Error: --metrics: unknown metric fid1k (valid: ' + ', '.join(metric_main.list_valid_metrics())),
@@ -139,3 +145,46 @@ def test_trust_embedded_code_reaches_the_loader(setup):
     assert run(f'--network={snapshot}', '--metrics=none').exit_code == 0
     assert run(f'--network={snapshot}', '--metrics=none', '--trust-embedded-code').exit_code == 0
     assert loaded['loader_kwargs'] == [dict(trust_embedded_code=False), dict(trust_embedded_code=True)]
+
+#----------------------------------------------------------------------------
+# Training-time metrics equal calc_metrics.py on the same snapshot.
+
+def fid_as_configured(opts):
+    """fid50k's settings (the dataset as configured, x-flips included) with 12 generated images, in batches of 4."""
+    opts.dataset_kwargs.update(max_size=None)
+    url, detector_kwargs = frechet_inception_distance.INCEPTION_URL, dict(return_features=True)
+    real = metric_utils.compute_feature_stats_for_dataset(opts, url, detector_kwargs, capture_mean_cov=True)
+    fake = metric_utils.compute_feature_stats_for_generator(opts, url, detector_kwargs, batch_size=4, capture_mean_cov=True,
+                                                           max_items=12)
+    return dict(fid12=frechet_inception_distance.fid_from_stats(*real.get_mean_cov(), *fake.get_mean_cov()))
+fid_as_configured.__name__ = 'fid12'
+
+@pytest.mark.slow
+def test_training_metric_equals_calc_metrics_on_the_snapshot(tmp_path, monkeypatch):
+    monkeypatch.setenv(metric_utils.DETECTOR_DIR_ENV, str(tmp_path / 'detectors'))
+    monkeypatch.setenv('DNNLIB_CACHE_DIR', str(tmp_path / 'cache'))
+    write_detectors(tmp_path / 'detectors')
+    monkeypatch.setitem(metric_main._metric_dict, 'fid12', fid_as_configured)
+    data = make_training_dataset(tmp_path / 'cars_128', num_images=4)
+    # A real training run (tiny CPU configuration) with mirrored items and cameras, evaluating its snapshot.
+    result = invoke_train(tiny_args(tmp_path / 'runs', data, '--kimg=0.002', '--mirror=1', '--metrics=fid12',
+                                    '--metrics-seed=7'))
+    assert result.exit_code == 0, result.output
+    run_dir = tmp_path / 'runs' / '00000-shapenet-cars_128-gpus1-batch2-gamma0.3'
+    snapshot = run_dir / 'network-snapshot-000000.pkl'
+    assert json.load(open(run_dir / 'training_options.json'))['training_set_kwargs']['mirror_cameras'] is True
+
+    # The same options: the pickle's dataset (so its --mirror handling), G_ema, metric, number of images and seed.
+    assert run(f'--network={snapshot}', '--metrics=fid12', '--seed=7', '--verbose=false').exit_code == 0
+    assert run(f'--network={snapshot}', '--metrics=fid12', '--seed=8', '--verbose=false').exit_code == 0
+    assert run(f'--network={snapshot}', '--metrics=fid12', '--verbose=false').exit_code == 0
+    training, again, other_seed, unseeded = [json.loads(line) for line in open(run_dir / 'metric-fid12.jsonl')]
+    assert training['results'] == again['results'] and training['results']['fid12'] > 0
+    reproducible = ('snapshot_pkl', 'dataset', 'mirror', 'mirror_cameras', 'num_gpus', 'seed', 'num_real', 'num_fake',
+                    'dataset_hash')
+    assert {key: training[key] for key in reproducible} == {key: again[key] for key in reproducible} == dict(
+        snapshot_pkl='network-snapshot-000000.pkl', dataset=data, mirror=True, mirror_cameras=True, num_gpus=1, seed=7,
+        num_real=8, num_fake=12, dataset_hash=training['dataset_hash'])
+    # Other latents give another number: without a seed, the training's global random streams decide them.
+    assert other_seed['results'] != training['results'] and other_seed['seed'] == 8
+    assert unseeded['seed'] is None

@@ -77,3 +77,34 @@ def test_frontal_camera_axes():
     assert torch.allclose(rotation @ rotation.T, torch.eye(3), atol=1e-6)
 
 #----------------------------------------------------------------------------
+
+#----------------------------------------------------------------------------
+# Mirrored cameras (shared by training/dataset.py and dataset_preprocessing/mirror_dataset.py).
+
+def test_mirror_cam2world_spec_example():
+    # The yaw +0.4 camera mirrors into the yaw -0.4 camera.
+    pose = np.array([[0.90846, 0.05705, -0.41407, 1.04287], [0.0, -0.99064, -0.13649, 0.34377],
+                     [-0.41798, 0.12400, -0.89995, 2.46662], [0, 0, 0, 1]])
+    ref = np.array([[0.90846, -0.05705, 0.41407, -1.04287], [-0.0, -0.99064, -0.13649, 0.34377],
+                    [0.41798, 0.12400, -0.89995, 2.46662], [0, 0, 0, 1]])
+    np.testing.assert_array_equal(camera_utils.mirror_cam2world(pose), ref)
+    np.testing.assert_array_equal(camera_utils.mirror_cam2world(np.stack([pose, ref])), np.stack([ref, pose]))
+
+def test_mirror_label_batches_and_intrinsics():
+    pose = camera_utils.LookAtPoseSampler.sample(math.pi / 2 + 0.3, math.pi / 2 - 0.2, torch.tensor([0.1, 0, 0.2]),
+                                                 radius=2.7)[0].numpy()
+    intrinsics = np.array([[4.2647, 0.01, 0.52], [0, 4.2647, 0.5], [0, 0, 1]])
+    label = np.concatenate([pose.reshape(16), intrinsics.reshape(9)])
+    mirrored = camera_utils.mirror_label(np.stack([label, label]))
+    assert mirrored.shape == (2, 25) and mirrored.dtype == np.float64
+    np.testing.assert_array_equal(mirrored[0], mirrored[1])
+    np.testing.assert_array_equal(camera_utils.mirror_label(mirrored[0]), label)
+    rotation = mirrored[0, :16].reshape(4, 4)[:3, :3]
+    assert np.linalg.det(rotation) == pytest.approx(1, abs=1e-6)  # Still a proper rotation.
+    np.testing.assert_allclose(mirrored[0, 16:], [4.2647, -0.01, 0.48, 0, 4.2647, 0.5, 0, 0, 1], atol=1e-15)
+    # The camera that orbits the mirrored pivot from the mirrored yaw.
+    expect = camera_utils.LookAtPoseSampler.sample(math.pi / 2 - 0.3, math.pi / 2 - 0.2, torch.tensor([-0.1, 0, 0.2]),
+                                                   radius=2.7)[0].numpy()
+    np.testing.assert_allclose(mirrored[0, :16].reshape(4, 4), expect, atol=1e-6)
+    with pytest.raises(ValueError, match='25-number'):
+        camera_utils.mirror_label(np.zeros(16))

@@ -4,6 +4,7 @@ import io
 import json
 import os
 import pickle
+import sys
 import zipfile
 
 import numpy as np
@@ -275,3 +276,64 @@ def test_validate_speed(tmp_path):
     assert elapsed < 10
 
 #----------------------------------------------------------------------------
+
+#----------------------------------------------------------------------------
+# Mirrored cameras (train.py --mirror=1, on by default for new runs).
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'dataset_preprocessing', 'procedural'))
+import make_procedural_dataset as procedural  # noqa: E402
+
+def _reflected_scene(obj, monkeypatch):
+    """The procedural object and light reflected in the plane x = 0: what a mirrored photo shows."""
+    monkeypatch.setattr(procedural, 'LIGHT_DIR', procedural.LIGHT_DIR * np.array([-1, 1, 1]))
+    return dict(obj, ball_center=obj['ball_center'] * np.array([-1, 1, 1]))
+
+def make_rendered_dataset(root, count=4, res=32, seed=3):
+    """Renders of one asymmetric procedural object from known cameras: (path, object, labels)."""
+    rnd = np.random.RandomState(seed)
+    obj = procedural.sample_object(rnd)
+    obj['ball_center'][0] = 0.1  # Off-centre, so a mirror image is not the same picture.
+    intrinsics = [procedural.FOCAL, 0, 0.5, 0, procedural.FOCAL, 0.5, 0, 0, 1]
+    labels = [procedural.sample_camera(rnd).reshape(16).tolist() + intrinsics for _ in range(count)]
+    images = [procedural.render(obj, np.array(lab[:16]).reshape(4, 4), res) for lab in labels]
+    names = [f'img{i}.png' for i in range(count)]
+    meta = json.dumps({'labels': [[name, lab] for name, lab in zip(names, labels)]})
+    return make_dataset(root, names=names, meta=meta, images=images), obj, labels
+
+def test_mirrored_item_equals_a_render_from_its_label(tmp_path, monkeypatch):
+    path, obj, labels = make_rendered_dataset(str(tmp_path))
+    ds = ImageFolderDataset(path=path, use_labels=True, xflip=True, mirror_cameras=True)
+    old = ImageFolderDataset(path=path, use_labels=True, xflip=True)  # The original loader's labels.
+    res = ds.resolution
+    originals = [ds[i] for i in range(4)]
+    mirror_world = _reflected_scene(obj, monkeypatch)
+    for i in range(4, 8):
+        image, lab = ds[i]
+        assert lab.dtype == np.float32 and lab.shape == (25,)
+        render = procedural.render(mirror_world, lab[:16].astype(np.float64).reshape(4, 4), res).transpose(2, 0, 1)
+        np.testing.assert_array_equal(render, image)
+        # The unmirrored camera (the original's label) shows another picture: 14-30% of the pixels differ.
+        stale = procedural.render(mirror_world, old[i][1][:16].astype(np.float64).reshape(4, 4), res).transpose(2, 0, 1)
+        assert (np.abs(stale.astype(int) - image).max(axis=0) > 1).mean() > 0.1
+        np.testing.assert_array_equal(image, originals[i - 4][0][:, :, ::-1])
+        np.testing.assert_array_equal(old[i][1], np.float32(labels[i - 4]))
+        details = ds.get_details(i)
+        assert details.xflip and details.raw_idx == i - 4
+        np.testing.assert_array_equal(details.raw_label, np.float32(labels[i - 4]))  # As in dataset.json.
+        np.testing.assert_array_equal(details.label, lab)
+        np.testing.assert_array_equal(ds.get_label(i), lab)
+    for i in range(4):  # Originals keep their camera.
+        np.testing.assert_array_equal(originals[i][1], np.float32(labels[i]))
+        np.testing.assert_array_equal(ds.get_details(i).label, np.float32(labels[i]))
+    # The label statistics stay those of dataset.json.
+    np.testing.assert_array_equal(ds.get_label_std(), old.get_label_std())
+    pickled = pickle.loads(pickle.dumps(ds))
+    np.testing.assert_array_equal(pickled.get_label(5), ds.get_label(5))
+
+def test_mirror_cameras_needs_camera_labels(tmp_path):
+    path = make_dataset(str(tmp_path), names=['a.png', 'b.png'], meta=json.dumps({'labels': [['a.png', [1.0, 2.0]], ['b.png', [3.0, 4.0]]]}))
+    with pytest.raises(DatasetError, match='mirror_cameras needs 25-number camera labels, the labels have shape'):
+        ImageFolderDataset(path=path, use_labels=True, xflip=True, mirror_cameras=True)
+    assert len(ImageFolderDataset(path=path, use_labels=True, xflip=False, mirror_cameras=True)) == 2  # Nothing mirrored.
+    unlabelled = ImageFolderDataset(path=path, use_labels=False, xflip=True, mirror_cameras=True)
+    assert unlabelled.get_label(3).shape == (0,)

@@ -6,6 +6,7 @@ import numpy as np
 import PIL.Image
 from test_train import make_dataset
 
+import camera_utils
 import dnnlib
 from training import image_grid
 
@@ -34,3 +35,19 @@ def test_snapshot_image_grid(tmp_path):
     assert not glob.glob(str(tmp_path / '.*')) # Written through temporary files that were renamed.
 
 #----------------------------------------------------------------------------
+
+def test_grid_of_mirrored_cameras(tmp_path):
+    dataset = dnnlib.util.construct_class_by_name(class_name='training.dataset.ImageFolderDataset',
+                                                  path=make_dataset(tmp_path / 'd', num_images=5), use_labels=True,
+                                                  xflip=True, mirror_cameras=True)
+    (gw, gh), images, labels = image_grid.setup_snapshot_image_grid(dataset, grid_size=(2, 10))
+    # Each x-flipped copy is its own group now, shown with (and rendered by the fakes from) the mirrored camera.
+    rows = labels.reshape(gh, gw, 25)
+    assert all((row == row[0]).all() for row in rows) and len({tuple(row[0]) for row in rows}) == 10
+    raw = {tuple(dataset.get_details(i).raw_label): i for i in range(5)}
+    for image, label in zip(images, labels):
+        if tuple(label) in raw:
+            np.testing.assert_array_equal(image, dataset[raw[tuple(label)]][0])
+        else:
+            original = raw[tuple(camera_utils.mirror_label(label).astype(np.float32))]
+            np.testing.assert_array_equal(image, dataset[original][0][:, :, ::-1])

@@ -305,3 +305,36 @@ def test_fork_pickle_without_counterpart_is_refused(snapshot, fork_marker, tmp_p
     assert result.stderr.splitlines()[-1].startswith(f'Error: {source}: {reason}'), result.stderr
     assert len(result.stderr.splitlines()) == 2  # the trust warning and the error
     assert not dest.exists()
+
+
+# ----------------------------------------------------------------------------
+# Snapshots of the three-distinct-planes layout.
+
+def _render_facing_the_box(G):
+    from camera_utils import LookAtPoseSampler
+    cam2world = LookAtPoseSampler.sample(1.3, 1.2, torch.zeros(3), radius=1.7)
+    c = torch.cat([cam2world.reshape(1, 16), torch.tensor([[1.7074, 0, 0.5, 0, 1.7074, 0.5, 0, 0, 1]])], dim=1)
+    torch.manual_seed(3)
+    return G(torch.from_numpy(np.random.RandomState(1).randn(1, G.z_dim)).float(), c, noise_mode='const')['image']
+
+
+def test_new_plane_layout_travels_in_snapshots_and_is_not_converted(snapshot, tmp_path):
+    from training import generation
+    data = copy.deepcopy(snapshot)
+    for key in ('G', 'G_ema'):
+        data[key].rendering_kwargs['plane_layout'] = 'xy_xz_zy'
+    trained = _render_facing_the_box(data['G_ema'])
+    original = _render_facing_the_box(snapshot['G_ema'])
+    assert (trained - original).abs().max() > 1e-2  # Same weights, other planes: another image.
+    path = tmp_path / 'network-snapshot-000000.pkl'
+    legacy.save_network_pkl(data, str(path))
+    loaded = generation.open_snapshot(str(path))['G_ema']  # What gen_samples, gen_videos, calc_metrics, the viewer and the projector load.
+    assert loaded.rendering_kwargs['plane_layout'] == 'xy_xz_zy'
+    assert torch.allclose(_render_facing_the_box(loaded), trained, atol=1e-6)
+
+    dest = tmp_path / 'converted.pkl'
+    result = CliRunner().invoke(legacy.convert_network_pickle, ['--source', str(path), '--dest', str(dest)])
+    assert result.exit_code == 1 and not dest.exists()
+    assert sorted(result.output.splitlines()) == [
+        f'Error: {path}: G was trained with plane_layout "xy_xz_zy", which the original EG3D renders wrongly (as '
+        f'"xy_xz_zx"); not converted (this repository\'s tools load the file as it is)', f'Loading "{path}"...']

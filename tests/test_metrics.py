@@ -15,6 +15,7 @@ import scipy.linalg
 import scipy.special
 import torch
 
+import camera_utils
 import dnnlib
 from metrics import (
     frechet_inception_distance,
@@ -202,6 +203,21 @@ def test_stats_cache_md5_matches_released_cache_names():
     calc = dnnlib.EasyDict(class_name='training.dataset.ImageFolderDataset', path='datasets/FFHQ_512.zip', resolution=512,
                            use_labels=True, max_size=None, xflip=False)
     assert metric_utils.stats_cache_md5(calc, url, dict(return_features=True), dict(capture_mean_cov=True)) == '3fe9d26200dddadd34042f476e63bbb6'
+    # Mirrored cameras change labels, not images: the same statistics file.
+    mirrored = dict(training, xflip=True)
+    assert metric_utils.stats_cache_md5(dict(mirrored, mirror_cameras=True), url, dict(return_features=True), dict(capture_mean_cov=True)) == \
+        metric_utils.stats_cache_md5(mirrored, url, dict(return_features=True), dict(capture_mean_cov=True))
+
+def test_generator_labels_of_mirrored_items_are_mirrored_cameras(env):
+    opts = metric_utils.MetricOptions(G=FakeGenerator(), dataset_kwargs=dict(env.dataset_kwargs, xflip=True, mirror_cameras=True), device='cpu')
+    labels = metric_utils.iterate_random_labels(opts, batch_size=4)
+    np.random.seed(7)
+    drawn = np.concatenate([next(labels).numpy() for _ in range(10)])
+    np.random.seed(7)
+    indices = [np.random.randint(24) for _ in range(40)]  # 12 images and their mirrored copies.
+    expected = [env.cams[i] if i < 12 else camera_utils.mirror_label(env.cams[i - 12]).astype(np.float32) for i in indices]
+    assert any(i >= 12 for i in indices)
+    np.testing.assert_array_equal(drawn, np.stack(expected))
 
 def test_fid_of_a_set_against_itself_is_zero(env):
     opts = make_opts(env, G=ReplayGenerator(env.images))
@@ -220,7 +236,8 @@ def test_fid_matches_independent_computation(env):
     assert fid == pytest.approx(expected, rel=1e-5, abs=1e-9)
     assert opts.details == dict(num_real=12, num_fake=100, camera_source='dataset_labels', dataset_name='data',
                                 dataset_hash=metric_utils.stats_cache_md5(env.dataset_kwargs, frechet_inception_distance.INCEPTION_URL,
-                                                                          dict(return_features=True), dict(capture_mean_cov=True)))
+                                                                          dict(return_features=True), dict(capture_mean_cov=True)),
+                                dataset=None, mirror=None, mirror_cameras=None, seed=None)  # The last four: calc_metric().
 
 def test_kid_matches_unbiased_mmd(env):
     # With subsets as large as both sets every subset is a permutation, so KID is the plain unbiased MMD^2.
@@ -336,7 +353,9 @@ def test_calc_metric_record_and_report(env, tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(metric_main._metric_dict, 'fid120_full', small_fid_metric)
     result = metric_main.calc_metric('fid120_full', G=ReplayGenerator(env.images[::-1]), dataset_kwargs=env.dataset_kwargs, device='cpu')
     assert list(result) == ['results', 'metric', 'total_time', 'total_time_str', 'num_gpus',
-                            'num_real', 'num_fake', 'camera_source', 'dataset_name', 'dataset_hash']
+                            'num_real', 'num_fake', 'camera_source', 'dataset_name', 'dataset_hash',
+                            'dataset', 'mirror', 'mirror_cameras', 'seed']
+    assert (result.dataset, result.mirror, result.mirror_cameras, result.seed) == (env.dataset_kwargs.path, False, False, None)
     assert list(result.results) == ['fid120_full'] and abs(result.results.fid120_full) < 1e-6 # Copies of the same 12 images.
     assert (result.metric, result.num_gpus, result.num_real, result.num_fake) == ('fid120_full', 1, 12, 120)
     assert result.total_time_str == dnnlib.util.format_time(result.total_time)
@@ -349,7 +368,8 @@ def test_calc_metric_record_and_report(env, tmp_path, capsys, monkeypatch):
         assert f.read() == line + '\n'
     record = json.loads(line)
     assert list(record) == ['results', 'metric', 'total_time', 'total_time_str', 'num_gpus', 'snapshot_pkl', 'timestamp',
-                            'num_real', 'num_fake', 'camera_source', 'dataset_name', 'dataset_hash']
+                            'num_real', 'num_fake', 'camera_source', 'dataset_name', 'dataset_hash',
+                            'dataset', 'mirror', 'mirror_cameras', 'seed']
     assert record['snapshot_pkl'] == 'network-snapshot-000200.pkl' and record['results'] == dict(result.results)
     assert line.startswith('{"results": {"fid120_full": ') and ', "metric": "fid120_full", "total_time": ' in line # Default separators.
     assert isinstance(record['timestamp'], float)
@@ -357,6 +377,30 @@ def test_calc_metric_record_and_report(env, tmp_path, capsys, monkeypatch):
     # No run dir: printed only, the network argument kept as given.
     metric_main.report_metric(result, snapshot_pkl='https://example.com/net.pkl')
     assert json.loads(capsys.readouterr().out)['snapshot_pkl'] == 'https://example.com/net.pkl'
+
+def test_seeded_metric_is_reproducible_and_leaves_the_global_streams_alone(env, monkeypatch):
+    monkeypatch.setitem(metric_main._metric_dict, 'fid120_full', small_fid_metric)
+    dataset = dict(env.dataset_kwargs, xflip=True, mirror_cameras=True)
+
+    G = FakeGenerator()
+
+    def evaluate(seed):
+        torch.manual_seed(np.random.randint(1000))  # Whatever ran before.
+        numpy_before, torch_before = np.random.get_state(), torch.get_rng_state()
+        result = metric_main.calc_metric('fid120_full', G=G, dataset_kwargs=dataset, device='cpu', seed=seed)
+        unchanged = torch.equal(torch.get_rng_state(), torch_before) and np.random.get_state()[2] == numpy_before[2] and \
+            np.array_equal(np.random.get_state()[1], numpy_before[1])
+        return result, unchanged
+    first, unchanged = evaluate(5)  # Computes the real statistics (a DataLoader) ...
+    assert unchanged and (first.seed, first.mirror, first.mirror_cameras) == (5, False, False)  # _full: no x-flips.
+    second, unchanged = evaluate(5)  # ... which now come from the cache: the generated images must not notice.
+    assert unchanged and second.results == first.results
+    other, _ = evaluate(6)
+    assert other.results != first.results
+    unseeded, unchanged = evaluate(None)  # The original: the metric draws from the global streams.
+    assert not unchanged and unseeded.seed is None
+    with pytest.raises(ValueError, match='metric seed must be a non-negative integer or None'):
+        metric_utils.MetricOptions(seed=-1)
 
 #----------------------------------------------------------------------------
 

@@ -293,3 +293,16 @@ def test_channels_last_planes_sample_identically():
     channels_last = renderer_module.channels_last_planes(planes)
     assert channels_last.is_contiguous() is False and torch.equal(channels_last, planes)
     assert torch.equal(sample_from_planes(generate_planes(), channels_last, coords, box_warp=2.0), expected)
+
+def test_third_plane_sees_y_only_in_the_new_layout(decoder):
+    # Features only on the third plane, varying over the whole plane: moving a point along y changes what the
+    # decoder gets under xy_xz_zy, and cannot under the original xy_xz_zx (its third plane spans z and x).
+    planes = torch.zeros(1, 3, 32, 16, 16)
+    planes[:, 2] = torch.randn(32, 16, 16, generator=torch.Generator().manual_seed(0))
+    points = torch.rand(1, 20, 3, generator=torch.Generator().manual_seed(1)) - 0.5
+    moved = points + torch.tensor([0, 0.3, 0])
+    renderer = ImportanceRenderer()
+    opts = dict(box_warp=2, plane_layout='xy_xz_zx')
+    sigma = lambda p, layout: renderer.run_model(planes, decoder, p, torch.zeros_like(p), dict(opts, plane_layout=layout))['sigma']
+    assert torch.equal(sigma(points, 'xy_xz_zx'), sigma(moved, 'xy_xz_zx'))
+    assert (sigma(points, 'xy_xz_zy') - sigma(moved, 'xy_xz_zy')).abs().min() > 1e-4

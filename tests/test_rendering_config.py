@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 from test_gen_samples import write_tiny_snapshot
 from test_train import invoke, make_dataset, parse_config, tiny_args
+from test_training_options import released
 
 import gen_samples
 import gen_videos
@@ -18,6 +19,7 @@ import train
 from camera_utils import LookAtPoseSampler
 from training import presets, rendering_config
 from training.rendering_config import RenderingConfigError, load_config_file, resolve_rendering_options
+from training.training_options import describe_resume_differences
 from viz.render import Renderer
 
 #----------------------------------------------------------------------------
@@ -38,7 +40,7 @@ def test_file_without_base(tmp_path):
     options = load_config_file(write_config(tmp_path / 'mine.json', dict(reversed(list(FULL.items())))))
     assert json.dumps(options) == json.dumps(FULL) # Values as written, keys in the preset order.
     options = load_config_file(write_config(tmp_path / 'white.json', dict(FULL, white_back=False)))
-    assert list(options) == list(rendering_config.OPTION_KEYS) and options['white_back'] is False
+    assert list(options) == list(rendering_config.OPTION_KEYS)[:-1]  # All but plane_layout and options['white_back'] is False
 
 def test_file_with_base(tmp_path):
     path = write_config(tmp_path / 'cars.json', {'base': 'shapenet', 'ray_start': 'auto', 'ray_end': 'auto',
@@ -47,7 +49,7 @@ def test_file_with_base(tmp_path):
                                           avg_camera_radius=1.2)
     # white_back joins a base without one at its place in the order.
     options = load_config_file(write_config(tmp_path / 'f.json', {'white_back': True, 'base': 'ffhq'}))
-    assert list(options) == list(rendering_config.OPTION_KEYS)
+    assert list(options) == list(rendering_config.OPTION_KEYS)[:-1]  # All but plane_layout
     for name in presets.RENDERING_PRESETS:
         assert load_config_file(write_config(tmp_path / 'p.json', {'base': name})) == presets.RENDERING_PRESETS[name]
 
@@ -164,7 +166,7 @@ def test_guide_command_dry_run(tmp_path):
     assert not outdir.exists()
     options = json.loads(result.output[result.output.index('{'):result.output.index('\nOutput directory:')])
     rendering = options['G_kwargs']['rendering_kwargs']
-    assert list(rendering)[-8:] == list(rendering_config.OPTION_KEYS)
+    assert list(rendering)[-8:] == list(rendering_config.OPTION_KEYS)[:-1]  # All but plane_layout
     assert (rendering['ray_start'], rendering['ray_end'], rendering['avg_camera_radius']) == ('auto', 'auto', 1.2)
     assert rendering['superresolution_module'] == 'training.superresolution.SuperresolutionHybrid2X'
     assert options['resume_pkl'] == str(resume)
@@ -255,3 +257,37 @@ def test_gen_videos_and_shapes_with_auto_bounds(tmp_path, monkeypatch):
     assert np.allclose(np.linalg.norm(trajectory[:, :3, 3], axis=1), 1.9, atol=1e-5) # Sphere around the origin,
     to_pivot = [0, 0.05, 0] - trajectory[:, :3, 3] # looking at the pivot.
     assert np.allclose(trajectory[:, :3, 2], to_pivot / np.linalg.norm(to_pivot, axis=1, keepdims=True), atol=1e-5)
+#----------------------------------------------------------------------------
+# Tri-plane layout (opt-in; the default stays the original's).
+
+def test_plane_layout_key_and_flag(data128, tmp_path):
+    path = write_config(tmp_path / 'three.json', {'base': 'shapenet', 'plane_layout': 'xy_xz_zy'})
+    assert load_config_file(path) == dict(presets.RENDERING_PRESETS['shapenet'], plane_layout='xy_xz_zy')
+    assert 'plane_layout' not in load_config_file(write_config(tmp_path / 'f.json', FULL))  # Not required.
+    c, _ = parse_config(tiny_args(tmp_path, data128, f'--cfg={path}'))
+    assert list(c.G_kwargs.rendering_kwargs)[-1] == 'plane_layout' and c.G_kwargs.rendering_kwargs['plane_layout'] == 'xy_xz_zy'
+    c, _ = parse_config(tiny_args(tmp_path, data128, '--plane-layout=xy_xz_zy'))
+    assert c.G_kwargs.rendering_kwargs['plane_layout'] == 'xy_xz_zy'
+    c, _ = parse_config(tiny_args(tmp_path, data128, f'--cfg={path}', '--plane-layout=xy_xz_zx'))
+    assert c.G_kwargs.rendering_kwargs['plane_layout'] == 'xy_xz_zx'
+    c, _ = parse_config(tiny_args(tmp_path, data128))
+    assert 'plane_layout' not in c.G_kwargs.rendering_kwargs  # The original's rendering_kwargs.
+
+    bad = write_config(tmp_path / 'bad.json', {'base': 'ffhq', 'plane_layout': 'xy_yz_zx'})
+    result = invoke(tiny_args(tmp_path / 'runs', data128, f'--cfg={bad}'))
+    assert result.exit_code == 1 and result.output == (f'Error: {bad}: plane_layout: must be one of "xy_xz_zx", '
+                                                       f'"xy_xz_zy", got "xy_yz_zx"\n')
+    result = invoke(tiny_args(tmp_path / 'runs', data128, '--plane-layout=zy'))
+    assert result.exit_code == 2 and not (tmp_path / 'runs').exists()
+
+def test_resuming_into_another_plane_layout_warns(data128, tmp_path):
+    # A released network records no plane_layout: it has the original layout.
+    released_cars = released('shapenet', 64)
+    def differences(*flags):
+        c, _ = parse_config([f'--outdir={tmp_path}', '--cfg=shapenet', f'--data={data128}', '--gpus=1', '--batch=4',
+                             '--gamma=0.3', *flags])
+        return describe_resume_differences(c, released_cars)
+    assert differences('--plane-layout=xy_xz_zy') == [
+        'rendering option plane_layout: this run uses "xy_xz_zy", the pickle has "xy_xz_zx" '
+        '(--plane-layout=xy_xz_zx matches it)']
+    assert differences('--plane-layout=xy_xz_zx') == differences() == []

@@ -113,6 +113,20 @@ def test_ffhq_training_options(tmp_path):
     assert (c.batch_gpu, c.metrics, c.total_kimg, c.kimg_per_tick) == (4, ['fid50k_full'], 25000, 4)
     assert (c.image_snapshot_ticks, c.network_snapshot_ticks, c.ema_kimg, c.G_reg_interval) == (50, 50, 10.0, 4.0)
 
+def test_mirror_cameras_option(data128, tmp_path):
+    base = dict(class_name='training.dataset.ImageFolderDataset', path=data128, use_labels=True, max_size=8, xflip=True,
+                resolution=128, random_seed=0)
+    c, _ = parse_config(tiny_args(tmp_path, data128, '--mirror=1'))
+    assert json.dumps(c.training_set_kwargs) == json.dumps(dict(base, mirror_cameras=True))
+    c, _ = parse_config(tiny_args(tmp_path, data128, '--mirror=1', '--mirror-cameras=0'))
+    assert json.dumps(c.training_set_kwargs) == json.dumps(base)  # The original's options.
+    c, _ = parse_config(tiny_args(tmp_path, data128, '--mirror-cameras=1'))
+    assert 'mirror_cameras' not in c.training_set_kwargs and not c.training_set_kwargs.xflip
+
+def test_metrics_seed_option(data128, tmp_path):
+    assert 'metrics_seed' not in parse_config(tiny_args(tmp_path, data128))[0]
+    assert parse_config(tiny_args(tmp_path, data128, '--metrics-seed=7'))[0].metrics_seed == 7
+
 def test_afhq_ada_resume_and_nobench_options(tmp_path):
     data = make_dataset(tmp_path / 'afhq', num_images=1, resolution=512)
     pkl = tmp_path / 'prev.pkl'

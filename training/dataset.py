@@ -2,7 +2,8 @@
 
 An EG3D label is 25 floats: the 4x4 cam2world matrix (OpenCV axes) followed by the 3x3 intrinsics
 normalised by the image size, both row-major. Item order, max_size subsetting and x-flip doubling
-follow the official loader so that metric caches and training runs line up.
+follow the official loader so that metric caches and training runs line up; with mirror_cameras, an x-flipped
+copy also carries the mirrored camera (camera_utils.mirror_label).
 """
 
 import collections
@@ -14,6 +15,7 @@ import numpy as np
 import PIL.Image
 import torch
 
+import camera_utils
 import dnnlib
 from training.camera_validation import (  # noqa: F401 (re-exported)
     DatasetError,
@@ -83,14 +85,18 @@ def describe_header(header):
 class Dataset(torch.utils.data.Dataset):
     """Items, labels, max_size subsetting and x-flip doubling on top of a subclass's raw image and label access."""
 
-    def __init__(self, name, raw_shape, max_size=None, use_labels=False, xflip=False, random_seed=0):
+    def __init__(self, name, raw_shape, max_size=None, use_labels=False, xflip=False, random_seed=0,
+                 mirror_cameras=False):
         """raw_shape: [num_images, channels, height, width]. max_size keeps a random subset of at most that many
         raw images (seeded by random_seed); use_labels=False gives zero-width labels; xflip appends a mirrored
-        copy of every image, with its label unchanged."""
+        copy of every image, whose label is the mirrored camera with mirror_cameras (25-number labels only),
+        else the unchanged label (the official loader's behaviour, and the default for datasets configured
+        before the option existed)."""
         self._items, self._mirrored = select_items(raw_shape[0], max_size, xflip, random_seed)
         self._raw_shape = list(raw_shape)
         self._name = name
         self._use_labels = use_labels
+        self._mirror_cameras = bool(mirror_cameras)
         self._forget_labels()
 
     # Subclass hooks: a uint8 CHW array for a raw index; float32 [N, D] or int64 [N] labels, or None.
@@ -119,6 +125,9 @@ class Dataset(torch.utils.data.Dataset):
             else:
                 assert loaded.dtype == np.float32
                 shape = list(loaded.shape[1:])
+            if self._mirror_cameras and self._mirrored.any() and shape not in ([0], [25]):
+                raise DatasetError(f'{self._name}: mirror_cameras needs 25-number camera labels, the labels have '
+                                   f'shape {shape}')
             self._raw_labels = loaded
             self._label_info = (shape, loaded.std(0))
         return self._raw_labels
@@ -145,16 +154,21 @@ class Dataset(torch.utils.data.Dataset):
         return pixels.copy(), self.get_label(idx)
 
     def get_label(self, idx):
+        """The label item idx carries: for a mirrored copy with mirror_cameras, the mirrored camera."""
         value = self._labels()[self._items[idx]]
         if value.dtype != np.int64:
+            if self._mirror_cameras and self._mirrored[idx] and value.size:
+                return camera_utils.mirror_label(value).astype(np.float32)
             return value.copy()
         onehot = np.zeros(self.label_shape, dtype=np.float32)
         onehot[value] = 1
         return onehot
 
     def get_details(self, idx):
+        """raw_idx, xflip, raw_label (as in dataset.json) and label (what get_label returns)."""
         raw_idx = int(self._items[idx])
-        return dnnlib.EasyDict(raw_idx=raw_idx, xflip=bool(self._mirrored[idx]), raw_label=self._labels()[raw_idx].copy())
+        return dnnlib.EasyDict(raw_idx=raw_idx, xflip=bool(self._mirrored[idx]), raw_label=self._labels()[raw_idx].copy(),
+                               label=self.get_label(idx))
 
     def get_label_std(self):
         # Over the labels of all raw images, not only the max_size subset.

@@ -15,13 +15,18 @@ import os
 import click
 
 from training import presets
+from training.volumetric_rendering.renderer import DEFAULT_PLANE_LAYOUT, PLANE_LAYOUTS
 
 # The options a config sets, in the key order of training_options.json.
 OPTION_KEYS = ('depth_resolution', 'depth_resolution_importance', 'ray_start', 'ray_end', 'box_warp', 'white_back',
-               'avg_camera_radius', 'avg_camera_pivot')
+               'avg_camera_radius', 'avg_camera_pivot', 'plane_layout')
 
-# Options a file without a base must set (white_back defaults to a black background).
-REQUIRED_KEYS = tuple(key for key in OPTION_KEYS if key != 'white_back')
+# Options a file without a base must set (white_back defaults to a black background, plane_layout to the
+# original layout).
+REQUIRED_KEYS = tuple(key for key in OPTION_KEYS if key not in ('white_back', 'plane_layout'))
+
+# What the renderer uses for an option that rendering_kwargs leave out (every released network leaves it out).
+IMPLICIT_VALUES = dict(plane_layout=DEFAULT_PLANE_LAYOUT)
 
 # Command-line flag of each option.
 OVERRIDE_FLAGS = {key: '--' + key.replace('_', '-') for key in OPTION_KEYS}
@@ -62,6 +67,11 @@ def _boolean(value):
         raise ValueError(f'must be true or false, got {json.dumps(value)}')
     return value
 
+def _plane_layout(value):
+    if value not in PLANE_LAYOUTS:
+        raise ValueError(f'must be one of {", ".join(json.dumps(v) for v in PLANE_LAYOUTS)}, got {json.dumps(value)}')
+    return value
+
 def _pivot(value):
     if not isinstance(value, (list, tuple)) or len(value) != 3:
         raise ValueError(f'must be a list of 3 numbers [x, y, z], got {json.dumps(value)}')
@@ -70,7 +80,7 @@ def _pivot(value):
 # Coarse sampling divides each ray range into depth_resolution - 1 intervals, hence at least 2.
 _CHECKS = dict(depth_resolution=_integer(2), depth_resolution_importance=_integer(0), ray_start=_ray_bound,
                ray_end=_ray_bound, box_warp=_positive, white_back=_boolean, avg_camera_radius=_positive,
-               avg_camera_pivot=_pivot)
+               avg_camera_pivot=_pivot, plane_layout=_plane_layout)
 assert tuple(_CHECKS) == OPTION_KEYS
 
 def _where(source, key):
@@ -230,8 +240,10 @@ Your own dataset (docs/training.md, "Your own dataset: rendering config files"):
         "avg_camera_radius": 1.2, "avg_camera_pivot": [0, 0, 0]}
      Keys: base (ffhq|afhq|shapenet, optional), depth_resolution, depth_resolution_importance,
      ray_start and ray_end (distances, or both "auto" to clip each ray to the box), box_warp,
-     white_back, avg_camera_radius, avg_camera_pivot. Without a base, all but white_back are
-     required. The matching flags (--ray-start, --box-warp, ...) override the file.
+     white_back, avg_camera_radius, avg_camera_pivot, plane_layout ("xy_xz_zx", the original's
+     planes, or "xy_xz_zy", three distinct planes for new runs). Without a base, all but
+     white_back and plane_layout are required. The matching flags (--ray-start, --box-warp,
+     --plane-layout, ...) override the file.
   3. Fine-tune a released network of the same resolution (ShapeNet cars for 360-degree data,
      FFHQ or AFHQ at 512 px for front-facing data):
        python train.py --outdir=runs --cfg=myconfig.json --data=mycars_128.zip --gpus=8 \\
@@ -258,6 +270,9 @@ def override_options(fn):
                      metavar='FLOAT', type=float),
         click.option('--avg-camera-pivot', help='Point the scripts\' cameras look at  [default: from --cfg]',
                      metavar='X,Y,Z', type=Pivot()),
+        click.option('--plane-layout', help='Tri-plane axes: xy_xz_zx (the original\'s, whose third plane repeats '
+                     'an axis) or xy_xz_zy (three distinct planes)  [default: from --cfg, else xy_xz_zx]',
+                     type=click.Choice(PLANE_LAYOUTS)),
     ]
     for flag in reversed(flags):
         fn = flag(fn)

@@ -37,6 +37,7 @@ DEFAULTS = dnnlib.EasyDict(
     augment_kwargs=None,            # Augmentation pipeline (None: none).
     loss_kwargs={},                 # Loss class and arguments.
     metrics=[],                     # Metrics evaluated at each network snapshot.
+    metrics_seed=None,              # Fixed random streams for the metrics (None: the training's global streams).
     random_seed=0,                  # Global seed; rank r seeds its streams with seed * num_gpus + r.
     num_gpus=1,                     # Number of processes.
     batch_size=4,                   # Images per iteration over all processes.
@@ -453,7 +454,7 @@ def _evaluate_metrics(run, G_ema, snapshot_pkl):
         print('Evaluating metrics...')
     for metric in o.metrics:
         result = metric_main.calc_metric(metric=metric, G=G_ema, dataset_kwargs=o.training_set_kwargs,
-                                         num_gpus=o.num_gpus, rank=run.rank, device=run.device)
+                                         num_gpus=o.num_gpus, rank=run.rank, device=run.device, seed=o.metrics_seed)
         if run.rank == 0:
             metric_main.report_metric(result, run_dir=o.run_dir, snapshot_pkl=snapshot_pkl)
         run.metric_results.update(result.results)

@@ -89,7 +89,7 @@ _RENDERING_FLAGS = dict(rendering_config.OVERRIDE_FLAGS, gpc_reg_prob='--gpc_reg
                         decoder_lr_mul='--decoder_lr_mul')
 
 # What the renderer assumes for a rendering option that a network does not record.
-_RENDERING_DEFAULTS = dict(white_back=False)
+_RENDERING_DEFAULTS = dict(rendering_config.IMPLICIT_VALUES, white_back=False)
 
 # Rendering options a network records but no flag sets: the dataset decides them.
 _DATASET_KEYS = ('image_resolution', 'avg_camera_focal')

@@ -46,6 +46,7 @@ _PLANE_AXES = {
                  [[0, 0, 1], [0, 1, 0], [1, 0, 0]]],
 }
 DEFAULT_PLANE_LAYOUT = 'xy_xz_zx'
+PLANE_LAYOUTS = tuple(_PLANE_AXES)
 
 def generate_planes(layout=DEFAULT_PLANE_LAYOUT):
     """Plane axis matrices [3,3,3] (float32) for the given layout (see _PLANE_AXES)."""
