@@ -205,7 +205,8 @@ def test_bad_rendering_config(tmp_path):
     result = run_tool('--source', src, '--check-only', f'--cfg={config}')
     assert result.exit_code == 1
     assert result.output == f'Error: --cfg: {config}: ray_stat: unknown key (known: base, depth_resolution, ' \
-        'depth_resolution_importance, ray_start, ray_end, box_warp, white_back, avg_camera_radius, avg_camera_pivot)\n'
+        'depth_resolution_importance, ray_start, ray_end, box_warp, white_back, avg_camera_radius, avg_camera_pivot, ' \
+        'plane_layout)\n'
     result = run_tool('--source', src, '--check-only', '--cfg=ffqh')
     assert result.exit_code == 2 and "'ffqh' is neither a preset" in result.output
     assert_no_output(tmp_path, tmp_path / 'out.zip')
