@@ -202,6 +202,50 @@ def test_sticky_rendering_resolution_and_backbone_cache(G, io):
         G.neural_rendering_resolution = 64
 
 
+def test_render_planes_is_synthesis_from_given_planes(G, io):
+    # The viewer keeps planes and renders them from other cameras, at other resolutions and sample counts.
+    z, c = _inputs(io)
+    ws = G.mapping(z, c)
+    options = G.rendering_kwargs
+    saved = dict(options)
+    fewer = dict(depth_resolution=4, depth_resolution_importance=2)
+    try:
+        torch.manual_seed(3)
+        expected = G.synthesis(ws, c, neural_rendering_resolution=16, noise_mode='const')
+        options.update(fewer)
+        torch.manual_seed(3)
+        expected_fewer = G.synthesis(ws, c, noise_mode='const')
+        options.update(saved)
+        G.neural_rendering_resolution = 64
+
+        planes = G.backbone.synthesis(ws, noise_mode='const')
+        torch.manual_seed(3)
+        out = G.render_planes(planes, ws, c, neural_rendering_resolution=16, noise_mode='const')
+        assert list(out) == list(expected) == ['image', 'image_raw', 'image_depth']
+        for key in expected:
+            assert torch.equal(out[key], expected[key]), key  # bit-identical
+        assert G.neural_rendering_resolution == 64  # not sticky
+
+        torch.manual_seed(3)
+        raw = G.render_planes(planes, ws, c, neural_rendering_resolution=16, super_resolution=False)
+        assert list(raw) == ['image_raw', 'image_depth']
+        assert torch.equal(raw['image_depth'], expected['image_depth'])
+        assert torch.equal(raw['image_raw'], expected['image_raw'])
+
+        torch.manual_seed(3)
+        out = G.render_planes(planes, ws, c, neural_rendering_resolution=16, rendering_overrides=fewer)
+        assert options == saved  # the overrides hold for the call only
+        for key in expected_fewer:
+            assert torch.equal(out[key], expected_fewer[key]), key
+        assert not torch.equal(out['image_depth'], expected['image_depth'])
+
+        with pytest.raises(AssertionError, match=r'planes must be \[N, 96, H, W\], got \[2, 32, 256, 256\]'):
+            G.render_planes(planes[:, :32], ws, c)
+    finally:
+        options.update(saved)
+        G.neural_rendering_resolution = 64
+
+
 @pytest.mark.parametrize('sr_noise_mode', ['none', 'random'])
 def test_random_noise_draw_order(G, io, sr_noise_mode):
     # One G(z, c) call with noise_mode='random' draws (networks.md §10): one randn [N,1,res,res] per backbone

@@ -1,6 +1,7 @@
 """visualizer.py: command-line errors, and the whole viewer end to end in headless Chromium."""
 
 import base64
+import contextlib
 import io
 import json
 import os
@@ -38,6 +39,15 @@ def test_bad_network_is_one_line(call_main, tmp_path):
 def test_bad_flags(call_main, tmp_path):
     result = call_main(visualizer.main, '--port=70000')
     assert result.returncode == 2 and "Invalid value for '--port'" in result.stderr
+    result = call_main(visualizer.main, '--token=short')
+    assert result.returncode == 2
+    assert "Invalid value for '--token' (env var: 'EG3D_VIEWER_TOKEN'): expected 8 to 256 characters" in result.stderr
+    result = call_main(visualizer.main, '--no-token', '--host=0.0.0.0')
+    assert result.returncode == 2
+    assert 'Invalid value for --host: 0.0.0.0 is not a loopback address; --no-token is allowed only on one' \
+        in result.stderr
+    result = call_main(visualizer.main, '--no-token', '--token=0123456789')
+    assert result.returncode == 2 and '--token and --no-token exclude each other' in result.stderr
     result = call_main(visualizer.main, f'--browse-dir={tmp_path / "nowhere"}')
     assert result.returncode == 2 and 'not a directory' in result.stderr
     if not torch.cuda.is_available():
@@ -45,11 +55,11 @@ def test_bad_flags(call_main, tmp_path):
         assert result.returncode == 2 and 'CUDA is not available' in result.stderr
 
 
-@pytest.fixture(scope='module')
-def viewer(snapshot):
-    """visualizer.py serving the tiny snapshot on a free local port; yields the page URL."""
-    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONUNBUFFERED='1')
-    process = subprocess.Popen([sys.executable, 'visualizer.py', f'--network={snapshot}', '--port=0', '--device=cpu'],
+@contextlib.contextmanager
+def running_viewer(*args, env=None):
+    """visualizer.py with these arguments on a free local port; yields (page URL as printed, output so far)."""
+    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONUNBUFFERED='1', **(env or {}))
+    process = subprocess.Popen([sys.executable, 'visualizer.py', '--port=0', '--device=cpu', *args],
                                cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         lines = []
@@ -59,10 +69,29 @@ def viewer(snapshot):
             if match:
                 break
         assert match, ''.join(lines)
-        yield match.group(1)
+        yield match.group(1), ''.join(lines)
     finally:
         process.terminate()
         process.wait(30)
+
+
+@pytest.fixture(scope='module')
+def viewer(snapshot):
+    """visualizer.py serving the tiny snapshot; yields the page URL with its token."""
+    with running_viewer(f'--network={snapshot}') as (url, _output):
+        yield url
+
+
+def test_printed_url_carries_a_new_token(viewer, snapshot):
+    match = re.fullmatch(r'http://localhost:(\d+)/\?token=([\w-]{40,})', viewer)
+    assert match, viewer
+    with running_viewer(f'--network={snapshot}', '--token=my-fixed-token') as (url, _output):
+        assert url.endswith('/?token=my-fixed-token')
+    with running_viewer(f'--network={snapshot}', env={visualizer.TOKEN_ENV: 'from-the-environment'}) as (url, _output):
+        assert url.endswith('/?token=from-the-environment')
+    with running_viewer(f'--network={snapshot}', '--no-token') as (url, output):
+        assert re.fullmatch(r'http://localhost:\d+/', url)
+        assert 'WARNING: --no-token: every program of every user on this machine can drive this viewer' in output
 
 
 def _dump_dom(browser, url, profile_dir):
@@ -85,7 +114,9 @@ def _shown_frame(dom):
 
 @pytest.mark.slow
 def test_page_in_headless_chromium(viewer, tmp_path):
-    with urllib.request.urlopen(viewer + 'api/config', timeout=30) as response:
+    base, token = viewer.split('?token=')
+    request = urllib.request.Request(base + 'api/config', headers={'Authorization': f'Bearer {token}'})
+    with urllib.request.urlopen(request, timeout=30) as response:
         assert json.load(response)['network'].endswith('network-snapshot-000000.pkl')
     browser = next((path for path in map(shutil.which, BROWSERS) if path), None)
     if browser is None:
@@ -93,7 +124,7 @@ def test_page_in_headless_chromium(viewer, tmp_path):
 
     frames = {}
     for seed in (1, 2):
-        body, frames[seed] = _shown_frame(_dump_dom(browser, f'{viewer}?seed={seed}&yaw=15', tmp_path / 'profile'))
+        body, frames[seed] = _shown_frame(_dump_dom(browser, f'{viewer}&seed={seed}&yaw=15', tmp_path / 'profile'))
         assert body['state'] == 'ready' and body['quality'] == 'full' and body['seed'] == str(seed), body
         assert frames[seed].shape == (128, 128, 3)
         assert frames[seed].std() > 5  # not blank

@@ -1,14 +1,19 @@
 """viz.render driven directly: view requests -> images, cached tri-planes, output kinds, previews, meshes."""
 
+import pickle
+
 import numpy as np
 import pytest
 import torch
 from test_gen_samples import write_tiny_snapshot
+from test_legacy import FORK_CLASSES
 from test_shape_utils import read_ply
 
 import camera_utils
 from camera_utils import FOV_to_intrinsics, LookAtPoseSampler
-from training import generation, presets
+from torch_utils import persistence
+from training import generation, network_pickle, presets
+from training.triplane import TriPlaneGenerator
 from viz import render
 from viz.view_request import RequestError
 
@@ -151,3 +156,22 @@ def test_mesh_export(renderer, snapshot, tmp_path):
         renderer.export_mesh(dict(network=snapshot), mesh_format='.stl')
     with pytest.raises(RequestError, match=r'^mesh of seed 3: iso-level 1e\+06 lies outside the density range .*iso-level$'):
         renderer.export_mesh(dict(network=snapshot, seed=3), shape_res=16, level=1e6)
+
+
+def test_trusted_snapshot_without_render_planes(snapshot, tmp_path):
+    # A trusted fork's snapshot runs the triplane.py embedded in it; one forked before render_planes() existed
+    # is rebuilt with this repository's classes and renders as the same networks loaded without trust.
+    with open(snapshot, 'rb') as f:
+        data = pickle.load(f)
+    old_source = TriPlaneGenerator._orig_module_src.replace('render_planes', 'rendered_from_planes') + FORK_CLASSES
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(TriPlaneGenerator, '_orig_module_src', old_source)
+        (tmp_path / 'old.pkl').write_bytes(pickle.dumps(data))
+    assert not hasattr(network_pickle.open_network_pkl(str(tmp_path / 'old.pkl'), trust_embedded_code=True)['G_ema'],
+                       'render_planes')
+    trusting = render.Renderer(device='cpu', trusted_networks=[str(tmp_path / 'old.pkl')])
+    G, _info = trusting.network(str(tmp_path / 'old.pkl'))
+    assert type(G) is TriPlaneGenerator and persistence.is_persistent(G)
+    request = dict(seed=5, output='image_raw')
+    assert np.array_equal(trusting.render(dict(request, network=str(tmp_path / 'old.pkl')))['image'],
+                          render.Renderer(device='cpu').render(dict(request, network=snapshot))['image'])

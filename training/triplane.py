@@ -69,29 +69,45 @@ class TriPlaneGenerator(torch.nn.Module):
             use_cached_backbone=False, **synthesis_kwargs):
         if neural_rendering_resolution is not None:
             self.neural_rendering_resolution = neural_rendering_resolution # Sticky for later calls.
-        res = self.neural_rendering_resolution
-        batch = c.shape[0]
-        cam2world, intrinsics = c[:, :16].reshape(batch, 4, 4), c[:, 16:25].reshape(batch, 3, 3)
-        ray_origins, ray_directions = self.ray_sampler(cam2world, intrinsics, res)
-
         # The cache holds the backbone output as produced ([N, 96, H, W]), as pickles carry it.
         planes = self._last_planes if use_cached_backbone else None
         if planes is None:
             planes = self.backbone.synthesis(ws, update_emas=update_emas, **synthesis_kwargs)
         if cache_backbone:
             self._last_planes = planes
+        return self.render_planes(planes, ws, c, neural_rendering_resolution=self.neural_rendering_resolution,
+            **synthesis_kwargs)
 
-        features, depth, _ = self.renderer(split_planes(planes), self.decoder, ray_origins, ray_directions,
-            self.rendering_kwargs)
+    def render_planes(self, planes, ws, c, neural_rendering_resolution=None, super_resolution=True,
+            rendering_overrides=None, **synthesis_kwargs):
+        """The rendering half of synthesis(): images of given backbone output `planes` [N, 96, H, W] with
+        latents `ws` [N, num_ws, w_dim] seen from cameras `c` [N, 25], for callers that keep planes.
+
+        The resolution applies to this call only (default: the sticky one). super_resolution=False leaves out
+        'image' and the SR module's cost. rendering_overrides replace entries of rendering_kwargs for this call.
+        """
+        batch = c.shape[0]
+        assert c.ndim == 2 and c.shape[1] == 25, f'c must be [N, 25], got {list(c.shape)}'
+        assert planes.ndim == 4 and planes.shape[1] == PLANE_COUNT * PLANE_CHANNELS, \
+            f'planes must be [N, {PLANE_COUNT * PLANE_CHANNELS}, H, W], got {list(planes.shape)}'
+        res = self.neural_rendering_resolution if neural_rendering_resolution is None else neural_rendering_resolution
+        options = self.rendering_kwargs if rendering_overrides is None else {**self.rendering_kwargs,
+            **rendering_overrides}
+        cam2world, intrinsics = c[:, :16].reshape(batch, 4, 4), c[:, 16:25].reshape(batch, 3, 3)
+        ray_origins, ray_directions = self.ray_sampler(cam2world, intrinsics, res)
+        features, depth, _ = self.renderer(split_planes(planes), self.decoder, ray_origins, ray_directions, options)
         # Rays are in row-major pixel order: [N, res*res, C] -> [N, C, res, res].
         feature_image = features.transpose(1, 2).reshape(batch, -1, res, res).contiguous()
         depth_image = depth.transpose(1, 2).reshape(batch, 1, res, res)
         # A view of feature_image: SR modules whose first block keeps the resolution add into it in place.
         rgb_image = feature_image[:, :3]
-        sr_kwargs = dict(synthesis_kwargs)
-        sr_kwargs['noise_mode'] = self.rendering_kwargs['superresolution_noise_mode']
-        sr_image = self.superresolution(rgb_image, feature_image, ws, **sr_kwargs)
-        return {'image': sr_image, 'image_raw': rgb_image, 'image_depth': depth_image}
+        out = {}
+        if super_resolution:
+            sr_kwargs = dict(synthesis_kwargs)
+            sr_kwargs['noise_mode'] = options['superresolution_noise_mode']
+            out['image'] = self.superresolution(rgb_image, feature_image, ws, **sr_kwargs)
+        out.update(image_raw=rgb_image, image_depth=depth_image)
+        return out
 
     def sample(self, coordinates, directions, z, c, truncation_psi=1, truncation_cutoff=None, update_emas=False,
             **synthesis_kwargs):

@@ -19,9 +19,9 @@ import torch
 
 from camera_utils import FOV_to_intrinsics, focal_to_fov
 from training import generation, network_pickle, shape_extraction
-from training.triplane import split_planes
+from viz.access import canonical_network
 from viz.colormap import colorize_depth
-from viz.view_request import MESH_FORMATS, RequestError, ViewRequest, parse_view_request
+from viz.view_request import RequestError, ViewRequest, parse_mesh_options, parse_view_request
 
 PREVIEW_MIN_RESOLUTION = 16     # A preview never renders fewer rays per side than this.
 PREVIEW_MIN_DEPTH = 4           # ... nor fewer coarse samples per ray.
@@ -35,11 +35,14 @@ def preview_settings(resolution: int, depth: int, importance: int) -> tuple:
 
 
 class Renderer:
-    """Loads networks on demand and renders ViewRequests; use from one thread at a time (see `lock`)."""
+    """Loads networks on demand and renders ViewRequests; use from one thread at a time (see `lock`).
 
-    def __init__(self, device='cpu', trust_embedded_code=False, max_cached_planes=MAX_CACHED_PLANES):
+    Only the networks in `trusted_networks` (paths or URLs) load with their embedded code executed.
+    """
+
+    def __init__(self, device='cpu', trusted_networks=(), max_cached_planes=MAX_CACHED_PLANES):
         self.device = torch.device(device)
-        self.trust_embedded_code = trust_embedded_code
+        self._trusted = {canonical_network(name) for name in trusted_networks}  # May run their embedded code.
         self.max_cached_planes = max_cached_planes
         self.lock = threading.Lock()    # The server's render thread and mesh export share the network.
         self.stats = collections.Counter(planes_computed=0, planes_reused=0, frames=0, networks_loaded=0)
@@ -52,8 +55,12 @@ class Renderer:
     def load(self, name: str):
         """(G, info) for a pickle path or URL, loading it unless it is the current one; NetworkPickleError if bad."""
         if self._network is None or self._network[0] != name:
-            G = network_pickle.open_network_pkl(name, trust_embedded_code=self.trust_embedded_code)['G_ema']
-            G = G.to(self.device).eval().requires_grad_(False)
+            trusted = canonical_network(name) in self._trusted
+            snapshot = network_pickle.open_network_pkl(name, trust_embedded_code=trusted)
+            if not hasattr(snapshot['G_ema'], 'render_planes'):
+                # A trusted fork's generator that predates TriPlaneGenerator.render_planes(): rebuilt as ours.
+                snapshot = network_pickle.rebase_onto_repository(snapshot)
+            G = snapshot['G_ema'].to(self.device).eval().requires_grad_(False)
             self._network = (name, G, self._describe(G))
             self._planes.clear()
             self.stats['networks_loaded'] += 1
@@ -125,16 +132,6 @@ class Renderer:
             torch.cuda.synchronize(self.device)
 
     @contextlib.contextmanager
-    def _depth_samples(self, G, depth, importance):
-        # rendering_kwargs is the generator's own dict; restore it so other callers see the trained values.
-        saved = {k: G.rendering_kwargs[k] for k in ('depth_resolution', 'depth_resolution_importance')}
-        G.rendering_kwargs.update(depth_resolution=depth, depth_resolution_importance=importance)
-        try:
-            yield
-        finally:
-            G.rendering_kwargs.update(saved)
-
-    @contextlib.contextmanager
     def _fixed_jitter(self):
         # The ray samples are jittered with the global RNG; a fixed draw keeps a still camera's frames identical
         # (no flicker when a preview is refined) without disturbing the caller's RNG state.
@@ -166,10 +163,14 @@ class Renderer:
         self._sync()
         mapped = time.perf_counter()
 
+        # Previews skip super-resolution: its cost does not shrink with the neural rendering resolution (its input
+        # is resized to a fixed size), and on the CPU it is a large part of a frame.
         super_resolve = request.output == 'image' and request.quality == 'full'
-        with self._depth_samples(G, settings['depth_resolution'], settings['depth_resolution_importance']), \
-                self._fixed_jitter():
-            out = self._synthesize(G, ws, planes, camera, settings['neural_rendering_resolution'], super_resolve)
+        depths = {name: settings[name] for name in ('depth_resolution', 'depth_resolution_importance')}
+        with self._fixed_jitter():
+            out = G.render_planes(planes, ws, camera,
+                                  neural_rendering_resolution=settings['neural_rendering_resolution'],
+                                  super_resolution=super_resolve, rendering_overrides=depths)
         image = self._to_rgb(out, request.output)
         settings['super_resolution'] = super_resolve
         self._sync()
@@ -179,24 +180,6 @@ class Renderer:
                     quality=request.quality, seq=request.seq, planes_reused=reused, settings=settings, network=info,
                     timing=dict(load_ms=1000 * (loaded - start), planes_ms=1000 * (mapped - loaded),
                                 render_ms=1000 * (done - mapped), total_ms=1000 * (done - start)))
-
-    @staticmethod
-    def _synthesize(G, ws, planes, camera, resolution: int, super_resolve: bool) -> dict:
-        """TriPlaneGenerator.synthesis() from given planes, at any resolution, optionally without super-resolution.
-
-        Previews skip super-resolution: its cost does not shrink with the neural rendering resolution (its input
-        is resized to a fixed size), and on the CPU it is a large part of a frame.
-        """
-        assert camera.shape == (1, 25), f'expected a [1, 25] camera label, got {tuple(camera.shape)}'
-        origins, directions = G.ray_sampler(camera[:, :16].reshape(-1, 4, 4), camera[:, 16:].reshape(-1, 3, 3),
-                                            resolution)
-        features, depths, _weights = G.renderer(split_planes(planes), G.decoder, origins, directions, G.rendering_kwargs)
-        features = features.permute(0, 2, 1).reshape(1, features.shape[-1], resolution, resolution).contiguous()
-        out = dict(image_raw=features[:, :3], image_depth=depths.permute(0, 2, 1).reshape(1, 1, resolution, resolution))
-        if super_resolve:
-            out['image'] = G.superresolution(features[:, :3], features, ws,
-                                             noise_mode=G.rendering_kwargs['superresolution_noise_mode'])
-        return out
 
     @staticmethod
     def _to_rgb(out: dict, output: str) -> np.ndarray:
@@ -217,12 +200,8 @@ class Renderer:
         """
         if not isinstance(request, ViewRequest):
             request = parse_view_request(request)
-        if mesh_format not in MESH_FORMATS:
-            raise RequestError(f'"format": {mesh_format!r} is not one of {", ".join(MESH_FORMATS)}')
-        if not 8 <= shape_res <= 512:
-            raise RequestError(f'"shape_res": {shape_res} is outside [8, 512]')
-        if not math.isfinite(level):
-            raise RequestError(f'"level": {level!r} is not a finite number')
+        options = parse_mesh_options(dict(shape_res=shape_res, format=mesh_format, level=level))
+        shape_res, mesh_format, level = options['shape_res'], options['mesh_format'], options['level']
         G, info = self.network(request.network)
         camera = self._camera(info, request.yaw, request.pitch, request.distance, request.fov or info['fov'])
         ws = self._latent(G, request, self._conditioning(request, info, camera))

@@ -12,6 +12,12 @@ CONDITIONING = ('frontal', 'camera')
 QUALITIES = ('preview', 'full')
 MESH_FORMATS = ('.ply', '.obj')
 
+# Bounds on the work one request can ask for. The largest: 256^2 rays of 128 + 128 samples (about 4x the
+# heaviest released config, ShapeNet's 64^2 rays of 64 + 64), and gen_samples.py's default 512^3 mesh grid.
+MAX_RESOLUTION = 256
+MAX_DEPTH_SAMPLES = 128
+MAX_SHAPE_RES = 512
+
 
 class RequestError(ValueError):
     """A view request the renderer cannot serve; the message is one line and names the field."""
@@ -87,9 +93,9 @@ _FIELDS = {
     'fov': (_optional(_real), 1, 120),
     'conditioning': (_choice, CONDITIONING),
     'output': (_choice, OUTPUTS),
-    'neural_rendering_resolution': (_optional(_integer), 8, 512),
-    'depth_resolution': (_optional(_integer), 2, 512),
-    'depth_resolution_importance': (_optional(_integer), 0, 512),
+    'neural_rendering_resolution': (_optional(_integer), 8, MAX_RESOLUTION),
+    'depth_resolution': (_optional(_integer), 2, MAX_DEPTH_SAMPLES),
+    'depth_resolution_importance': (_optional(_integer), 0, MAX_DEPTH_SAMPLES),
     'quality': (_choice, QUALITIES),
     'seq': (_integer, 0, 2**53),
 }
@@ -110,3 +116,26 @@ def parse_view_request(data, default_network: Optional[str] = None) -> ViewReque
         if name in data:
             values[name] = parse(name, data[name], *args)
     return ViewRequest(**values)
+
+
+_MESH_FIELDS = {
+    'shape_res': (_integer, 8, MAX_SHAPE_RES),
+    'format': (_choice, MESH_FORMATS),
+    'level': (_real, -1e6, 1e6),
+}
+MESH_DEFAULTS = dict(shape_res=128, format='.ply', level=10.0)
+
+
+def parse_mesh_options(data: dict) -> dict:
+    """Check the mesh fields of a request (others are ignored) -> dict(shape_res, mesh_format, level)."""
+    values = {name: parse(name, data.get(name, MESH_DEFAULTS[name]), *args) for name, (parse, *args) in
+              _MESH_FIELDS.items()}
+    return dict(shape_res=values['shape_res'], mesh_format=values['format'], level=values['level'])
+
+
+def split_mesh_request(data, default_network: Optional[str] = None) -> tuple:
+    """A mesh request -> (ViewRequest of its view fields, parse_mesh_options() of the rest)."""
+    if not isinstance(data, dict):
+        raise RequestError(f'a mesh request is a JSON object, got {type(data).__name__}')
+    view = {name: value for name, value in data.items() if name not in _MESH_FIELDS}
+    return parse_view_request(view, default_network=default_network), parse_mesh_options(data)

@@ -19,6 +19,11 @@ const FIELDS = {
 };
 const CAMERA_DEFAULTS = { yaw: 0, pitch: 0, distance: 1 };
 
+// The server's secret for this run comes in the page's URL; every API call presents it.
+const TOKEN = new URLSearchParams(window.location.search).get('token');
+const AUTH = TOKEN ? { Authorization: `Bearer ${TOKEN}` } : {};
+const JSON_POST = { method: 'POST', headers: { ...AUTH, 'Content-Type': 'application/json' } };
+
 const form = document.getElementById('controls');
 const frame = document.getElementById('frame');
 const frameTime = document.getElementById('frame-time');
@@ -91,8 +96,7 @@ async function requestFrame(quality) {
   const started = performance.now();
   let answer;
   try {
-    const response = await fetch('api/render', { method: 'POST', body: JSON.stringify(request),
-                                                 headers: { 'Content-Type': 'application/json' } });
+    const response = await fetch('api/render', { ...JSON_POST, body: JSON.stringify(request) });
     answer = await response.json();
   } catch (err) {
     answer = { status: 'error', message: `no answer from the server (${err})`, seq };
@@ -200,8 +204,7 @@ async function saveMesh() {
   try {
     const request = { ...settings(), shape_res: Number(form.elements.shape_res.value),
                       level: Number(form.elements.level.value), format: form.elements.mesh_format.value };
-    const response = await fetch('api/mesh', { method: 'POST', body: JSON.stringify(request),
-                                               headers: { 'Content-Type': 'application/json' } });
+    const response = await fetch('api/mesh', { ...JSON_POST, body: JSON.stringify(request) });
     if (!response.ok) throw new Error((await response.json()).message);
     const name = /filename="([^"]+)"/.exec(response.headers.get('Content-Disposition') || '');
     const url = URL.createObjectURL(await response.blob());
@@ -219,7 +222,12 @@ async function saveMesh() {
 
 async function start() {
   let config = { networks: [], network: null };
-  try { config = await (await fetch('api/config')).json(); } catch (err) { errorBox.textContent = String(err); }
+  try {
+    const response = await fetch('api/config', { headers: AUTH });
+    const answer = await response.json();
+    if (!response.ok) throw new Error(answer.message);
+    config = answer;
+  } catch (err) { errorBox.textContent = String(err); }
   serverNetworks = config.networks;
   fillNetworkList();
   const query = new URLSearchParams(window.location.search);
