@@ -84,13 +84,21 @@ def create_cam2world_matrix(forward_vector, origin):
 
 #----------------------------------------------------------------------------
 
-def FOV_to_intrinsics(fov_degrees, device='cpu'):
-    """Normalized intrinsics [3,3] for a square image with the given vertical field of view.
+def fov_to_focal(fov_degrees):
+    """Normalized focal length of an angle of view in degrees, as every tool of this repository reads them.
 
-    The focal factor uses the truncated constants 3.14159 and 1.414 (instead of pi and sqrt(2)),
-    because the released cameras and labels were made with them.
+    The truncated constants 3.14159 and 1.414 (instead of pi and 2) are the original's: the released cameras
+    were made with them. So this is not the true field of view, which is 2 * atan(1 / (2 * focal)).
     """
-    focal = float(1 / (math.tan(fov_degrees * 3.14159 / 360) * 1.414))
+    return float(1 / (math.tan(fov_degrees * 3.14159 / 360) * 1.414))
+
+def focal_to_fov(focal):
+    """Inverse of fov_to_focal()."""
+    return math.atan(1 / (focal * 1.414)) * 360 / 3.14159
+
+def FOV_to_intrinsics(fov_degrees, device='cpu'):
+    """Normalized intrinsics [3,3] for a square image with the given angle of view (fov_to_focal's degrees)."""
+    focal = fov_to_focal(fov_degrees)
     return torch.tensor([[focal, 0, 0.5], [0, focal, 0.5], [0, 0, 1]], device=device)
 
 #----------------------------------------------------------------------------

@@ -21,7 +21,6 @@ import click
 import numpy as np
 import torch
 
-from camera_utils import FOV_to_intrinsics
 from training import cli_utils, generation, shape_extraction
 
 # Rendering views, left to right: yaw offsets around the front, all seen from slightly above.
@@ -72,9 +71,10 @@ def check_shape_options(shapes, shape_format, shape_res):
               default=False, show_default=True)
 @click.option('--shape-res', help='Voxel grid side N', type=click.IntRange(min=2), metavar='INT', default=512,
               show_default=True)
-@click.option('--fov-deg', help='Field of view of the rendering cameras in degrees (see docs/compat.md)',
-              type=cli_utils.FiniteFloat(min=0, max=180, min_open=True, max_open=True), metavar='FLOAT',
-              default=18, show_default=True)
+@click.option('--fov-deg', help=f'Field of view of the rendering cameras in degrees, as camera_utils.FOV_to_intrinsics '
+              f'reads them ({generation.DEGREES_NOTE}; the original\'s default was 18)  '
+              f'[default: the snapshot\'s focal]',
+              type=cli_utils.FiniteFloat(min=0, max=180, min_open=True, max_open=True), metavar='FLOAT', default=None)
 @click.option('--shape-format', help='Density volume (.mrc) or iso-surface mesh (.ply, .obj)',
               type=click.Choice(['.mrc', '.ply', '.obj']), default='.mrc', show_default=True)
 @click.option('--level', help='Iso-level of the mesh surface (raw density)', type=cli_utils.FiniteFloat(), default=10,
@@ -105,8 +105,10 @@ def generate_images(network_pkl, seeds, truncation_psi, truncation_cutoff, class
                                   trust_embedded_code=trust_embedded_code)
     os.makedirs(outdir, exist_ok=True)
 
+    camera = generation.snapshot_camera(G, fov_deg=fov_deg)
+    print(generation.describe_camera(camera))
     pivot, radius = generation.camera_sphere(G.rendering_kwargs, device=device)
-    intrinsics = FOV_to_intrinsics(fov_deg, device=device)
+    intrinsics = generation.intrinsics_matrix(camera.focal, device=device)
     conditioning = generation.look_at_label(np.pi / 2, np.pi / 2, pivot, radius, intrinsics)
     views = [generation.look_at_label(np.pi / 2 + yaw, np.pi / 2 + VIEW_PITCH, pivot, radius, intrinsics)
              for yaw in VIEW_YAWS]

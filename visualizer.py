@@ -65,6 +65,8 @@ def main(pkls, network_pkl, host, port, token, no_token, device, browse_dir, all
     """Serve a page that renders a network interactively: seed, truncation, camera, outputs, PNG and mesh export.
 
     --trust-embedded-code applies to the networks named on the command line only, never to one the page names.
+    The camera starts at the network's own (its average pivot, radius and focal); the page's FOV field is in
+    camera_utils.FOV_to_intrinsics' degrees (focal = 1 / (1.414 tan(deg / 2)), not the true field of view).
     """
     if no_token and token is not None:
         raise click.UsageError('--token and --no-token exclude each other')

@@ -31,6 +31,13 @@ def fail(msg):
     print(f'Error: {msg}', file=sys.stderr)
     sys.exit(1)
 
+def refuse_input_folder(dest, inputs, flag):
+    """Stop with one line when the output folder `dest` is one of the input folders: its images would be replaced."""
+    for folder in inputs:
+        if os.path.realpath(dest) == os.path.realpath(folder):
+            fail(f'{flag}={dest}: that is the input folder {folder}; writing there would replace its images '
+                 f'(give another {flag})')
+
 def mirror_label(label):
     """25-number EG3D label of the mirrored image, as a JSON list."""
     if not (isinstance(label, list) and len(label) == 25):

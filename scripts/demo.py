@@ -81,7 +81,7 @@ def main(outdir, size, fresh):
         '--shapes=True', f'--shape-res={cfg["shape_res"]}'])
     run('Render an orbit video with gen_videos.py', [
         'gen_videos.py', f'--network={network}', f'--seeds=0-{cfg["video_seeds"] - 1}', f'--outdir={video_dir}',
-        '--cfg=Shapenet', f'--w-frames={cfg["w_frames"]}', '--sample_mult=1'])
+        f'--w-frames={cfg["w_frames"]}', '--sample_mult=1'])
 
     print('\nDemo finished. A few CPU minutes show the whole pipeline working, not image quality: for that,')
     print('train longer (raise --kimg in SIZES or run train.py yourself, ideally on a GPU). Results:')

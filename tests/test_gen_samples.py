@@ -16,8 +16,9 @@ from test_shape_utils import read_ply
 import dnnlib
 import gen_samples
 import gen_videos
+import camera_utils
 from camera_utils import FOV_to_intrinsics, LookAtPoseSampler
-from training import generation
+from training import generation, presets
 
 # ----------------------------------------------------------------------------
 # A tiny generator (shared with test_gen_videos.py).
@@ -82,6 +83,8 @@ def test_images_and_volumes(snapshot, tmp_path):
                   f'--shape-res={N}'])
     assert result.exit_code == 0, result.output
     assert 'Generating image for seed 3 (1/2) ...' in result.output
+    assert 'Camera: focal 4.2647 (18.831 degrees, ffhq preset; the snapshot records no focal), radius 2.7' in \
+        result.output
     assert sorted(os.listdir(out)) == ['seed0000.mrc', 'seed0000.png', 'seed0003.mrc', 'seed0003.png']
     with PIL.Image.open(os.path.join(out, 'seed0003.png')) as img:
         assert img.mode == 'RGB' and img.size == (3 * 128, 128)
@@ -116,7 +119,11 @@ def _load_G(snapshot):
         return pickle.load(f)['G_ema']
 
 
-def _label(yaw, pitch, fov=18):
+# The default camera of the tiny snapshot (FFHQ's rendering preset, no recorded focal): FFHQ's focal.
+FFHQ_FOV = camera_utils.focal_to_fov(presets.FOCAL_FFHQ)
+
+
+def _label(yaw, pitch, fov=FFHQ_FOV):
     cam2world = LookAtPoseSampler.sample(yaw, pitch, torch.tensor([0, 0, 0.2]), radius=2.7)
     return torch.cat([cam2world.reshape(-1, 16), FOV_to_intrinsics(fov).reshape(-1, 9)], dim=1)
 

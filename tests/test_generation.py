@@ -1,14 +1,21 @@
 """training/generation.py: device parsing, the generator loader, camera labels and image conversion."""
 
+import importlib
+import json
+import os
 import pickle
+import types
 
 import click
 import numpy as np
 import PIL.Image
 import pytest
 import torch
+from click.testing import CliRunner
 
-from camera_utils import LookAtPoseSampler
+import camera_utils
+from camera_utils import FOV_to_intrinsics, LookAtPoseSampler
+from conftest import STATE_DICTS_DIR
 from training import generation, presets
 
 
@@ -32,6 +39,44 @@ def test_cameras_come_from_the_presets():
     assert pivot.tolist() == pytest.approx(expected_pivot) and radius == expected_radius
     pivot, radius = generation.camera_sphere({})
     assert pivot.tolist() == list(presets.DEFAULT_CAMERA_PIVOT) and radius == presets.DEFAULT_CAMERA_RADIUS
+
+
+def _released(family, **extra):
+    """A stand-in for a released generator: the rendering options of its original G_kwargs."""
+    with open(os.path.join(STATE_DICTS_DIR, f'{family}_G_kwargs.json')) as f:
+        rendering_kwargs = json.load(f)['rendering_kwargs']
+    return types.SimpleNamespace(rendering_kwargs=dict(rendering_kwargs, **extra))
+
+
+def test_released_pickles_get_their_familys_focal():
+    assert [presets.family_of(_released(name).rendering_kwargs) for name in ('ffhq', 'afhq', 'shapenet')] == [
+        'ffhq', 'afhq', 'shapenet']
+    for name, focal, pivot, radius in [('ffhq', 4.2647, [0, 0, 0.2], 2.7), ('afhq', 4.2647, [0, 0, -0.06], 2.7),
+                                       ('shapenet', 1.7074, [0, 0, 0], 1.7)]:
+        camera = generation.snapshot_camera(_released(name))
+        assert (camera.focal, camera.pivot, camera.radius) == (focal, pivot, radius)
+        assert 'records no focal' in camera.source
+
+
+def test_snapshot_camera_precedence():
+    G = _released('shapenet', avg_camera_focal=2.0)  # What this project's training records.
+    assert generation.snapshot_camera(G).focal == 2.0
+    assert generation.snapshot_camera(G, cfg='FFHQ').focal == presets.FOCAL_FFHQ
+    assert generation.snapshot_camera(G, cfg='FFHQ', fov_deg=18).focal == camera_utils.fov_to_focal(18)
+    custom = _released('shapenet', avg_camera_radius=1.2)  # No preset, no focal: FFHQ's, and it says so.
+    assert presets.family_of(custom.rendering_kwargs) is None
+    camera = generation.snapshot_camera(custom)
+    assert camera.focal == presets.FOCAL_FFHQ and 'matches no preset' in camera.source
+    assert generation.describe_camera(camera).startswith('Camera: focal 4.2647 (18.831 degrees, FFHQ default;')
+
+
+def test_degrees_are_the_originals():
+    # One meaning of "degrees" for every tool: FOV_to_intrinsics' (gen_samples' old default 18 -> 4.465175).
+    for degrees in (18, 18.837, 45, 100):
+        assert generation.intrinsics_matrix(camera_utils.fov_to_focal(degrees)).tolist() == \
+            FOV_to_intrinsics(degrees).tolist()
+        assert camera_utils.focal_to_fov(camera_utils.fov_to_focal(degrees)) == pytest.approx(degrees, abs=1e-12)
+    assert camera_utils.fov_to_focal(18) == pytest.approx(4.465175, abs=1e-6)
 
 
 def test_camera_label_layout():
@@ -71,3 +116,11 @@ def test_load_generator_names_the_flag_and_file(tmp_path, monkeypatch):
     monkeypatch.setattr(generation.network_pickle, 'open_network_pkl', lambda path, **kwargs: dict(G_ema=NotEG3D()))
     with pytest.raises(click.ClickException, match='^--net: x.pkl: G_ema is a NotEG3D, not an EG3D generator'):
         generation.load_generator('x.pkl', 'cpu', flag='--net')
+
+
+@pytest.mark.parametrize('tool', ['gen_samples', 'gen_videos', 'visualizer'])
+def test_every_help_says_what_degrees_mean(tool):
+    module = importlib.import_module(tool)
+    command = next(value for value in vars(module).values() if isinstance(value, click.Command))
+    text = ' '.join(CliRunner().invoke(command, ['--help']).output.split())
+    assert 'FOV_to_intrinsics' in text and '1 / (1.414 tan(deg / 2)), not the true field of view' in text

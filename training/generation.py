@@ -10,11 +10,14 @@ import PIL.Image
 import torch
 
 import dnnlib
-from camera_utils import LookAtPoseSampler
+from camera_utils import LookAtPoseSampler, focal_to_fov, fov_to_focal
 from torch_utils import misc
 from training import cli_utils, network_pickle, presets
 
 LABEL_DIM = 25  # cam2world (16, row-major) followed by the normalised intrinsics (9).
+
+# What "degrees" means for every tool's field of view: camera_utils.fov_to_focal()'s convention.
+DEGREES_NOTE = "focal = 1 / (1.414 tan(deg / 2)), not the true field of view: docs/cameras.md"
 
 # ----------------------------------------------------------------------------
 # Device.
@@ -87,8 +90,37 @@ def load_generator(network_pkl: str, device, reload_modules: bool = False, trust
 
 
 def focal_length(cfg: str) -> float:
-    """Normalised focal length of a dataset family: the ShapeNet cars' wider view, else FFHQ/AFHQ's."""
-    return presets.PRESET_FOCAL.get(cfg.lower(), presets.FOCAL_FFHQ)
+    """Normalised focal length of a dataset family (FFHQ, AFHQ, Shapenet; any case)."""
+    return presets.PRESET_FOCAL[cfg.lower()]
+
+
+def snapshot_camera(G, cfg: str = None, fov_deg: float = None) -> dnnlib.EasyDict:
+    """The camera the tools render a generator with by default: focal, pivot [3], radius, and where the focal came from.
+
+    Pivot and radius are the snapshot's avg_camera_pivot and avg_camera_radius. The focal is, in order: --fov-deg
+    or --cfg when given; the avg_camera_focal that this project's training records; for pickles that record
+    none (the released ones), the focal of the dataset family whose rendering preset the snapshot matches.
+    """
+    pivot, radius = presets.camera_orbit(G.rendering_kwargs)
+    recorded = G.rendering_kwargs.get('avg_camera_focal')
+    family = presets.family_of(G.rendering_kwargs)
+    if fov_deg is not None:
+        focal, source = fov_to_focal(fov_deg), f'--fov-deg={fov_deg:g}'
+    elif cfg is not None:
+        focal, source = focal_length(cfg), f'--cfg={cfg}'
+    elif recorded is not None:
+        focal, source = float(recorded), 'recorded in the snapshot'
+    elif family is not None:
+        focal, source = presets.PRESET_FOCAL[family], f'{family} preset; the snapshot records no focal'
+    else:
+        focal, source = presets.FOCAL_FFHQ, 'FFHQ default; the snapshot records no focal and matches no preset'
+    return dnnlib.EasyDict(focal=focal, pivot=pivot, radius=radius, source=source)
+
+
+def describe_camera(camera: dnnlib.EasyDict) -> str:
+    """One line for the tools' output: the camera they render with and where its focal comes from."""
+    return (f'Camera: focal {camera.focal:.4f} ({focal_to_fov(camera.focal):.3f} degrees, {camera.source}), '
+            f'radius {camera.radius:g}, pivot {[round(v, 4) for v in camera.pivot]}')
 
 
 def intrinsics_matrix(focal: float, device='cpu') -> torch.Tensor:

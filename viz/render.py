@@ -17,8 +17,8 @@ import time
 import numpy as np
 import torch
 
-from camera_utils import FOV_to_intrinsics
-from training import generation, network_pickle, presets, shape_extraction
+from camera_utils import FOV_to_intrinsics, focal_to_fov
+from training import generation, network_pickle, shape_extraction
 from viz.access import canonical_network
 from viz.colormap import colorize_depth
 from viz.view_request import RequestError, ViewRequest, parse_mesh_options, parse_view_request
@@ -26,14 +26,6 @@ from viz.view_request import RequestError, ViewRequest, parse_mesh_options, pars
 PREVIEW_MIN_RESOLUTION = 16     # A preview never renders fewer rays per side than this.
 PREVIEW_MIN_DEPTH = 4           # ... nor fewer coarse samples per ray.
 MAX_CACHED_PLANES = 4           # Tri-planes of FFHQ are 25 MB each.
-
-
-def default_fov(rendering_kwargs: dict) -> float:
-    """Vertical FOV (degrees) for a generator: gen_samples' default, or ShapeNet's wide lens for its preset."""
-    if not rendering_kwargs.get('white_back', False):
-        return 18.0
-    # Inverse of FOV_to_intrinsics(), with its constants, so the label matches the training cameras.
-    return round(math.atan(1 / (presets.FOCAL_SHAPENET * 1.414)) * 360 / 3.14159, 2)
 
 
 def preview_settings(resolution: int, depth: int, importance: int) -> tuple:
@@ -83,12 +75,13 @@ class Renderer:
 
     @staticmethod
     def _describe(G) -> dict:
-        pivot, radius = presets.camera_orbit(G.rendering_kwargs)
+        camera = generation.snapshot_camera(G)  # The FOV field uses FOV_to_intrinsics' degrees.
         return dict(img_resolution=int(G.img_resolution), z_dim=int(G.z_dim), num_ws=int(G.backbone.num_ws),
                     neural_rendering_resolution=int(G.neural_rendering_resolution),
                     depth_resolution=int(G.rendering_kwargs['depth_resolution']),
                     depth_resolution_importance=int(G.rendering_kwargs['depth_resolution_importance']),
-                    avg_camera_pivot=pivot, avg_camera_radius=radius, fov=default_fov(G.rendering_kwargs))
+                    avg_camera_pivot=camera.pivot, avg_camera_radius=camera.radius,
+                    fov=focal_to_fov(camera.focal))
 
     # ------------------------------------------------------------------------
     # Cameras and latents.

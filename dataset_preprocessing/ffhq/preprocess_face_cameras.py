@@ -16,7 +16,8 @@ import numpy as np
 import PIL.Image
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
-from mirror_dataset import expand_path, fail, mirror_label, mirror_name, open_image, read_json, save_image, write_json  # noqa: E402
+from mirror_dataset import (expand_path, fail, mirror_label, mirror_name, open_image, read_json,  # noqa: E402
+                            refuse_input_folder, save_image, write_json)
 
 CAMERA_DISTANCE = 2.7
 COR_CENTER = np.array([0, 0, 0.175])
@@ -50,6 +51,7 @@ def main(argv=None):
     parser.add_argument('--max_images', type=int, default=None, help='only the first N cameras')
     parser.add_argument('--mode', type=str, default='orig', choices=['orig', 'cor'], help='how to place cameras at distance 2.7')
     args = parser.parse_args(argv)
+    refuse_input_folder(args.dest, [args.source], '--dest')
     cameras_path = os.path.join(args.source, 'cameras.json')
     cameras = read_json(cameras_path)
     if not isinstance(cameras, dict):

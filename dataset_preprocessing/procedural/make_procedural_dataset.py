@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 from training import cli_utils  # noqa: E402
 
 CAMERA_RADIUS = 1.7             # Same sphere as the shapenet preset's avg_camera_radius.
-FOCAL = 1.7074                  # Normalised focal length that gen_videos.py uses for shapenet.
+FOCAL = 1.7074                  # Normalised focal length of the ShapeNet cars (presets.FOCAL_SHAPENET).
 LIGHT_DIR = np.array([0.4, 0.8, 0.45]) / np.linalg.norm([0.4, 0.8, 0.45])
 
 
