@@ -103,9 +103,9 @@ def run_dir_of(network_pkl):
 
 @click.command()
 @click.pass_context
-@click.option('network_pkl', '--network', help='Network pickle (path or URL)', metavar='PATH', required=True)
+@click.option('network_pkl', '--network', help='Network pickle (path or URL)', metavar='PATH', type=cli.PATH, required=True)
 @click.option('--metrics', help='Comma-separated metric names, or none', metavar='[NAME|A,B,C|none]', type=cli.parse_comma_separated_list, default='fid50k_full', show_default=True)
-@click.option('--data', help='Dataset to compare against  [default: from the pickle]', metavar='[ZIP|DIR]')
+@click.option('--data', help='Dataset to compare against  [default: from the pickle]', metavar='[ZIP|DIR]', type=cli.PATH)
 @click.option('--mirror', help='Add x-flipped copies of the dataset images  [default: from the pickle]', type=bool, metavar='BOOL')
 @click.option('--mirror-cameras', help='The x-flipped copies carry the mirrored camera (the labels G is conditioned on)  [default: from the pickle, else False]', type=bool, metavar='BOOL')
 @click.option('--seed', help='Seed of the latents, cameras and rendering noise (a training run\'s --metrics-seed reproduces its metric-*.jsonl)  [default: none, unseeded]', type=click.IntRange(min=0, max=2**32 - 1), metavar='INT')

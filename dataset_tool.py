@@ -429,8 +429,8 @@ def convert(src, dest, transform_image, resized):
 
 @click.command(help=__doc__)
 @click.pass_context
-@click.option('--source', help='Input folder, zip, LSUN _lmdb folder, CIFAR-10 or MNIST archive', metavar='PATH', required=True)
-@click.option('--dest', help='Output folder or uncompressed .zip', metavar='PATH')
+@click.option('--source', help='Input folder, zip, LSUN _lmdb folder, CIFAR-10 or MNIST archive', metavar='PATH', type=cli.PATH, required=True)
+@click.option('--dest', help='Output folder or uncompressed .zip', metavar='PATH', type=cli.PATH)
 @click.option('--max-images', help='Stop after this many input images', type=int)
 @click.option('--transform', help='Crop mode (needs --resolution)', type=click.Choice(['center-crop', 'center-crop-wide']))
 @click.option('--resolution', help='Output size, e.g. 512x512', metavar='WxH', type=cli.POSITIVE_PAIR)

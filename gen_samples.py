@@ -61,7 +61,7 @@ def check_shape_options(shapes, shape_format, shape_res):
 
 
 @click.command()
-@click.option('--network', 'network_pkl', help='Network pickle filename or URL', required=True)
+@click.option('--network', 'network_pkl', help='Network pickle filename or URL', type=cli.PATH, required=True)
 @click.option('--seeds', type=cli.SEED_RANGE, help="List of random seeds (e.g., '0,1,4-6')", required=True)
 @click.option('--trunc', 'truncation_psi', type=cli.FiniteFloat(), help='Truncation psi', default=1,
               show_default=True)
@@ -69,14 +69,15 @@ def check_shape_options(shapes, shape_format, shape_res):
               default=14, show_default=True)
 @click.option('--class', 'class_idx', type=int, help='Class label (accepted and ignored: EG3D is conditioned on '
               'cameras only)')
-@click.option('--outdir', help='Where to save the output images', type=str, required=True, metavar='DIR')
+@click.option('--outdir', help='Where to save the output images', type=cli.PATH, required=True, metavar='DIR')
 @click.option('--shapes', help='Also export a shape per seed (see --shape-format)', type=bool, metavar='BOOL',
               default=False, show_default=True)
 @click.option('--shape-res', help='Voxel grid side N', type=click.IntRange(min=2), metavar='INT', default=512,
               show_default=True)
-@click.option('--fov-deg', help='Field of view of the rendering cameras in degrees (see docs/compat.md)',
-              type=cli.FiniteFloat(min=0, max=180, min_open=True, max_open=True), metavar='FLOAT',
-              default=18, show_default=True)
+@click.option('--fov-deg', help=f'Field of view of the rendering cameras in degrees, as camera_utils.FOV_to_intrinsics '
+              f'reads them ({cameras.DEGREES_NOTE}; the original\'s default was 18)  '
+              f'[default: the snapshot\'s focal]',
+              type=cli.FiniteFloat(min=0, max=180, min_open=True, max_open=True), metavar='FLOAT', default=None)
 @click.option('--shape-format', help='Density volume (.mrc) or iso-surface mesh (.ply, .obj)',
               type=click.Choice(['.mrc', '.ply', '.obj']), default='.mrc', show_default=True)
 @click.option('--level', help='Iso-level of the mesh surface (raw density)', type=cli.FiniteFloat(), default=10,
@@ -107,8 +108,10 @@ def generate_images(network_pkl, seeds, truncation_psi, truncation_cutoff, class
                                   trust_embedded_code=trust_embedded_code)
     os.makedirs(outdir, exist_ok=True)
 
+    camera = cameras.snapshot_camera(G, fov_deg=fov_deg)
+    print(cameras.describe_camera(camera))
     pivot, radius = cameras.camera_sphere(G.rendering_kwargs, device=device)
-    intrinsics = cameras.FOV_to_intrinsics(fov_deg, device=device)
+    intrinsics = cameras.intrinsics_matrix(camera.focal, device=device)
     conditioning = cameras.look_at_label(np.pi / 2, np.pi / 2, pivot, radius, intrinsics)
     views = [cameras.look_at_label(np.pi / 2 + yaw, np.pi / 2 + VIEW_PITCH, pivot, radius, intrinsics)
              for yaw in VIEW_YAWS]

@@ -114,7 +114,8 @@ def extract_frame_shape(G, w, path, resolution, device):
 
 
 def gen_interp_video(G, mp4, seeds, shuffle_seed=None, w_frames=60 * 4, kind='cubic', grid_dims=(1, 1),
-                     num_keyframes=None, wraps=2, psi=1, truncation_cutoff=14, cfg='FFHQ', image_mode='image',
+                     num_keyframes=None, wraps=2, psi=1, truncation_cutoff=14, cfg=None, fov_deg=None,
+                     image_mode='image',
                      gen_shapes=False, shape_res=512, device=torch.device('cuda'), **video_kwargs):
     """Write one looping video of K * w_frames frames through the keyframe latents of each grid cell.
 
@@ -123,7 +124,8 @@ def gen_interp_video(G, mp4, seeds, shuffle_seed=None, w_frames=60 * 4, kind='cu
     grid_w, grid_h = grid_dims
     all_seeds, num_keyframes = keyframe_seeds(seeds, num_keyframes, grid_w, grid_h, shuffle_seed)
     pivot, radius = cameras.camera_sphere(G.rendering_kwargs, device=device)
-    intrinsics = cameras.intrinsics_matrix(cameras.focal_length(cfg), device=device)
+    camera = cameras.snapshot_camera(G, cfg=cfg, fov_deg=fov_deg)
+    intrinsics = cameras.intrinsics_matrix(camera.focal, device=device)
     frontal = cameras.look_at_label(cameras.HALF_TURN / 2, cameras.HALF_TURN / 2, pivot, radius, intrinsics)
     ws = map_keyframes(G, all_seeds, frontal, grid_w, grid_h, num_keyframes, psi, truncation_cutoff)
     grid = make_interpolators(ws, kind=kind, wraps=wraps)
@@ -191,7 +193,7 @@ def set_depth_samples(G, sampling_multiplier):
 
 
 @click.command()
-@click.option('--network', 'network_pkl', help='Network pickle filename or URL', required=True)
+@click.option('--network', 'network_pkl', help='Network pickle filename or URL', type=cli.PATH, required=True)
 @click.option('--seeds', type=cli.SEED_RANGE, help="List of keyframe seeds (e.g., '0,1,4-6')", required=True)
 @click.option('--shuffle-seed', type=click.IntRange(0, cli.MAX_SEED),
               help='Shuffle the keyframe seeds with this random seed', default=None)
@@ -205,11 +207,14 @@ def set_depth_samples(G, sampling_multiplier):
               show_default=True)
 @click.option('--trunc-cutoff', 'truncation_cutoff', type=click.IntRange(min=0), help='Truncation cutoff',
               default=14, show_default=True)
-@click.option('--outdir', help='Output directory', type=str, required=True, metavar='DIR')
+@click.option('--outdir', help='Output directory', type=cli.PATH, required=True, metavar='DIR')
 @click.option('--reload_modules', help='Accepted and ignored', type=bool, metavar='BOOL', default=False,
               show_default=True)
-@click.option('--cfg', help='Config (picks the focal length)', type=click.Choice(['FFHQ', 'AFHQ', 'Shapenet']),
-              default='FFHQ', show_default=True)
+@click.option('--cfg', help='Dataset family whose focal length the cameras use (the original\'s default was FFHQ)  '
+              '[default: the snapshot\'s focal]', type=click.Choice(['FFHQ', 'AFHQ', 'Shapenet']), default=None)
+@click.option('--fov-deg', help=f'Field of view of the cameras in degrees, as camera_utils.FOV_to_intrinsics reads them '
+              f'({cameras.DEGREES_NOTE}); overrides --cfg', metavar='FLOAT', default=None,
+              type=cli.FiniteFloat(min=0, max=180, min_open=True, max_open=True))
 @click.option('--image_mode', help='Generator output to film',
               type=click.Choice(['image', 'image_depth', 'image_raw']), default='image', show_default=True)
 @click.option('--sample_mult', 'sampling_multiplier', type=cli.FiniteFloat(min=0, min_open=True),
@@ -228,8 +233,8 @@ def set_depth_samples(G, sampling_multiplier):
 @cli.trust_embedded_code_option
 @cli.one_line_errors
 def generate_videos(network_pkl, seeds, shuffle_seed, grid, num_keyframes, w_frames, truncation_psi,
-                    truncation_cutoff, outdir, reload_modules, cfg, image_mode, sampling_multiplier, nrr, shapes,
-                    shape_res, interpolate, seed_noise, device, trust_embedded_code):
+                    truncation_cutoff, outdir, reload_modules, cfg, fov_deg, image_mode, sampling_multiplier, nrr,
+                    shapes, shape_res, interpolate, seed_noise, device, trust_embedded_code):
     """Render a latent interpolation video of a pretrained EG3D network.
 
     Writes <outdir>/interpolation.mp4 (or <outdir>/<SEED>.mp4 per seed with --interpolate=false).
@@ -241,6 +246,7 @@ def generate_videos(network_pkl, seeds, shuffle_seed, grid, num_keyframes, w_fra
     set_depth_samples(G, sampling_multiplier)
     if nrr is not None:
         G.neural_rendering_resolution = nrr
+    print(cameras.describe_camera(cameras.snapshot_camera(G, cfg=cfg, fov_deg=fov_deg)))
     os.makedirs(outdir, exist_ok=True)
 
     if truncation_cutoff == 0:
@@ -253,8 +259,8 @@ def generate_videos(network_pkl, seeds, shuffle_seed, grid, num_keyframes, w_fra
             torch.manual_seed(video_seeds[0])
         gen_interp_video(G=G, mp4=mp4, seeds=video_seeds, bitrate='10M', grid_dims=grid, num_keyframes=num_keyframes,
                          w_frames=w_frames, shuffle_seed=shuffle_seed, psi=truncation_psi,
-                         truncation_cutoff=truncation_cutoff, cfg=cfg, image_mode=image_mode, gen_shapes=gen_shapes,
-                         shape_res=shape_res, device=device)
+                         truncation_cutoff=truncation_cutoff, cfg=cfg, fov_deg=fov_deg, image_mode=image_mode,
+                         gen_shapes=gen_shapes, shape_res=shape_res, device=device)
 
 
 if __name__ == '__main__':

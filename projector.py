@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 import cli
 import dnnlib
-from cli import one_line_errors, trust_embedded_code_option
+from cli import PATH, one_line_errors, trust_embedded_code_option
 from inference import generation, projection, shape_extraction
 from inference.perceptual import DetectorError, PerceptualDistance
 from torch_utils import misc
@@ -104,6 +104,15 @@ def read_camera(camera, target_path):
     for line in report.warnings:
         print(f'Warning: {line}')
     return label
+
+
+def frontal_label(G):
+    """The label of the snapshot's frontal camera (generation.snapshot_camera()), for photos without a camera."""
+    camera = generation.snapshot_camera(G)
+    print(f'No --camera: fitting from the snapshot\'s frontal camera. {generation.describe_camera(camera)}')
+    pivot = torch.tensor(camera.pivot, dtype=torch.float32)
+    return generation.look_at_label(np.pi / 2, np.pi / 2, pivot, camera.radius,
+                                    generation.intrinsics_matrix(camera.focal))[0].tolist()
 
 
 def load_snapshot(network_pkl, trust_embedded_code):
@@ -185,12 +194,13 @@ def run_stages(G, target, c, loss_fn, proj_opts, tune_opts, seed, record):
 
 
 @click.command()
-@click.option('--network', 'network_pkl', help='Network pickle filename or URL', required=True)
+@click.option('--network', 'network_pkl', help='Network pickle filename or URL', type=PATH, required=True)
 @click.option('--target', 'target_path', help='Photo to fit (cropped and resized to the generator\'s resolution)',
-              required=True, metavar='FILE')
-@click.option('--camera', help='dataset.json holding the photo\'s label (matched by file name), or 25 numbers',
-              required=True, metavar='JSON|NUMBERS')
-@click.option('--outdir', help='Where to save the results', required=True, metavar='DIR')
+              type=PATH, required=True, metavar='FILE')
+@click.option('--camera', help='dataset.json holding the photo\'s label (matched by file name), or 25 numbers  '
+              '[default: the snapshot\'s frontal camera: its average pivot and radius, its focal]',
+              type=PATH, metavar='JSON|NUMBERS')
+@click.option('--outdir', help='Where to save the results', type=PATH, required=True, metavar='DIR')
 @click.option('--latent-space', help='One latent for all layers (w) or one per layer (w_plus)',
               type=click.Choice(['w', 'w_plus']), default='w', show_default=True)
 @click.option('--num-steps', help='Projection steps', type=click.IntRange(min=1), default=1000, show_default=True)
@@ -210,16 +220,23 @@ def run_stages(G, target, c, loss_fn, proj_opts, tune_opts, seed, record):
 @click.option('--shape-res', help='Voxel grid side for --shapes', type=click.IntRange(min=2), default=512,
               show_default=True)
 @click.option('--device', help='Torch device (default: cuda if available, else cpu)', type=cli.DEVICE, default=None)
+@click.option('--deterministic', help='cuDNN benchmark off and deterministic algorithms on, so that the same seed '
+              'repeats the fit bit for bit (docs/projection.md says where)', type=bool, metavar='BOOL', default=False,
+              show_default=True)
 @trust_embedded_code_option
 @one_line_errors
 def run_projection(network_pkl, target_path, camera, outdir, latent_space, num_steps, pti_steps, pti_lr, loss_kind,
-                   mse_weight, seed, num_frames, shapes, shape_res, device, trust_embedded_code):
+                   mse_weight, seed, num_frames, shapes, shape_res, device, deterministic, trust_embedded_code):
     """Project a photo into an EG3D generator's latent space and render it from new views."""
+    if deterministic:
+        misc.make_deterministic()
     device = cli.parse_device(device)
     photo = read_target(target_path)
-    label = read_camera(camera, target_path)
+    label = read_camera(camera, target_path) if camera is not None else None
     data = load_snapshot(network_pkl, trust_embedded_code)
     G = data['G_ema'].to(device).eval().requires_grad_(False)
+    if label is None:
+        label = frontal_label(G)
     perceptual = None
     if loss_kind == 'lpips+mse':
         try:

@@ -8,7 +8,7 @@ python train.py --outdir=~/training-runs --cfg=ffhq --data=~/datasets/FFHQ_512.z
   --gpus=8 --batch=32 --gamma=1 --gen_pose_cond=True
 
 \b
-# Continue the newest run of the same configuration (SLURM requeue, preemption):
+# Continue the newest run of the same configuration and dataset, also on another number of GPUs (SLURM requeue):
 python train.py --outdir=~/training-runs --cfg=ffhq --data=~/datasets/FFHQ_512.zip \\
   --gpus=8 --batch=32 --gamma=1 --gen_pose_cond=True --resume=latest
 
@@ -138,20 +138,30 @@ def check_process_count(num_gpus):
     if world is None and torch.cuda.is_available() and num_gpus > torch.cuda.device_count():
         raise click.ClickException(f'--gpus={num_gpus}: only {torch.cuda.device_count()} CUDA device(s) visible')
 
-def check_resume_pickle(c):
-    """A real run loads the --resume pickle before creating anything, so that a broken file stops it early."""
-    if c.get('resume_pkl') is None:
+def check_resume_pickle(c, dry_run=False):
+    """A real run loads the --resume pickle before creating anything, so that a broken file stops it early.
+
+    Each construction option in which the new G and D differ from the pickle's is printed as a warning, with the
+    flag that would match: the resume copies weights by name, so the new values would apply without a word. A
+    dry run does the same for a pickle on this machine, and only warns when it cannot be read.
+    """
+    if c.get('resume_pkl') is None or (dry_run and not os.path.isfile(c.resume_pkl)):
         return
     try:
-        network_pickle.open_network_pkl(c.resume_pkl, trust_embedded_code=c.get('trust_embedded_code', False))
+        resumed = network_pickle.open_network_pkl(c.resume_pkl, trust_embedded_code=c.get('trust_embedded_code', False))
     except network_pickle.NetworkPickleError as err:
+        if dry_run:
+            print(f'Warning: --resume: {err} (a real run stops here)')
+            return
         raise click.ClickException(f'--resume: {err}')
+    for line in sections.describe_resume_differences(c, resumed):
+        print(f'Warning: --resume={c.resume_pkl}: {line}')
 
-def apply_resume(c, opts, desc):
+def apply_resume(c, opts, desc, family):
     """Record what --resume continues from, and the settings that a networks-only resume changes."""
     try:
         choice = snapshot.choose_resume(opts.resume, opts.outdir, desc, opts.resume_mode,
-                                        training_loop.recorded_options(c), dry_run=opts.dry_run)
+                                        training_loop.recorded_options(c), dry_run=opts.dry_run, family=family)
     except snapshot.ResumeError as err:
         raise click.ClickException(str(err))
     if choice is None:
@@ -212,7 +222,7 @@ def build_config(opts):
     c.update(sections.augment_options(opts.aug, target=opts.target, p=opts.p))
     desc = sections.run_description(opts, dataset.name)
     if opts.resume is not None:
-        apply_resume(c, opts, desc)
+        apply_resume(c, opts, desc, family=sections.run_family(opts, dataset.name))
     if opts.nobench:
         c.cudnn_benchmark = False
     # This project's additions enter training_options.json only when they differ from the default.
@@ -224,6 +234,8 @@ def build_config(opts):
         c.metrics_seed = opts.metrics_seed
     if opts.trust_embedded_code:
         c.trust_embedded_code = True
+    if opts.deterministic:
+        c.deterministic = True
     speed = dict(tf32=opts.tf32, compile=opts.compile, precision=opts.precision)
     if speed != training_loop.EXACT_SPEED_MODES:
         c.fast_modes = speed
@@ -315,8 +327,7 @@ def launch_torchrun(opts, world):
         if world.rank == 0:
             try:
                 c, desc = build_config(opts)
-                if not opts.dry_run:
-                    check_resume_pickle(c)
+                check_resume_pickle(c, dry_run=opts.dry_run)
                 if prepare_run(c, desc, opts.outdir, opts.dry_run):
                     shared[0]['c'] = c
             finally:
@@ -335,9 +346,9 @@ def launch_torchrun(opts, world):
 
 @click.command(epilog=sections.TRAIN_HELP_EPILOG)
 # Required.
-@click.option('--outdir', help='Parent directory of the run directories', metavar='DIR', required=True)
+@click.option('--outdir', help='Parent directory of the run directories', metavar='DIR', type=cli.PATH, required=True)
 @click.option('--cfg', help='Rendering preset or JSON rendering config file', metavar='[ffhq|afhq|shapenet|FILE.json]', type=sections.ConfigArg(), required=True)
-@click.option('--data', help='Dataset zip or folder', metavar='[ZIP|DIR]', type=str, required=True)
+@click.option('--data', help='Dataset zip or folder', metavar='[ZIP|DIR]', type=cli.PATH, required=True)
 @click.option('--gpus', help='Number of GPUs (processes)', metavar='INT', type=click.IntRange(min=1), required=True)
 @click.option('--batch', help='Total batch size over all GPUs', metavar='INT', type=click.IntRange(min=1), required=True)
 @click.option('--gamma', help='R1 weight', metavar='FLOAT', type=cli.FiniteFloat(min=0), required=True)
@@ -346,7 +357,7 @@ def launch_torchrun(opts, world):
 @click.option('--mirror', help='Add x-flipped copies of the images', metavar='BOOL', type=bool, default=False, show_default=True)
 @click.option('--mirror-cameras', help='With --mirror: the x-flipped copies carry the mirrored camera (False: the unchanged one, as the original)', metavar='BOOL', type=bool, default=True, show_default=True)
 @click.option('--aug', help='Discriminator augmentation', type=click.Choice(['noaug', 'ada', 'fixed']), default='noaug', show_default=True)
-@click.option('--resume', help='Network pickle to start from, or "latest": newest snapshot of this configuration under --outdir', metavar='[PATH|URL|latest]', type=str)
+@click.option('--resume', help='Network pickle to start from, or "latest": newest snapshot of this configuration and dataset under --outdir (any --gpus and --batch)', metavar='[PATH|URL|latest]', type=cli.PATH)
 @click.option('--freezed', help='Number of leading D layers to freeze', metavar='INT', type=click.IntRange(min=0), default=0, show_default=True)
 # Misc hyperparameters.
 @click.option('--p', help='Augmentation probability with --aug=fixed', metavar='FLOAT', type=cli.FiniteFloat(min=0, max=1), default=0.2, show_default=True)
@@ -366,6 +377,7 @@ def launch_torchrun(opts, world):
 @click.option('--snap', help='Ticks between image and network snapshots', metavar='TICKS', type=click.IntRange(min=1), default=50, show_default=True)
 @click.option('--seed', help='Global random seed', metavar='INT', type=click.IntRange(min=0), default=0, show_default=True)
 @click.option('--nobench', help='Turn cuDNN benchmark mode off', metavar='BOOL', type=bool, default=False, show_default=True)
+@click.option('--deterministic', help='cuDNN benchmark off and deterministic algorithms on, for runs that repeat bit for bit (docs/training.md says where)', metavar='BOOL', type=bool, default=False, show_default=True)
 @click.option('--workers', help='Data loader worker processes', metavar='INT', type=click.IntRange(min=1), default=3, show_default=True)
 @click.option('-n', '--dry-run', help='Print the options and exit', is_flag=True)
 # EG3D.
@@ -416,8 +428,7 @@ def main(**kwargs):
         launch_torchrun(opts, world)
         return
     c, desc = build_config(opts)
-    if not opts.dry_run:
-        check_resume_pickle(c)
+    check_resume_pickle(c, dry_run=opts.dry_run)
     launch_local(c, desc, opts.outdir, opts.dry_run)
 
 def config_from_args(args) -> tuple:

@@ -24,7 +24,7 @@ import sys
 import click
 import torch
 
-from cli import one_line_errors, trust_embedded_code_option
+from cli import PATH, one_line_errors, trust_embedded_code_option
 from training import network_pickle
 from viz import access
 from viz.render import Renderer
@@ -41,8 +41,8 @@ def _token(ctx, param, value):
 
 
 @click.command()
-@click.argument('pkls', metavar='[PKL]...', nargs=-1)
-@click.option('--network', 'network_pkl', help='Network pickle path or URL to show first', metavar='PKL_OR_URL')
+@click.argument('pkls', metavar='[PKL]...', nargs=-1, type=PATH)
+@click.option('--network', 'network_pkl', help='Network pickle path or URL to show first', metavar='PKL_OR_URL', type=PATH)
 @click.option('--host', help='Address to listen on (127.0.0.1: this machine only; reach it from elsewhere through '
               'an SSH tunnel)', default='127.0.0.1', show_default=True)
 @click.option('--port', help='Port to listen on (0: any free port)', type=click.IntRange(0, 65535), default=8000,
@@ -53,10 +53,10 @@ def _token(ctx, param, value):
               'this machine can then drive the viewer', is_flag=True)
 @click.option('--device', help='Torch device (default: cuda if available, else cpu)',
               type=click.Choice(['cuda', 'cpu']))
-@click.option('--browse-dir', help='Also offer every *.pkl under this directory', metavar='DIR')
+@click.option('--browse-dir', help='Also offer every *.pkl under this directory', metavar='DIR', type=PATH)
 @click.option('--allow-any-network', help='Let the page load any pickle path or URL this machine can reach, not '
               'only the offered ones', is_flag=True)
-@click.option('--capture-dir', help='Keep a copy of every exported mesh here', metavar='DIR')
+@click.option('--capture-dir', help='Keep a copy of every exported mesh here', metavar='DIR', type=PATH)
 @click.option('--verbose', help='Log every HTTP request', is_flag=True)
 @trust_embedded_code_option
 @one_line_errors
@@ -65,6 +65,8 @@ def main(pkls, network_pkl, host, port, token, no_token, device, browse_dir, all
     """Serve a page that renders a network interactively: seed, truncation, camera, outputs, PNG and mesh export.
 
     --trust-embedded-code applies to the networks named on the command line only, never to one the page names.
+    The camera starts at the network's own (its average pivot, radius and focal); the page's FOV field is in
+    camera_utils.FOV_to_intrinsics' degrees (focal = 1 / (1.414 tan(deg / 2)), not the true field of view).
     """
     if no_token and token is not None:
         raise click.UsageError('--token and --no-token exclude each other')

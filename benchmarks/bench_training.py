@@ -144,14 +144,14 @@ def benchmark(c, device, iters, warmup, prepare=None, every_phase=False, around_
 
 @click.command(context_settings=dict(ignore_unknown_options=True))
 @click.option('--cfg', type=click.Choice(list(RESOLUTIONS)), default='ffhq', show_default=True)
-@click.option('--data', help='Dataset (default: synthetic at the cfg resolution)', type=str)
+@click.option('--data', help='Dataset (default: synthetic at the cfg resolution)', type=cli.PATH)
 @click.option('--gpus', help='GPUs of the run being modelled (sets the per-GPU batch)', type=click.IntRange(min=1), default=8, show_default=True)
 @click.option('--batch', help='Total batch size', type=click.IntRange(min=1), default=32, show_default=True)
 @click.option('--nrr', help='Neural rendering resolution', type=click.IntRange(min=1), default=64, show_default=True)
 @click.option('--iters', help='Timed iterations (use a multiple of 16 to weight the lazy phases exactly)', type=click.IntRange(min=1), default=32, show_default=True)
 @click.option('--warmup', help='Untimed iterations first', type=click.IntRange(min=0), default=4, show_default=True)
 @click.option('--device', help='Torch device  [default: cuda if available]', type=cli.DEVICE, default=None)
-@click.option('--out', help='Also write the results to this JSON file', type=str)
+@click.option('--out', help='Also write the results to this JSON file', type=cli.PATH)
 @click.argument('train_args', nargs=-1, type=click.UNPROCESSED)
 def main(cfg, data, gpus, batch, nrr, iters, warmup, device, out, train_args):
     """Time training iterations; extra arguments are passed to train.py's option parser (e.g. --gamma=1 --aug=ada)."""

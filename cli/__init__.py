@@ -83,6 +83,13 @@ def click_type(parser, name: str) -> click.ParamType:
     return _ParserType()
 
 
+def expand_path(value):
+    """'~/x' -> '<home>/x'. The shell leaves `~` alone after `--flag=`, so every path option expands it here;
+    URLs, preset names and 'latest' pass unchanged."""
+    return os.path.expanduser(value) if isinstance(value, str) else value
+
+
+PATH = click_type(expand_path, 'path')
 SEED_RANGE = click_type(parse_seeds, 'range')
 PAIR = click_type(parse_tuple, 'pair')
 POSITIVE_PAIR = click_type(functools.partial(parse_tuple, min_value=1), 'pair')

@@ -5,12 +5,16 @@ The section functions take the parsed command-line options (an EasyDict keyed li
 one section; train.py assembles them and runs the checks.
 """
 
+import json
 import os
+import re
 
 import click
 
 import dnnlib
+from cli import expand_path
 from training import presets, rendering_config
+from training.cameras import LABEL_DIM
 from training.volumetric_rendering.renderer import PLANE_LAYOUTS
 
 #----------------------------------------------------------------------------
@@ -21,6 +25,7 @@ class ConfigArg(click.ParamType):
     name = 'cfg'
 
     def convert(self, value, param, ctx):
+        value = expand_path(value)
         if rendering_config.is_config_file(value) and not value.lower().endswith('.json') and not os.path.isfile(value):
             self.fail(f'{value!r} is neither a preset ({", ".join(presets.RENDERING_PRESETS)}) nor a JSON config '
                       f'file', param, ctx)
@@ -178,6 +183,91 @@ def augment_options(aug, target, p):
     return options
 
 
-def run_description(opts, dataset_name):
-    desc = f'{rendering_config.config_name(opts.cfg)}-{dataset_name}-gpus{opts.gpus}-batch{opts.batch}-gamma{opts.gamma:g}'
+# Flag of each rendering option that rendering_kwargs_for() takes from the command line (the others come from
+# --cfg and rendering_config's override flags).
+_RENDERING_FLAGS = dict(rendering_config.OVERRIDE_FLAGS, gpc_reg_prob='--gpc_reg_prob', c_scale='--c-scale',
+                        superresolution_noise_mode='--sr_noise_mode', density_reg='--density_reg',
+                        density_reg_p_dist='--density_reg_p_dist', reg_type='--reg_type',
+                        decoder_lr_mul='--decoder_lr_mul')
+
+# What the renderer assumes for a rendering option that a network does not record.
+_RENDERING_DEFAULTS = dict(rendering_config.IMPLICIT_VALUES, white_back=False)
+
+# Rendering options a network records but no flag sets: the dataset decides them.
+_DATASET_KEYS = ('image_resolution', 'avg_camera_focal')
+
+
+def _plain(value):
+    return json.loads(json.dumps(value))
+
+
+def _flag_value(value):
+    if isinstance(value, list):
+        return ','.join(f'{v:g}' for v in value)
+    return f'{value:g}' if isinstance(value, float) else str(value)
+
+
+def describe_resume_differences(c, resumed: dict) -> list:
+    """One line per construction option in which the G and D of config `c` differ from the resumed pickle's.
+
+    A resume copies parameters and buffers by name, so such a difference is silently trained with the new value;
+    each line names the flag that would match the pickle.
+    """
+    G, D = resumed['G_ema'], resumed['D']
+    g_init, d_init = dict(getattr(G, 'init_kwargs', {})), dict(getattr(D, 'init_kwargs', {}))
+    ours_rk, theirs_rk = c.G_kwargs.rendering_kwargs, dict(getattr(G, 'rendering_kwargs', {}))
+    pose_cond = (not ours_rk['c_gen_conditioning_zero'], not theirs_rk.get('c_gen_conditioning_zero', True))
+    checks = [
+        ('pose conditioning of G', *pose_cond, '--gen_pose_cond'),
+        ('neural rendering resolution', c.loss_kwargs.neural_rendering_resolution_initial,
+         getattr(G, 'neural_rendering_resolution', None), '--neural_rendering_resolution_initial'),
+        ('super-resolution module', ours_rk['superresolution_module'], theirs_rk.get('superresolution_module'),
+         '--sr-module'),
+        ('camera label size c_dim', LABEL_DIM, getattr(G, 'c_dim', None), None),
+        ('G mapping layers', c.G_kwargs.mapping_kwargs.num_layers, g_init.get('mapping_kwargs', {}).get('num_layers'),
+         '--map-depth'),
+        ('G channel_base', c.G_kwargs.channel_base, g_init.get('channel_base'), '--cbase'),
+        ('G channel_max', c.G_kwargs.channel_max, g_init.get('channel_max'), '--cmax'),
+        ('D channel_base', c.D_kwargs.channel_base, d_init.get('channel_base'), '--cbase'),
+        ('D channel_max', c.D_kwargs.channel_max, d_init.get('channel_max'), '--cmax'),
+    ]
+    skipped = {'c_gen_conditioning_zero', 'superresolution_module', *_DATASET_KEYS}
+    if pose_cond[0] != pose_cond[1]:
+        skipped.add('gpc_reg_prob')  # Follows --gen_pose_cond.
+    for key in list(ours_rk) + [key for key in theirs_rk if key not in ours_rk]:
+        if key not in skipped:
+            default = _RENDERING_DEFAULTS.get(key)
+            checks.append((f'rendering option {key}', ours_rk.get(key, default), theirs_rk.get(key, default),
+                           _RENDERING_FLAGS.get(key, '--cfg')))
+    lines = []
+    for what, ours, theirs, flag in checks:
+        ours, theirs = _plain(ours), _plain(theirs)
+        if ours == theirs:
+            continue
+        if flag is None:
+            match = 'no flag changes it: it follows the dataset labels'
+        elif theirs is None:
+            match = f'a --cfg file without "{what.split()[-1]}" matches it'
+        elif flag == '--cfg':
+            match = f'set "{what.split()[-1]}": {json.dumps(theirs)} in a --cfg file'
+        else:
+            match = f'{flag}={_flag_value(theirs)} matches it'
+        shown = ['(not set)' if value is None else json.dumps(value) for value in (ours, theirs)]
+        lines.append(f'{what}: this run uses {shown[0]}, the pickle has {shown[1]} ({match})')
+    return lines
+
+
+def run_description(opts, dataset_name, gpus=None, batch=None):
+    """<cfg>-<dataset>-gpus<N>-batch<B>-gamma<G>[-<desc>]; gpus and batch may be replaced (run_family())."""
+    gpus = opts.gpus if gpus is None else gpus
+    batch = opts.batch if batch is None else batch
+    desc = f'{rendering_config.config_name(opts.cfg)}-{dataset_name}-gpus{gpus}-batch{batch}-gamma{opts.gamma:g}'
     return desc if opts.desc is None else f'{desc}-{opts.desc}'
+
+
+def run_family(opts, dataset_name):
+    """Regex of the run descriptions that --resume=latest continues: this configuration and dataset with any
+    --gpus and --batch (groups 'gpus' and 'batch')."""
+    marker = '\0'  # No dataset name or --desc holds it.
+    prefix, middle, suffix = map(re.escape, run_description(opts, dataset_name, gpus=marker, batch=marker).split(marker))
+    return re.compile(f'{prefix}(?P<gpus>\\d+){middle}(?P<batch>\\d+){suffix}')

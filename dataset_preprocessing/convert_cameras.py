@@ -34,7 +34,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import dnnlib  # noqa: E402
-from cli import one_line_errors  # noqa: E402
+from cli import PATH, one_line_errors  # noqa: E402
 from training.camera_validation import check_camera_labels, least_squares_focus, read_image_header  # noqa: E402
 from training.cameras import lookat_cam2world  # noqa: E402
 
@@ -302,9 +302,9 @@ def label_name(path, dest_dir):
 
 @click.command(help=__doc__)
 @click.option('--format', 'source_format', help='Kind of --source', type=click.Choice(['colmap', 'blender', 'lookat']), required=True)
-@click.option('--source', help='COLMAP model folder, transforms.json, or look-at list', metavar='PATH', required=True)
-@click.option('--dest', help='dataset.json to write (must not exist)', metavar='FILE', required=True)
-@click.option('--images', help='Folder of the images that images.txt names  [default: the folder of --dest]', metavar='DIR')
+@click.option('--source', help='COLMAP model folder, transforms.json, or look-at list', metavar='PATH', type=PATH, required=True)
+@click.option('--dest', help='dataset.json to write (must not exist)', metavar='FILE', type=PATH, required=True)
+@click.option('--images', help='Folder of the images that images.txt names  [default: the folder of --dest]', metavar='DIR', type=PATH)
 @click.option('--focal', help='Focal length / image width of every look-at camera', metavar='FLOAT', type=click.FloatRange(min=0, min_open=True))
 @click.option('--up', help='World axis that points up in the scene (auto: the cameras\' mean image-up)',
               type=click.Choice(['+y', '-y', '+z', '-z', 'auto']), default='+y', show_default=True)

@@ -18,7 +18,8 @@ import zipfile
 
 import PIL.Image
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from cli import expand_path  # noqa: E402  (also used by the other preprocessing scripts)
 from training import cameras  # noqa: E402
 
 IMAGE_EXTS = ('.png', '.jpg', '.jpeg')
@@ -29,6 +30,13 @@ IMAGE_EXTS = ('.png', '.jpg', '.jpeg')
 def fail(msg):
     print(f'Error: {msg}', file=sys.stderr)
     sys.exit(1)
+
+def refuse_input_folder(dest, inputs, flag):
+    """Stop with one line when the output folder `dest` is one of the input folders: its images would be replaced."""
+    for folder in inputs:
+        if os.path.realpath(dest) == os.path.realpath(folder):
+            fail(f'{flag}={dest}: that is the input folder {folder}; writing there would replace its images '
+                 f'(give another {flag})')
 
 def mirror_label(label):
     """25-number EG3D label of the mirrored image, as a JSON list."""
@@ -150,8 +158,8 @@ def mirror_unlabelled(source, dest, max_images):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description='Add left-right mirrored images (and cameras) to a dataset folder.')
-    parser.add_argument('--source', type=str, required=True, help='folder with images and optional dataset.json')
-    parser.add_argument('--dest', type=str, default=None, help='output folder (default: add the mirrors to --source)')
+    parser.add_argument('--source', type=expand_path, required=True, help='folder with images and optional dataset.json')
+    parser.add_argument('--dest', type=expand_path, default=None, help='output folder (default: add the mirrors to --source)')
     parser.add_argument('--max_images', type=int, default=None, help='only the first N label entries / images')
     args = parser.parse_args(argv)
     if not os.path.isdir(args.source):

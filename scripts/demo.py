@@ -17,6 +17,8 @@ import time
 import click
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+import cli  # noqa: E402
 
 # Everything that makes the run small lives here; the tools themselves run with their usual flags.
 SIZES = {
@@ -38,7 +40,7 @@ def run(step: str, args: list) -> None:
 
 
 @click.command()
-@click.option('--outdir', help='Where everything is written', default=os.path.join(ROOT, 'demo_out'),
+@click.option('--outdir', help='Where everything is written', type=cli.PATH, default=os.path.join(ROOT, 'demo_out'),
               show_default=True, metavar='DIR')
 @click.option('--size', help='How much work to do', type=click.Choice(sorted(SIZES)), default='default',
               show_default=True)
@@ -79,7 +81,7 @@ def main(outdir, size, fresh):
         '--shapes=True', f'--shape-res={cfg["shape_res"]}'])
     run('Render an orbit video with gen_videos.py', [
         'gen_videos.py', f'--network={network}', f'--seeds=0-{cfg["video_seeds"] - 1}', f'--outdir={video_dir}',
-        '--cfg=Shapenet', f'--w-frames={cfg["w_frames"]}', '--sample_mult=1'])
+        f'--w-frames={cfg["w_frames"]}', '--sample_mult=1'])
 
     print('\nDemo finished. A few CPU minutes show the whole pipeline working, not image quality: for that,')
     print('train longer (raise --kimg in SIZES or run train.py yourself, ideally on a GPU). Results:')

@@ -27,3 +27,15 @@ def call_main(capsys):
         captured = capsys.readouterr()
         return types.SimpleNamespace(returncode=code, stdout=captured.out, stderr=captured.err)
     return call
+
+
+@pytest.fixture
+def restore_determinism(monkeypatch):
+    """Undo the process-wide switches of torch_utils.misc.make_deterministic() (--deterministic) after a test."""
+    import torch
+    monkeypatch.delenv('CUBLAS_WORKSPACE_CONFIG', raising=False)
+    saved = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+             torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic)
+    yield
+    torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
+    torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = saved[2:]

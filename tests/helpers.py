@@ -1,12 +1,17 @@
 """What several test modules share: paths, tiny datasets, networks and snapshots, stand-in detectors, and the
 assertions of the command-line tools' refusals. Test modules import these; no test module imports another."""
 
+import contextlib
 import copy
 import importlib.util
 import io
 import json
 import os
 import pickle
+import re
+import subprocess
+import sys
+import types
 
 import numpy as np
 import PIL.Image
@@ -68,6 +73,17 @@ def parse_config(args):
 
 def invoke(args):
     return CliRunner().invoke(train.main, list(args), catch_exceptions=False)
+
+
+def released_networks(family, neural_rendering_resolution):
+    """Stand-ins for the G_ema and D of a released pickle: their recorded constructor arguments."""
+    def load(name):
+        with open(os.path.join(STATE_DICTS_DIR, f'{family}_{name}_kwargs.json')) as f:
+            return json.load(f)
+    G_kwargs = load('G')
+    G = types.SimpleNamespace(init_kwargs=G_kwargs, rendering_kwargs=G_kwargs['rendering_kwargs'],
+                              neural_rendering_resolution=neural_rendering_resolution, c_dim=G_kwargs['c_dim'])
+    return dict(G_ema=G, D=types.SimpleNamespace(init_kwargs=load('D')))
 
 
 # ----------------------------------------------------------------------------
@@ -147,7 +163,11 @@ def write_tiny_snapshot(path):
     return path
 
 
-def orbit_label(yaw, pitch, fov=18):
+# The default camera of the tiny snapshot (FFHQ's rendering preset, no recorded focal): FFHQ's focal.
+FFHQ_FOV = cameras.focal_to_fov(cameras.FOCAL_FFHQ)
+
+
+def orbit_label(yaw, pitch, fov=FFHQ_FOV):
     """Label [1, 25] of an FFHQ-like camera (radius 2.7 around (0, 0, 0.2)) with the given vertical FOV."""
     return cameras.look_at_label(yaw, pitch, torch.tensor([0, 0, 0.2]), 2.7, cameras.FOV_to_intrinsics(fov))
 
@@ -185,6 +205,27 @@ def assert_refused(command, args, exit_code, message, root):
     assert len(errors) == 1 and message in errors[0], result.output
     assert 'Traceback' not in result.output
     assert file_tree(root) == before
+
+
+@contextlib.contextmanager
+def running_viewer(*args, env=None, cwd=REPO_ROOT):
+    """visualizer.py with these arguments (a free local port and the CPU unless they say otherwise) until its URL
+    is printed; yields (page URL as printed, output so far)."""
+    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONUNBUFFERED='1', **(env or {}))
+    process = subprocess.Popen([sys.executable, os.path.join(REPO_ROOT, 'visualizer.py'), '--port=0', '--device=cpu',
+                                *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        lines = []
+        for line in process.stdout:
+            lines.append(line)
+            match = re.search(r'open (http://\S+) in a browser', line)
+            if match:
+                break
+        assert match, ''.join(lines)
+        yield match.group(1), ''.join(lines)
+    finally:
+        process.terminate()
+        process.wait(30)
 
 
 # ----------------------------------------------------------------------------

@@ -19,8 +19,8 @@ LIBRARY = {
     'viz': {'dnnlib', 'torch_utils', 'training', 'inference'},
     'cli': {'dnnlib', 'torch_utils', 'metrics', 'training', 'inference'},
 }
-# Top-level modules of the original API that user code imports: library imports only, and nothing imports them
-# except scripts and tests.
+# Top-level modules of the original API that user code imports (legacy.py is also a command): the library and cli,
+# and nothing imports them except scripts and tests.
 API_MODULES = {'camera_utils', 'legacy'}
 # Scripts may import the library, cli and the API modules, but no other script, except these.
 SCRIPT_EXCEPTIONS = {
@@ -103,7 +103,7 @@ def _allowed(importer, target):
     if source in LIBRARY:
         return dest == source or dest in LIBRARY[source]
     if source == 'api':
-        return dest in LIBRARY and dest != 'cli'
+        return dest in LIBRARY
     if dest in LIBRARY or dest == 'api':
         return True
     exceptions = SCRIPT_EXCEPTIONS.get(importer.split('.')[0], set())

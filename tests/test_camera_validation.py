@@ -230,8 +230,8 @@ def test_each_mismatch_gets_one_line_with_the_value_that_fits():
     assert lines[1].endswith('avg_camera_pivot=[0, 0, 0.2] would fit')
     assert lines[2] == ('d.json: ray_end 2.6 stops short of the back of the box for 12 of 12 cameras (farthest 3.500 '
                         'away): ray_end=3.5 would fit (or ray_start and ray_end "auto")')
-    assert lines[3] == ("d.json: focal length 4.2647 (median) differs from the shapenet preset's 1.7074, which the "
-                        'generation scripts render with: a config based on ffhq or afhq would fit')
+    assert lines[3] == ("d.json: focal length 4.2647 (median) differs from the shapenet preset's 1.7074, which its "
+                        'released networks were trained with: a config based on ffhq or afhq would fit')
     assert fit(ffhq_like_labels(), 'ffhq', ray_start=2.5) == [
         'd.json: ray_start 2.5 starts past the front of the box for 12 of 12 cameras (nearest 2.200 away): '
         'ray_start=2.2 would fit (or ray_start and ray_end "auto")']
@@ -239,8 +239,8 @@ def test_each_mismatch_gets_one_line_with_the_value_that_fits():
     assert len(focal) == 1 and 'a config based on ffhq or afhq would fit' in focal[0]
     assert check_rendering_fit(check_camera_labels(ffhq_like_labels()), presets.rendering_preset('ffhq'), preset=None) == []
     wide = [[name, label[:16] + make_label(np.eye(4), focal=2.5)[16:]] for name, label in ffhq_like_labels()]
-    assert fit(wide, 'ffhq')[-1].endswith("differs from the ffhq preset's 4.2647, which the generation scripts render "
-                                          'with: focal 2.5000 would fit')
+    assert fit(wide, 'ffhq')[-1].endswith("differs from the ffhq preset's 4.2647, which its released networks were "
+                                          'trained with: focal 2.5000 would fit')
 
 def test_shapenet_options_beyond_radius_2_8_miss_the_object():
     # Users' report: the shapenet options render pure white from cameras 2.8 away (the car lies past ray_end 2.6).

@@ -1,14 +1,18 @@
 """training/cameras.py: the original camera_utils API against the official outputs in tests/data/golden/cameras.npz
 (tolerance 1e-6), the label layout, and the NumPy and torch variants against each other."""
 
+import importlib
 import json
 import math
 import os
+import types
 
+import click
 import numpy as np
 import pytest
 import torch
-from helpers import GOLDEN_DIR
+from click.testing import CliRunner
+from helpers import GOLDEN_DIR, STATE_DICTS_DIR
 
 import camera_utils
 from training import cameras, presets
@@ -151,3 +155,47 @@ def test_mirror_label_batches_and_intrinsics():
     np.testing.assert_allclose(mirrored[0, :16].reshape(4, 4), expect, atol=1e-6)
     with pytest.raises(ValueError, match='25-number'):
         cameras.mirror_label(np.zeros(16))
+
+#----------------------------------------------------------------------------
+# The camera of a snapshot, and what "degrees" means.
+
+def _released(family, **extra):
+    """A stand-in for a released generator: the rendering options of its original G_kwargs."""
+    with open(os.path.join(STATE_DICTS_DIR, f'{family}_G_kwargs.json')) as f:
+        rendering_kwargs = json.load(f)['rendering_kwargs']
+    return types.SimpleNamespace(rendering_kwargs=dict(rendering_kwargs, **extra))
+
+def test_released_pickles_get_their_familys_focal():
+    assert [presets.family_of(_released(name).rendering_kwargs) for name in ('ffhq', 'afhq', 'shapenet')] == [
+        'ffhq', 'afhq', 'shapenet']
+    for name, focal, pivot, radius in [('ffhq', 4.2647, [0, 0, 0.2], 2.7), ('afhq', 4.2647, [0, 0, -0.06], 2.7),
+                                       ('shapenet', 1.7074, [0, 0, 0], 1.7)]:
+        camera = cameras.snapshot_camera(_released(name))
+        assert (camera.focal, camera.pivot, camera.radius) == (focal, pivot, radius)
+        assert 'records no focal' in camera.source
+
+def test_snapshot_camera_precedence():
+    G = _released('shapenet', avg_camera_focal=2.0)  # What this project's training records.
+    assert cameras.snapshot_camera(G).focal == 2.0
+    assert cameras.snapshot_camera(G, cfg='FFHQ').focal == cameras.FOCAL_FFHQ
+    assert cameras.snapshot_camera(G, cfg='FFHQ', fov_deg=18).focal == cameras.fov_to_focal(18)
+    custom = _released('shapenet', avg_camera_radius=1.2)  # No preset, no focal: FFHQ's, and it says so.
+    assert presets.family_of(custom.rendering_kwargs) is None
+    camera = cameras.snapshot_camera(custom)
+    assert camera.focal == cameras.FOCAL_FFHQ and 'matches no preset' in camera.source
+    assert cameras.describe_camera(camera).startswith('Camera: focal 4.2647 (18.831 degrees, FFHQ default;')
+
+def test_degrees_are_the_originals():
+    # One meaning of "degrees" for every tool: FOV_to_intrinsics' (gen_samples' old default 18 -> 4.465175).
+    for degrees in (18, 18.837, 45, 100):
+        assert cameras.intrinsics_matrix(cameras.fov_to_focal(degrees)).tolist() == \
+            cameras.FOV_to_intrinsics(degrees).tolist()
+        assert cameras.focal_to_fov(cameras.fov_to_focal(degrees)) == pytest.approx(degrees, abs=1e-12)
+    assert cameras.fov_to_focal(18) == pytest.approx(4.465175, abs=1e-6)
+
+@pytest.mark.parametrize('tool', ['gen_samples', 'gen_videos', 'visualizer'])
+def test_every_help_says_what_degrees_mean(tool):
+    module = importlib.import_module(tool)
+    command = next(value for value in vars(module).values() if isinstance(value, click.Command))
+    text = ' '.join(CliRunner().invoke(command, ['--help']).output.split())
+    assert 'FOV_to_intrinsics' in text and '1 / (1.414 tan(deg / 2)), not the true field of view' in text

@@ -1,10 +1,15 @@
+import functools
 import os
 import re
+import subprocess
+import sys
 
 import click
 import pytest
 import torch
+import script_commands
 from click.testing import CliRunner
+from helpers import REPO_ROOT
 
 import cli
 import dnnlib
@@ -104,3 +109,86 @@ def test_parse_device():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match='CUDA is not available'):
             cli.parse_device('cuda:0')
+# ----------------------------------------------------------------------------
+# `~` in path options: the shell expands it only at the start of a word, not after `--flag=`.
+
+TILDE_OPTIONS = {
+    'train.py': ['--outdir', '--data', '--resume', '--cfg'],
+    'gen_samples.py': ['--network', '--outdir'],
+    'gen_videos.py': ['--network', '--outdir'],
+    'calc_metrics.py': ['--network', '--data'],
+    'dataset_tool.py': ['--source', '--dest', '--cfg'],
+    'legacy.py': ['--source', '--dest'],
+    'projector.py': ['--network', '--target', '--camera', '--outdir'],
+    'visualizer.py': ['--network', '--browse-dir', '--capture-dir', 'PKLS'],
+    'shape_utils.py': ['INPUT_MRC_PATH'],
+    'dataset_preprocessing/procedural/make_procedural_dataset.py': ['--outdir'],
+    'dataset_preprocessing/convert_cameras.py': ['--source', '--dest', '--images'],
+    'benchmarks/bench_training.py': ['--data', '--out'],
+    'scripts/demo.py': ['--outdir'],
+}
+NOT_PATHS = {('train.py', '--desc'), ('train.py', '--sr-module'), ('visualizer.py', '--host'), ('visualizer.py', '--token'),
+             ('benchmarks/bench_training.py', 'TRAIN_ARGS')}
+
+
+def _flag(param):
+    return param.opts[0] if isinstance(param, click.Option) else param.name.upper()
+
+
+@pytest.mark.parametrize('script', sorted(TILDE_OPTIONS))
+def test_path_options_expand_tilde(script, tmp_path, monkeypatch):
+    monkeypatch.setenv('HOME', str(tmp_path))
+    command = script_commands.load_entry(os.path.join(REPO_ROOT, script))
+    params = {_flag(param): param for param in command.params}
+    args = []
+    for flag in TILDE_OPTIONS[script]:
+        value = f'~/{flag.strip("-")}/in.json'
+        args += [value] if flag.isupper() else [f'{flag}={value}']
+    ctx = script_commands.parse_click(command, args, require=False)
+    for flag in TILDE_OPTIONS[script]:
+        value = ctx.params[params[flag].name]
+        value = value[0] if isinstance(value, tuple) else value
+        assert value == os.path.join(str(tmp_path), flag.strip('-'), 'in.json'), flag
+    # Every other free-text option is known not to be a path, so a new path option cannot miss the expansion.
+    for flag, param in params.items():
+        if isinstance(param.type, (click.types.StringParamType, click.Path)):
+            assert (script, flag) in NOT_PATHS, f'{script} {flag}: a plain string option; use cli.PATH'
+
+
+def test_expand_path_keeps_urls_and_names():
+    for value in ['https://host/~user/x.pkl', 'latest', 'ffhq', 'a/~b', None]:
+        assert cli.expand_path(value) == value
+
+
+def test_tilde_paths_in_subprocesses(tmp_path):
+    env = dict(os.environ, HOME=str(tmp_path))
+    run = functools.partial(subprocess.run, capture_output=True, text=True, env=env, cwd=REPO_ROOT)
+    result = run([sys.executable, 'dataset_preprocessing/procedural/make_procedural_dataset.py', '--outdir=~/toys',
+                  '--count=2', '--res=16'])
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / 'toys' / 'dataset.json').is_file() and not os.path.exists(os.path.join(REPO_ROOT, '~'))
+    result = run([sys.executable, 'dataset_tool.py', '--source=~/toys', '--dest=~/datasets/toys.zip'])
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / 'datasets' / 'toys.zip').is_file()
+
+
+ARGPARSE_TILDE_OPTIONS = {
+    'ffhq/validate_ffhq.py': ['--dataset_json'], 'ffhq/download_ffhq.py': ['--metadata'],
+    'ffhq/crop_images.py': ['--indir', '--outdir'], 'ffhq/3dface2idr_mat.py': ['--in_root', '--out_path'],
+    'ffhq/batch_mtcnn.py': ['--in_root'], 'ffhq/align_ffhq.py': ['--source', '--dest'],
+    'ffhq/preprocess_face_cameras.py': ['--source', '--dest'], 'mirror_dataset.py': ['--source', '--dest'],
+    'rebalance_ffhq/rebalance_ffhq_dataset.py': ['inzip', 'outzip', '--replicas'],
+    'afhq/preprocess_afhq_cameras.py': ['--source', '--dest'], 'afhq/runme.py': ['inzip', 'outzip', '--labels'],
+    'shapenet_cars/run_me.py': ['--source', '--dest'], 'shapenet_cars/preprocess_shapenet_cameras.py': ['--source'],
+}
+
+
+@pytest.mark.parametrize('script', sorted(ARGPARSE_TILDE_OPTIONS))
+def test_preprocessing_path_options_expand_tilde(script, tmp_path, monkeypatch):
+    monkeypatch.setenv('HOME', str(tmp_path))
+    main = script_commands.load_entry(os.path.join(REPO_ROOT, 'dataset_preprocessing', script))
+    names = ARGPARSE_TILDE_OPTIONS[script]
+    args = [f'{name}=~/{name.strip("-")}' if name.startswith('-') else f'~/{name}' for name in names]
+    parsed = script_commands.parse_argparse(main, args)
+    for name in names:
+        assert getattr(parsed, name.strip('-')) == os.path.join(str(tmp_path), name.strip('-')), name

@@ -278,6 +278,26 @@ def test_missing_external_tools_are_reported(tmp_path):
     out = run('ffhq/runme.py', env=env)
     assert out.returncode == 1 and 'Deep3DFaceRecon_pytorch not found' in out.stderr
 
+def test_outputs_never_replace_the_inputs(tmp_path, call, monkeypatch):
+    # Run from the photos' parent, the original wrote the crops to ./<name of --indir>: the photos themselves.
+    photos = tmp_path / 'photos'
+    save(str(photos / 'me.png'), pixels(0))
+    before = (photos / 'me.png').read_bytes()
+    monkeypatch.chdir(tmp_path)
+    for args in [['--indir=photos'], ['--indir=photos', f'--outdir={photos}'],
+                 ['--indir=photos', f'--outdir={photos / "crop"}']]:
+        out = call('ffhq/preprocess_in_the_wild.py', *args)
+        assert out.returncode == 1 and out.stderr.count('\n') == 1, out.stderr
+        assert 'writing there would replace its images (give another --outdir)' in out.stderr
+    assert out.stderr.startswith(f'Error: --outdir={photos / "crop"}: that is the input folder {photos / "crop"};')
+    (photos / 'cameras.json').write_text('{}')
+    out = call('ffhq/preprocess_face_cameras.py', f'--source={photos}', f'--dest={photos}/.')
+    assert out.returncode == 1 and f'--dest={photos}/.: that is the input folder {photos};' in out.stderr
+    out = call('ffhq/crop_images.py', f'--indir={photos}', f'--outdir={photos}')
+    assert out.returncode == 1 and '--outdir' in out.stderr
+    assert sorted(os.listdir(photos)) == ['cameras.json', 'me.png'] and (photos / 'me.png').read_bytes() == before
+
+
 def test_pick_face():
     batch = load('ffhq/batch_mtcnn.py')
     faces = [{'box': [0, 0, 50, 50], 'confidence': 0.99}, {'box': [0, 0, 80, 90], 'confidence': 0.95},

@@ -61,6 +61,8 @@ def test_demo_smoke_runs_whole_pipeline(tmp_path):
                              f'--outdir={outdir}'], capture_output=True, text=True, timeout=900, cwd=str(tmp_path))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert 'Demo finished' in result.stdout
+    # gen_samples and gen_videos render with the focal the training recorded from the dataset (no --cfg).
+    assert result.stdout.count('Camera: focal 1.7074 (44.999 degrees, recorded in the snapshot)') == 2
     run_dirs = list((outdir / 'training-runs').iterdir())
     assert len(run_dirs) == 1
     run_dir = run_dirs[0]

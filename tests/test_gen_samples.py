@@ -39,6 +39,8 @@ def test_images_and_volumes(snapshot, tmp_path):
                   f'--shape-res={N}'])
     assert result.exit_code == 0, result.output
     assert 'Generating image for seed 3 (1/2) ...' in result.output
+    assert 'Camera: focal 4.2647 (18.831 degrees, ffhq preset; the snapshot records no focal), radius 2.7' in \
+        result.output
     assert sorted(os.listdir(out)) == ['seed0000.mrc', 'seed0000.png', 'seed0003.mrc', 'seed0003.png']
     with PIL.Image.open(os.path.join(out, 'seed0003.png')) as img:
         assert img.mode == 'RGB' and img.size == (3 * 128, 128)

@@ -1,6 +1,7 @@
 """gen_videos.py end to end with the tiny snapshot of test_gen_samples, plus its interpolation helpers."""
 
 import os
+import pickle
 
 import imageio.v2 as imageio
 import numpy as np
@@ -50,6 +51,26 @@ def test_grid_video_of_depth(snapshot, tmp_path):
     # Min-max normalised depth per cell: each cell spans (nearly) the full grey range.
     for cell in (frames[0, :, :16], frames[0, :, 16:]):
         assert cell.min() < 40 and cell.max() > 215
+
+
+@pytest.mark.parametrize('extra, focal', [([], 2.0), (['--cfg=Shapenet'], 1.7074), (['--fov-deg=18'], 4.465175)])
+def test_cameras_use_the_snapshots_focal_unless_told(tmp_path, monkeypatch, extra, focal):
+    # A snapshot of this project's training records its dataset's focal; --cfg and --fov-deg apply only when given.
+    network = write_tiny_snapshot(str(tmp_path / 'network-snapshot-000000.pkl'))
+    data = pickle.load(open(network, 'rb'))
+    data['G_ema'].rendering_kwargs['avg_camera_focal'] = 2.0
+    pickle.dump(data, open(network, 'wb'))
+    focals = []
+    camera_label = cameras.camera_label
+    def recording_label(cam2world, intrinsics):
+        focals.append(intrinsics.reshape(9)[[0, 4]].tolist())
+        return camera_label(cam2world, intrinsics)
+    monkeypatch.setattr(cameras, 'camera_label', recording_label)
+    result = run(['--network', network, '--seeds=0', '--w-frames=2', '--outdir', str(tmp_path / 'out'), '--nrr=16',
+                  '--sample_mult=1', '--image_mode=image_raw'] + extra)
+    assert result.exit_code == 0, result.output
+    assert len(focals) == 3  # The frontal conditioning camera and two frames.
+    assert all(f == pytest.approx([focal, focal], abs=1e-6) for f in focals)
 
 
 def test_video_per_seed_and_shapes(snapshot, tmp_path, monkeypatch):

@@ -1,4 +1,5 @@
 import itertools
+import os
 
 import pytest
 import torch
@@ -94,3 +95,12 @@ def test_ddp_sync_plain_module_is_noop():
     with misc.ddp_sync(module, sync=False):
         module(torch.full([1, 1], 3.0)).sum().backward()
     assert module.weight.grad.item() == 3.0 and module.bias.grad.item() == 1.0
+
+
+def test_make_deterministic(restore_determinism):
+    torch.use_deterministic_algorithms(False)
+    torch.backends.cudnn.benchmark = True
+    misc.make_deterministic()
+    assert torch.are_deterministic_algorithms_enabled() and torch.is_deterministic_algorithms_warn_only_enabled()
+    assert (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic) == (False, True)
+    assert os.environ['CUBLAS_WORKSPACE_CONFIG'] == ':4096:8'

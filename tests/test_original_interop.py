@@ -43,6 +43,7 @@ def _snapshot():
         sr_kwargs=dnnlib.EasyDict(channel_base=256, channel_max=8, fused_modconv_default='inference_only'),
         conv_clamp=None, **common)
     G.register_buffer('dataset_label_std', torch.rand(25))
+    G.rendering_kwargs = dict(G.rendering_kwargs, avg_camera_focal=1.7074)  # As the training loop records it.
     D = dnnlib.util.construct_class_by_name(class_name='training.dual_discriminator.DualDiscriminator',
         block_kwargs=dnnlib.EasyDict(freeze_layers=0), mapping_kwargs=dnnlib.EasyDict(),
         epilogue_kwargs=dnnlib.EasyDict(mbstd_group_size=2), channel_base=256, channel_max=8, disc_c_noise=0.0,

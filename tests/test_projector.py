@@ -109,6 +109,18 @@ def test_pixel_loss_run_is_deterministic(inputs, tmp_path):
     assert np.array_equal(results[0], results[1])
 
 
+def test_without_camera_the_snapshots_frontal_camera_is_used(inputs, tmp_path, restore_determinism):
+    # The photo was rendered from the snapshot's frontal camera (FFHQ preset: its pivot, radius and focal).
+    out = str(tmp_path / 'out')
+    result = run(['--network', inputs['network'], '--target', inputs['photo'], '--outdir', out, '--num-steps=1',
+                  '--num-frames=1', '--loss=mse', '--deterministic=True'])
+    assert result.exit_code == 0, result.output
+    assert "No --camera: fitting from the snapshot's frontal camera. Camera: focal 4.2647" in result.output
+    with np.load(os.path.join(out, 'projected_w.npz')) as npz:
+        assert npz['c'][0] == pytest.approx(inputs['label'], abs=1e-6)
+    assert torch.are_deterministic_algorithms_enabled() and not torch.backends.cudnn.benchmark
+
+
 def test_non_square_target_is_center_cropped(tmp_path):
     photo = np.zeros([60, 100, 3], dtype=np.uint8)
     photo[:, 20:80] = 255  # The centre square: white, the sides black.

@@ -8,7 +8,7 @@ import pickle
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from helpers import invoke, make_dataset, parse_config, tiny_args, write_tiny_snapshot
+from helpers import invoke, make_dataset, parse_config, released_networks, tiny_args, write_tiny_snapshot
 
 import gen_samples
 import gen_videos
@@ -17,6 +17,7 @@ import train
 from camera_utils import LookAtPoseSampler
 from training import presets, rendering_config
 from training.rendering_config import RenderingConfigError, load_config_file, resolve_rendering_options
+from cli.train_options import describe_resume_differences
 from viz.render import Renderer
 
 #----------------------------------------------------------------------------
@@ -200,6 +201,8 @@ def test_custom_config_trains_and_renders_with_its_options(data128, tmp_path, mo
     assert {key: options['G_kwargs']['rendering_kwargs'][key] for key in expected} == expected
     G = legacy.load_network_pkl(str(run_dir / 'network-snapshot-000000.pkl'))['G_ema']
     assert {key: G.rendering_kwargs[key] for key in expected} == expected
+    assert G.rendering_kwargs['avg_camera_focal'] == pytest.approx(1.7074, abs=1e-6) # The dataset's, recorded.
+    assert 'avg_camera_focal' not in options['G_kwargs']['rendering_kwargs']
 
     # The viewer and gen_samples.py orbit the file's camera.
     info = Renderer._describe(G)
@@ -214,6 +217,7 @@ def test_custom_config_trains_and_renders_with_its_options(data128, tmp_path, mo
     result = CliRunner().invoke(gen_samples.generate_images, ['--network', network, '--seeds=0',
                                                               f'--outdir={tmp_path / "out"}', '--device=cpu'])
     assert result.exit_code == 0, result.output
+    assert 'Camera: focal 1.7074 (44.999 degrees, recorded in the snapshot), radius 1.8' in result.output
     assert os.path.isfile(tmp_path / 'out' / 'seed0000.png')
     assert len(cameras) == 4 and all(camera == ([0.0, pytest.approx(0.05), 0.0], 1.8) for camera in cameras)
 
@@ -221,10 +225,16 @@ def test_custom_config_trains_and_renders_with_its_options(data128, tmp_path, mo
     # from the pickle's is reported when the networks are resumed.
     result = invoke(tiny_args(tmp_path / 'finetune', data128, '--kimg=0.002', f'--resume={network}'))
     assert result.exit_code == 0, result.output
-    warnings = [line for line in result.output.splitlines() if line.startswith(f'Warning: {network}: ')]
-    assert [line.split(': ')[2].split(':')[0] for line in warnings] == [
-        'rendering option ray_start', 'rendering option ray_end', 'rendering option avg_camera_radius',
-        'rendering option avg_camera_pivot']
+    lines = result.output.splitlines()
+    prefix = f'Warning: --resume={network}: rendering option '
+    assert [line[len(prefix):] for line in lines if line.startswith(f'Warning: --resume={network}: ')] == [
+        'ray_start: this run uses 0.1, the pickle has "auto" (--ray-start=auto matches it)',
+        'ray_end: this run uses 2.6, the pickle has "auto" (--ray-end=auto matches it)',
+        'avg_camera_radius: this run uses 1.7, the pickle has 1.8 (--avg-camera-radius=1.8 matches it)',
+        'avg_camera_pivot: this run uses [0, 0, 0], the pickle has [0, 0.05, 0] '
+        '(--avg-camera-pivot=0,0.05,0 matches it)']
+    last_warning = max(i for i, line in enumerate(lines) if line.startswith(prefix))
+    assert last_warning < lines.index('Creating output directory...') # Before the run folder exists.
 
 @pytest.mark.slow
 def test_gen_videos_and_shapes_with_auto_bounds(tmp_path, monkeypatch):
@@ -245,27 +255,6 @@ def test_gen_videos_and_shapes_with_auto_bounds(tmp_path, monkeypatch):
     assert np.allclose(np.linalg.norm(trajectory[:, :3, 3], axis=1), 1.9, atol=1e-5) # Sphere around the origin,
     to_pivot = [0, 0.05, 0] - trajectory[:, :3, 3] # looking at the pivot.
     assert np.allclose(trajectory[:, :3, 2], to_pivot / np.linalg.norm(to_pivot, axis=1, keepdims=True), atol=1e-5)
-
-#----------------------------------------------------------------------------
-# Fine-tuning from a pickle with other rendering options.
-
-def test_describe_rendering_differences(capsys):
-    theirs = dict(presets.RENDERING_PRESETS['shapenet'], c_scale=1)
-    ours = dict(theirs, ray_start='auto', ray_end='auto', avg_camera_pivot=(0, 0, 0), c_scale=1.0)
-    del ours['white_back']
-    assert rendering_config.describe_rendering_differences(ours, theirs) == [
-        'rendering option ray_start: this run uses "auto", the resumed pickle was trained with 0.1',
-        'rendering option ray_end: this run uses "auto", the resumed pickle was trained with 2.6',
-        'rendering option white_back: this run uses (not set), the resumed pickle was trained with true',
-    ]
-    assert rendering_config.describe_rendering_differences(theirs, dict(theirs)) == []
-    rendering_config.warn_rendering_differences(ours, theirs, 'shapenetcars128-64.pkl')
-    lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 3
-    assert lines[0] == ('Warning: shapenetcars128-64.pkl: rendering option ray_start: this run uses "auto", the '
-                        'resumed pickle was trained with 0.1 (the new value applies; only parameters and buffers '
-                        'are resumed)')
-
 #----------------------------------------------------------------------------
 # Tri-plane layout (opt-in; the default stays the original's).
 
@@ -289,10 +278,14 @@ def test_plane_layout_key_and_flag(data128, tmp_path):
     result = invoke(tiny_args(tmp_path / 'runs', data128, '--plane-layout=zy'))
     assert result.exit_code == 2 and not (tmp_path / 'runs').exists()
 
-def test_resuming_into_another_plane_layout_warns():
-    theirs = dict(presets.RENDERING_PRESETS['shapenet'])  # A released network: no plane_layout key.
-    assert rendering_config.describe_rendering_differences(dict(theirs, plane_layout='xy_xz_zy'), theirs) == [
-        'rendering option plane_layout: this run uses "xy_xz_zy", the resumed pickle was trained with "xy_xz_zx"']
-    assert rendering_config.describe_rendering_differences(dict(theirs, plane_layout='xy_xz_zx'), theirs) == []
-    assert rendering_config.describe_rendering_differences(theirs, dict(theirs, plane_layout='xy_xz_zy')) == [
-        'rendering option plane_layout: this run uses "xy_xz_zx", the resumed pickle was trained with "xy_xz_zy"']
+def test_resuming_into_another_plane_layout_warns(data128, tmp_path):
+    # A released network records no plane_layout: it has the original layout.
+    released_cars = released_networks('shapenet', 64)
+    def differences(*flags):
+        c, _ = parse_config([f'--outdir={tmp_path}', '--cfg=shapenet', f'--data={data128}', '--gpus=1', '--batch=4',
+                             '--gamma=0.3', *flags])
+        return describe_resume_differences(c, released_cars)
+    assert differences('--plane-layout=xy_xz_zy') == [
+        'rendering option plane_layout: this run uses "xy_xz_zy", the pickle has "xy_xz_zx" '
+        '(--plane-layout=xy_xz_zx matches it)']
+    assert differences('--plane-layout=xy_xz_zx') == differences() == []

@@ -269,6 +269,39 @@ def test_resume_latest_and_state_decision(data128, tmp_path):
     result = invoke(tiny_args(outdir, data128, f'--resume={tmp_path / "y.pkl"}', '--resume-mode=full'))
     assert result.exit_code == 1 and '--resume-mode=full: no training-state-KKKKKK.pt next to' in result.output
 
+def test_deterministic_is_recorded_only_when_on(data128, tmp_path):
+    c, _ = parse_config(tiny_args(tmp_path, data128))
+    assert 'deterministic' not in c # Default: training_options.json as the original's.
+    c, _ = parse_config(tiny_args(tmp_path, data128, '--deterministic=True'))
+    assert c.deterministic is True and list(c)[-1] == 'deterministic'
+
+def test_resume_latest_across_gpus_and_batch(data128, tmp_path):
+    # A run on 2 processes (a SLURM job), requeued on another number of GPUs: the same run is continued.
+    outdir = tmp_path / 'runs'
+    c_prev, desc_prev = parse_config(tiny_args(outdir, data128, '--gpus=2', '--batch=4'))
+    pkl = str(outdir / f'00000-{desc_prev}' / 'network-snapshot-000004.pkl')
+    _write_pair(pkl, c_prev)
+    result = invoke(tiny_args(outdir, data128, '--batch=4', '--resume=latest', '--dry-run'))
+    assert f'--resume=latest: {pkl} (written with gpus=2; this run has gpus=1)\n' in result.output
+    assert (f'Restoring the training state of {pkl}, written by 2 process(es), on 1: optimizers, counters and '
+            f'augmentation continue;') in result.output
+    c, desc = parse_config(tiny_args(outdir, data128, '--batch=4', '--resume=latest'))
+    assert (c.resume_pkl, c.resume_state) == (pkl, snapshot.state_path_for(pkl))
+    assert desc == 'shapenet-cars_128-gpus1-batch4-gamma0.3' # The continued run gets a folder of its own.
+
+    # Another batch: found as well, but the state does not fit (EMA and blur lengths follow the batch).
+    result = invoke(tiny_args(outdir, data128, '--resume=latest', '--dry-run'))
+    assert f'--resume=latest: {pkl} (written with gpus=2, batch=4; this run has gpus=1, batch=2)\n' in result.output
+    assert (f'Not restoring the training state of {pkl}: the training setup differs in batch_size, ema_kimg, '
+            f'loss_kwargs.blur_fade_kimg.') in result.output
+    c, _ = parse_config(tiny_args(outdir, data128, '--resume=latest'))
+    assert c.resume_pkl == pkl and 'resume_state' not in c
+
+    # Any other change of the configuration or the dataset is another run.
+    for other in ['--gamma=1', '--desc=x']:
+        result = invoke(tiny_args(outdir, data128, other, '--resume=latest', '--dry-run'))
+        assert '--resume=latest: no snapshot of' in result.output, other
+
 #----------------------------------------------------------------------------
 # A short distributed run: 2 processes, gloo, CPU.
 
@@ -358,6 +391,7 @@ def test_trust_embedded_code_reaches_the_loader(data128, tmp_path, monkeypatch):
     pkl.write_bytes(b'stand-in')
     seen = []
     monkeypatch.setattr(train.network_pickle, 'open_network_pkl', lambda path, **kwargs: seen.append(kwargs))
+    monkeypatch.setattr(train.sections, 'describe_resume_differences', lambda c, resumed: [])
     c, _ = parse_config(tiny_args(tmp_path, data128, f'--resume={pkl}', '--trust-embedded-code'))
     assert c.trust_embedded_code is True and list(c)[-1] == 'trust_embedded_code'
     train.check_resume_pickle(c)

@@ -178,6 +178,14 @@ def test_resume_continues_exactly_after_a_failed_snapshot(data128, tmp_path, mon
 #----------------------------------------------------------------------------
 # Scripted-loss runs (real networks are built, but no forward passes in the iterations).
 
+def test_deterministic_mode_only_when_asked(scripted_config, tmp_path, restore_determinism):
+    torch.use_deterministic_algorithms(False)
+    run_loop(tmp_path / 'a', scripted_config, total_kimg=0.001)
+    assert not torch.are_deterministic_algorithms_enabled() and 'CUBLAS_WORKSPACE_CONFIG' not in os.environ
+    run_loop(tmp_path / 'b', scripted_config, total_kimg=0.001, deterministic=True)
+    assert torch.are_deterministic_algorithms_enabled() and not torch.backends.cudnn.benchmark
+    assert os.environ['CUBLAS_WORKSPACE_CONFIG'] == ':4096:8'
+
 def test_ada_moves_p(scripted_config, tmp_path):
     c = scripted_config
     c_up = dict(c, loss_kwargs=dict(c.loss_kwargs, sign=1.0))

@@ -5,14 +5,16 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from helpers import FORK_CLASSES, read_ply, write_tiny_snapshot
+from helpers import FORK_CLASSES, read_ply, render, write_tiny_snapshot
 
 from camera_utils import FOV_to_intrinsics, LookAtPoseSampler
 from torch_utils import persistence
-from training import network_pickle
+from training import cameras, network_pickle, presets
 from training.triplane import TriPlaneGenerator
 from viz import render
 from viz.view_request import RequestError
+
+FFHQ_FOV = cameras.focal_to_fov(cameras.FOCAL_FFHQ)  # The tiny snapshot has FFHQ's rendering preset.
 
 
 @pytest.fixture(scope='module')
@@ -32,7 +34,7 @@ def test_image_of_the_generator_size(renderer, snapshot):
     assert (result['width'], result['height'], result['seq']) == (128, 128, 7)
     assert image.std() > 0
     assert result['network']['neural_rendering_resolution'] == 16
-    assert result['settings'] == dict(fov=18.0, neural_rendering_resolution=16, depth_resolution=6,
+    assert result['settings'] == dict(fov=FFHQ_FOV, neural_rendering_resolution=16, depth_resolution=6,
                                       depth_resolution_importance=6, super_resolution=True)
     assert set(result['timing']) == {'load_ms', 'planes_ms', 'render_ms', 'total_ms'}
     assert all(t >= 0 for t in result['timing'].values())
@@ -44,7 +46,7 @@ def test_matches_the_generator_forward_pass(renderer, snapshot):
     G, _info = renderer.network(snapshot)
     pivot = torch.tensor([0, 0, 0.2])
     cam2world = LookAtPoseSampler.sample(np.pi / 2, np.pi / 2, pivot, radius=2.7)
-    c = torch.cat([cam2world.reshape(1, 16), FOV_to_intrinsics(18).reshape(1, 9)], dim=1)
+    c = torch.cat([cam2world.reshape(1, 16), cameras.intrinsics_matrix(cameras.FOCAL_FFHQ).reshape(1, 9)], dim=1)
     z = torch.from_numpy(np.random.RandomState(3).randn(1, 512))
     with torch.no_grad():
         ws = G.mapping(z, c, truncation_psi=0.7, truncation_cutoff=14)
@@ -90,7 +92,7 @@ def test_preview_renders_fewer_rays_and_samples(renderer, snapshot):
                    depth_resolution_importance=12, quality='preview')
     result = renderer.render(dict(request, output='image_raw'))
     assert result['image'].shape == (32, 32, 3)
-    assert result['settings'] == dict(fov=18.0, neural_rendering_resolution=32, depth_resolution=6,
+    assert result['settings'] == dict(fov=FFHQ_FOV, neural_rendering_resolution=32, depth_resolution=6,
                                       depth_resolution_importance=6, super_resolution=False)
     # A preview of the final image is the neural rendering, without super-resolution.
     preview = renderer.render(request)
@@ -114,9 +116,14 @@ def test_latent_interpolation(renderer, snapshot):
     assert not np.array_equal(halfway, end)
 
 
-def test_default_fov():
-    assert render.default_fov(dict()) == 18.0
-    assert render.default_fov(dict(white_back=True)) == 45.0
+def test_default_fov_is_the_snapshots_focal(renderer, snapshot):
+    # The FOV field's degrees are FOV_to_intrinsics' own: the default one renders with the snapshot's focal.
+    G, info = renderer.network(snapshot)
+    assert FOV_to_intrinsics(info['fov'])[0, 0].item() == pytest.approx(cameras.FOCAL_FFHQ, abs=1e-6)
+    G.rendering_kwargs['avg_camera_focal'] = 2.5  # Recorded by this project's training.
+    assert render.Renderer._describe(G)['fov'] == pytest.approx(cameras.focal_to_fov(2.5))
+    shapenet = type('G', (), dict(rendering_kwargs=presets.rendering_preset('shapenet')))
+    assert cameras.focal_to_fov(cameras.snapshot_camera(shapenet).focal) == pytest.approx(45.0, abs=1e-3)
 
 
 @pytest.mark.parametrize('request_, message', [

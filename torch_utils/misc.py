@@ -2,6 +2,7 @@
 
 import contextlib
 import itertools
+import os
 import re
 import warnings
 
@@ -13,6 +14,19 @@ import torch
 
 _constant_cache = dict()
 
+
+def make_deterministic() -> None:
+    """Process-wide: cuDNN benchmark off, deterministic cuDNN and deterministic algorithms on (--deterministic).
+
+    cuBLAS needs CUBLAS_WORKSPACE_CONFIG before its first call; it is set here unless the caller set it. An op
+    without a deterministic implementation on the device warns once (warn_only) instead of stopping the run.
+    """
+    os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+#----------------------------------------------------------------------------
 
 def constant(value, shape=None, dtype=None, device=None, memory_format=None) -> torch.Tensor:
     """A cached tensor holding `value`, broadcast with `shape` if given. Shared between callers: never modify it."""

@@ -314,7 +314,7 @@ def check_rendering_fit(report, options, preset=None):
         fitting = [name for name, value in PRESET_FOCAL.items() if abs(measured - value) <= FOCAL_TOL * value]
         fit = f'a config based on {" or ".join(fitting)}' if fitting else f'focal {measured:.4f}'
         lines.append(f'{where}: focal length {measured:.4f} (median) differs from the {preset} preset\'s {focal:g}, '
-                     f'which the generation scripts render with: {fit} would fit')
+                     f'which its released networks were trained with: {fit} would fit')
     return lines
 
 def _ray_range_fit(where, dist, options):

@@ -15,6 +15,7 @@ import math
 
 import numpy as np
 
+import dnnlib
 from training import presets
 
 LABEL_DIM = 25  # cam2world (16, row-major) followed by the normalised intrinsics (9).
@@ -23,8 +24,12 @@ LABEL_DIM = 25  # cam2world (16, row-major) followed by the normalised intrinsic
 FOCAL_FFHQ = 4.2647
 FOCAL_SHAPENET = 1.7074
 
-# Focal length the generation scripts render each preset's networks with.
+# Focal length of each preset's datasets: the generation tools render a network of that preset with it when the
+# network records no focal of its own (the released pickles).
 PRESET_FOCAL = dict(ffhq=FOCAL_FFHQ, afhq=FOCAL_FFHQ, shapenet=FOCAL_SHAPENET)
+
+# What "degrees" means for every tool's field of view: fov_to_focal()'s convention.
+DEGREES_NOTE = "focal = 1 / (1.414 tan(deg / 2)), not the true field of view: docs/cameras.md"
 
 # The video trajectory uses 3.14 for pi (so does the keyframe camera): released videos were rendered this way.
 HALF_TURN = 3.14
@@ -33,21 +38,25 @@ HALF_TURN = 3.14
 # Focal lengths and intrinsics.
 
 def focal_length(cfg: str) -> float:
-    """Normalised focal length of a preset's dataset family (FFHQ/AFHQ's for other names)."""
-    return PRESET_FOCAL.get(cfg.lower(), FOCAL_FFHQ)
+    """Normalised focal length of a dataset family (FFHQ, AFHQ, Shapenet; any case)."""
+    return PRESET_FOCAL[cfg.lower()]
 
-def _fov_focal(fov_degrees):
-    # The truncated constants 3.14159 and 1.414 (instead of pi and sqrt(2)) made the released cameras and labels.
+def fov_to_focal(fov_degrees):
+    """Normalized focal length of an angle of view in degrees, as every tool of this repository reads them.
+
+    The truncated constants 3.14159 and 1.414 (instead of pi and 2) are the original's: the released cameras
+    were made with them. So this is not the true field of view, which is 2 * atan(1 / (2 * focal)).
+    """
     return float(1 / (math.tan(fov_degrees * 3.14159 / 360) * 1.414))
 
-def fov_of_focal(focal: float) -> float:
-    """Vertical FOV in degrees (rounded to 0.01) whose FOV_to_intrinsics() focal is `focal`."""
-    return round(math.atan(1 / (focal * 1.414)) * 360 / 3.14159, 2)
+def focal_to_fov(focal):
+    """Inverse of fov_to_focal()."""
+    return math.atan(1 / (focal * 1.414)) * 360 / 3.14159
 
 def FOV_to_intrinsics(fov_degrees, device='cpu'):
-    """Normalized intrinsics [3,3] for a square image with the given vertical field of view."""
+    """Normalized intrinsics [3,3] for a square image with the given angle of view (fov_to_focal's degrees)."""
     import torch
-    focal = _fov_focal(fov_degrees)
+    focal = fov_to_focal(fov_degrees)
     return torch.tensor([[focal, 0, 0.5], [0, focal, 0.5], [0, 0, 1]], device=device)
 
 def intrinsics_matrix(focal: float, device='cpu'):
@@ -183,6 +192,36 @@ def create_cam2world_matrix(forward_vector, origin):
     cam2world[:, :3, :3] = torch.stack([right, up, forward], dim=-1)
     cam2world[:, :3, 3] = origin
     return cam2world
+
+#----------------------------------------------------------------------------
+# The camera of a snapshot.
+
+def snapshot_camera(G, cfg: str = None, fov_deg: float = None) -> dnnlib.EasyDict:
+    """The camera the tools render a generator with by default: focal, pivot [3], radius, and where the focal came from.
+
+    Pivot and radius are the snapshot's avg_camera_pivot and avg_camera_radius. The focal is, in order: --fov-deg
+    or --cfg when given; the avg_camera_focal that this project's training records; for pickles that record
+    none (the released ones), the focal of the dataset family whose rendering preset the snapshot matches.
+    """
+    pivot, radius = presets.camera_orbit(G.rendering_kwargs)
+    recorded = G.rendering_kwargs.get('avg_camera_focal')
+    family = presets.family_of(G.rendering_kwargs)
+    if fov_deg is not None:
+        focal, source = fov_to_focal(fov_deg), f'--fov-deg={fov_deg:g}'
+    elif cfg is not None:
+        focal, source = focal_length(cfg), f'--cfg={cfg}'
+    elif recorded is not None:
+        focal, source = float(recorded), 'recorded in the snapshot'
+    elif family is not None:
+        focal, source = PRESET_FOCAL[family], f'{family} preset; the snapshot records no focal'
+    else:
+        focal, source = FOCAL_FFHQ, 'FFHQ default; the snapshot records no focal and matches no preset'
+    return dnnlib.EasyDict(focal=focal, pivot=pivot, radius=radius, source=source)
+
+def describe_camera(camera: dnnlib.EasyDict) -> str:
+    """One line for the tools' output: the camera they render with and where its focal comes from."""
+    return (f'Camera: focal {camera.focal:.4f} ({focal_to_fov(camera.focal):.3f} degrees, {camera.source}), '
+            f'radius {camera.radius:g}, pivot {[round(v, 4) for v in camera.pivot]}')
 
 #----------------------------------------------------------------------------
 # torch: generator labels.

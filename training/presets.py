@@ -24,6 +24,9 @@ SR_MODULES = {
     128: 'training.superresolution.SuperresolutionHybrid2X',
 }
 
+# The options that place the scene and the cameras (the depth samples may be changed for rendering).
+CAMERA_KEYS = ('ray_start', 'ray_end', 'box_warp', 'avg_camera_radius', 'avg_camera_pivot')
+
 # Camera sphere of the generation scripts when a generator's rendering options do not name one.
 DEFAULT_CAMERA_RADIUS = 2.7
 DEFAULT_CAMERA_PIVOT = (0.0, 0.0, 0.0)
@@ -44,3 +47,18 @@ def camera_orbit(rendering_kwargs: dict) -> tuple:
     pivot = [float(v) for v in rendering_kwargs.get('avg_camera_pivot', DEFAULT_CAMERA_PIVOT)]
     radius = float(rendering_kwargs.get('avg_camera_radius', DEFAULT_CAMERA_RADIUS))
     return pivot, radius
+
+
+def family_of(rendering_kwargs: dict):
+    """Name of the preset whose scene and camera options a generator has (released pickles), else None."""
+    for name, preset in RENDERING_PRESETS.items():
+        if all(key in rendering_kwargs and _same(rendering_kwargs[key], preset[key]) for key in CAMERA_KEYS) and \
+                bool(rendering_kwargs.get('white_back', False)) == preset.get('white_back', False):
+            return name
+    return None
+
+
+def _same(a, b) -> bool:
+    if isinstance(b, list):
+        return isinstance(a, (list, tuple)) and len(a) == len(b) and all(float(x) == y for x, y in zip(a, b))
+    return isinstance(a, (int, float)) and float(a) == b

@@ -189,33 +189,3 @@ def resolve_rendering_options(cfg: str, overrides: dict) -> dict:
     return _ordered(options)
 
 #----------------------------------------------------------------------------
-# Fine-tuning from a network pickle: its rendering_kwargs are not restored, the new run's options win.
-
-def _show(options, key):
-    return json.dumps(_comparable(options[key])) if key in options else '(not set)'
-
-def _effective(options):
-    return dict(IMPLICIT_VALUES, **options)
-
-def _comparable(value):
-    if isinstance(value, (list, tuple)):
-        return [_comparable(v) for v in value]
-    return value
-
-def describe_rendering_differences(ours: dict, theirs: dict) -> list:
-    """One line per rendering option that differs between this run (`ours`) and a resumed pickle (`theirs`)."""
-    lines = []
-    ours, theirs = _effective(ours), _effective(theirs)
-    keys = list(ours) + [key for key in theirs if key not in ours]
-    for key in keys:
-        if key not in ours or key not in theirs or _comparable(ours[key]) != _comparable(theirs[key]):
-            lines.append(f'rendering option {key}: this run uses {_show(ours, key)}, the resumed pickle was '
-                         f'trained with {_show(theirs, key)}')
-    return lines
-
-def warn_rendering_differences(ours: dict, theirs: dict, pkl: str) -> None:
-    """Print the differences of describe_rendering_differences() as warnings of a resume from `pkl`."""
-    for line in describe_rendering_differences(ours, theirs):
-        print(f'Warning: {pkl}: {line} (the new value applies; only parameters and buffers are resumed)')
-
-#----------------------------------------------------------------------------

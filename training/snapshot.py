@@ -161,12 +161,15 @@ def pair_problem(snapshot_pkl):
 #----------------------------------------------------------------------------
 # --resume=latest.
 
-def _snapshots_newest_first(outdir, desc):
+def _same_configuration(run_desc, desc, family):
+    return run_desc == desc or (family is not None and family.fullmatch(run_desc) is not None)
+
+def _snapshots_newest_first(outdir, desc, family=None):
     found = []
     for entry in os.listdir(outdir):
         run_match = _RUN_DIR_RE.fullmatch(entry)
         run_dir = os.path.join(outdir, entry)
-        if run_match is None or run_match.group(2) != desc or not os.path.isdir(run_dir):
+        if run_match is None or not _same_configuration(run_match.group(2), desc, family) or not os.path.isdir(run_dir):
             continue
         for name in os.listdir(run_dir):
             order = _parse_snapshot_name(name)
@@ -174,15 +177,18 @@ def _snapshots_newest_first(outdir, desc):
                 found.append(((int(run_match.group(1)), *order), os.path.join(run_dir, name)))
     return [pkl for _order, pkl in sorted(found, reverse=True)]
 
-def find_latest_snapshot(outdir, desc, warn=print):
+def find_latest_snapshot(outdir, desc, warn=print, family=None):
     """Newest consistent snapshot pair of the runs `<id>-<desc>` under outdir: (pkl, state_pt), or None.
+
+    `family`, a regex of run descriptions, widens the search to every run it matches (the same configuration
+    with another process count or batch: training_options.run_family()).
 
     Newest = highest run id, then most images. Newer pickles that no state vouches for are skipped with a
     one-line warning. Without any consistent pair, the newest pickle is returned alone, as (pkl, None).
     """
     if not os.path.isdir(outdir):
         return None
-    candidates = _snapshots_newest_first(outdir, desc)
+    candidates = _snapshots_newest_first(outdir, desc, family)
     for pkl in candidates:
         problem = pair_problem(pkl)
         if problem is None:
@@ -222,22 +228,33 @@ def setup_differences(ours: dict, theirs: dict) -> list:
             diffs.append(key)
     return diffs
 
-def choose_resume(resume, outdir, desc, mode, options, dry_run=False):
+def describe_family_change(pkl, desc, family):
+    """' (written with gpus=8, batch=32; this run has gpus=4, batch=32)' when pkl's run differs from desc, else ''."""
+    run_match = _RUN_DIR_RE.fullmatch(os.path.basename(os.path.dirname(pkl)))
+    if family is None or run_match is None or run_match.group(2) == desc:
+        return ''
+    theirs, ours = family.fullmatch(run_match.group(2)).groupdict(), family.fullmatch(desc).groupdict()
+    changed = [key for key in ours if ours[key] != theirs[key]]
+    return (f' (written with {", ".join(f"{key}={theirs[key]}" for key in changed)}; this run has '
+            f'{", ".join(f"{key}={ours[key]}" for key in changed)})')
+
+def choose_resume(resume, outdir, desc, mode, options, dry_run=False, family=None):
     """What `--resume` continues from: (pkl, state_pt or None, state options or None), or None for nothing.
 
     `options` are the recorded options of the new run (to compare with the state's); `mode` is auto, full or
-    networks. Raises ResumeError for a source that cannot be used; a dry run only warns about a missing file,
-    and removes no temporary files.
+    networks; `family` widens --resume=latest to runs of the same configuration with another --gpus or --batch
+    (find_latest_snapshot()). Raises ResumeError for a source that cannot be used; a dry run only warns about a
+    missing file, and removes no temporary files.
     """
     if resume == 'latest':
         if os.path.isdir(outdir) and not dry_run:
-            remove_stale_temp_files_of(_snapshots_newest_first(outdir, desc))
-        found = find_latest_snapshot(outdir, desc)
+            remove_stale_temp_files_of(_snapshots_newest_first(outdir, desc, family))
+        found = find_latest_snapshot(outdir, desc, family=family)
         if found is None:
             print(f'--resume=latest: no snapshot of "{desc}" under {outdir}; starting from scratch.')
             return None
         pkl, state_pt = found
-        print(f'--resume=latest: {pkl}')
+        print(f'--resume=latest: {pkl}{describe_family_change(pkl, desc, family)}')
     else:
         pkl, state_pt = resume, None
         if not dnnlib.util.is_url(pkl, allow_file_urls=True):
@@ -267,6 +284,10 @@ def choose_resume(resume, outdir, desc, mode, options, dry_run=False):
         print(f'Not restoring the training state of {pkl}: the training setup differs in {", ".join(diffs)}. '
               f'Resuming the networks only (--resume-mode=full would force it).')
         return pkl, None, None
+    if theirs.get('num_gpus') != options.get('num_gpus'):
+        print(f'Restoring the training state of {pkl}, written by {theirs.get("num_gpus")} process(es), on '
+              f'{options.get("num_gpus")}: optimizers, counters and augmentation continue; the random streams, the '
+              f'data order and the per-process buffers start afresh.')
     return pkl, state_pt, theirs
 
 #----------------------------------------------------------------------------

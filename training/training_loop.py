@@ -22,7 +22,7 @@ import dnnlib
 from metrics import metric_main
 from torch_utils import fast_modes, misc, training_stats
 from torch_utils.ops import conv2d_gradfix, grid_sample_gradfix
-from training import network_pickle, rendering_config, snapshot
+from training import network_pickle, snapshot
 from training.image_grid import export_fakes, save_image_grid, setup_snapshot_image_grid
 from training.phases import Phase, ada_adjustment, draw_generator_inputs, run_phases, setup_phases, update_ema
 
@@ -64,6 +64,7 @@ DEFAULTS = dnnlib.EasyDict(
     nan_limit=50,                   # Stop after this many non-finite iterations in a row (0: never).
     image_grid_size=None,           # (gw, gh) of the snapshot grids (None: from the resolution).
     fast_modes=None,                # dict(tf32, compile, precision) of torch_utils.fast_modes (None: exact).
+    deterministic=False,            # misc.make_deterministic(): cuDNN benchmark off, deterministic algorithms.
 )
 
 # The fast_modes setting that reproduces the exact numbers.
@@ -175,6 +176,8 @@ def _configure_torch(o, rank, device):
     torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction = False
     if o.fast_modes is not None:
         fast_modes.configure(tf32=o.fast_modes['tf32'])
+    if o.deterministic:
+        misc.make_deterministic()
     conv2d_gradfix.enabled = True
     grid_sample_gradfix.enabled = False
 
@@ -209,11 +212,18 @@ def _open_training_data(o, rank, device, state, log):
         f'Label shape: {training_set.label_shape}', '')
     return training_set, batches, sampler_nimg
 
+def dataset_focal(training_set) -> float:
+    """Median normalised focal length (fx) of the camera labels."""
+    return float(np.median([training_set.get_label(i)[16] for i in range(len(training_set))]))
+
 def _build_networks(o, rank, device, training_set, log):
     log('Constructing networks...')
     dims = dict(c_dim=training_set.label_dim, img_resolution=training_set.resolution,
                 img_channels=training_set.num_channels)
     G = dnnlib.util.construct_class_by_name(**o.G_kwargs, **dims).train().requires_grad_(False).to(device)
+    # The snapshots record the dataset's focal beside the average camera, so the tools render with it; a copy,
+    # so that the options (training_options.json, the training state) stay as given.
+    G.rendering_kwargs = dict(G.rendering_kwargs, avg_camera_focal=dataset_focal(training_set))
     G.register_buffer('dataset_label_std', torch.tensor(training_set.get_label_std()).to(device))
     D = dnnlib.util.construct_class_by_name(**o.D_kwargs, **dims).train().requires_grad_(False).to(device)
     G_ema = copy.deepcopy(G).eval()
@@ -222,8 +232,6 @@ def _build_networks(o, rank, device, training_set, log):
     if o.resume_pkl is not None and rank == 0:
         log(f'Resuming from "{o.resume_pkl}"')
         resumed = network_pickle.open_network_pkl(o.resume_pkl, trust_embedded_code=o.trust_embedded_code)
-        rendering_config.warn_rendering_differences(G.rendering_kwargs,
-                                                    getattr(resumed['G_ema'], 'rendering_kwargs', {}), o.resume_pkl)
         for key, module in dict(G=G, D=D, G_ema=G_ema).items():
             misc.copy_params_and_buffers(resumed[key], module, require_all=False)
         del resumed

@@ -19,7 +19,7 @@ import torch
 
 from inference import shape_extraction
 from torch_utils import misc
-from training import cameras, network_pickle, presets
+from training import cameras, network_pickle
 from viz.access import canonical_network
 from viz.colormap import colorize_depth
 from viz.view_request import RequestError, ViewRequest, parse_mesh_options, parse_view_request
@@ -27,13 +27,6 @@ from viz.view_request import RequestError, ViewRequest, parse_mesh_options, pars
 PREVIEW_MIN_RESOLUTION = 16     # A preview never renders fewer rays per side than this.
 PREVIEW_MIN_DEPTH = 4           # ... nor fewer coarse samples per ray.
 MAX_CACHED_PLANES = 4           # Tri-planes of FFHQ are 25 MB each.
-
-
-def default_fov(rendering_kwargs: dict) -> float:
-    """Vertical FOV (degrees) for a generator: gen_samples' default, or ShapeNet's wide lens for its preset."""
-    if not rendering_kwargs.get('white_back', False):
-        return 18.0
-    return cameras.fov_of_focal(cameras.FOCAL_SHAPENET)
 
 
 def preview_settings(resolution: int, depth: int, importance: int) -> tuple:
@@ -83,20 +76,22 @@ class Renderer:
 
     @staticmethod
     def _describe(G) -> dict:
-        pivot, radius = presets.camera_orbit(G.rendering_kwargs)
+        camera = cameras.snapshot_camera(G)  # The FOV field uses FOV_to_intrinsics' degrees.
         return dict(img_resolution=int(G.img_resolution), z_dim=int(G.z_dim), num_ws=int(G.backbone.num_ws),
                     neural_rendering_resolution=int(G.neural_rendering_resolution),
                     depth_resolution=int(G.rendering_kwargs['depth_resolution']),
                     depth_resolution_importance=int(G.rendering_kwargs['depth_resolution_importance']),
-                    avg_camera_pivot=pivot, avg_camera_radius=radius, fov=default_fov(G.rendering_kwargs))
+                    avg_camera_pivot=camera.pivot, avg_camera_radius=camera.radius,
+                    fov=cameras.focal_to_fov(camera.focal))
 
     # ------------------------------------------------------------------------
     # Cameras and latents.
 
     def _camera(self, info, yaw, pitch, distance, fov):
         pivot = torch.tensor(info['avg_camera_pivot'], dtype=torch.float32, device=self.device)
+        intrinsics = cameras.FOV_to_intrinsics(fov, device=self.device)
         return cameras.look_at_label(math.pi / 2 + math.radians(yaw), math.pi / 2 - math.radians(pitch), pivot,
-                                        info['avg_camera_radius'] * distance, cameras.FOV_to_intrinsics(fov, device=self.device))
+                                     info['avg_camera_radius'] * distance, intrinsics)
 
     def _conditioning(self, request: ViewRequest, info, camera):
         if request.conditioning == 'camera':

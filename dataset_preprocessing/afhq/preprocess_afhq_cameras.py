@@ -15,7 +15,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
-from mirror_dataset import copy_with_mirror, fail, mirror_label, mirror_name, read_json, write_json  # noqa: E402
+from mirror_dataset import copy_with_mirror, expand_path, fail, mirror_label, mirror_name, read_json, write_json  # noqa: E402
 
 CAMERA_DISTANCE = 2.7
 FOCAL = 4.2647  # 2985.29 / 700: the FFHQ focal length in units of the 700-pixel crop.
@@ -30,8 +30,8 @@ def afhq_label(rotation):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description='Build dataset.json for AFHQ images from cameras.json rotations.')
-    parser.add_argument('--source', type=str, required=True, help='folder with <stem>.png images and cameras.json')
-    parser.add_argument('--dest', type=str, default=None, help='output folder (default: --source)')
+    parser.add_argument('--source', type=expand_path, required=True, help='folder with <stem>.png images and cameras.json')
+    parser.add_argument('--dest', type=expand_path, default=None, help='output folder (default: --source)')
     parser.add_argument('--max_images', type=int, default=None, help='only the first N cameras')
     args = parser.parse_args(argv)
     dest = args.source if args.dest is None else args.dest

@@ -14,7 +14,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
-from mirror_dataset import extract_zip, fail, gdown_download, run_step  # noqa: E402
+from mirror_dataset import expand_path, extract_zip, fail, gdown_download, run_step  # noqa: E402
 
 LABELS_GDRIVE_ID = '1FQXQ26kAgRyN2iOH8CBl3P9CGPIQ5TAQ'
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -37,9 +37,9 @@ def fetch_labels(dest_path, labels):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description='Build the EG3D AFHQ cats dataset from the StarGAN-v2 AFHQ zip.')
-    parser.add_argument('inzip', type=str, help='StarGAN-v2 afhq.zip')
-    parser.add_argument('outzip', type=str, nargs='?', default='processed_afhq.zip', help='output (default: processed_afhq.zip)')
-    parser.add_argument('--labels', type=str, default=None, help='local copy of the published dataset.json')
+    parser.add_argument('inzip', type=expand_path, help='StarGAN-v2 afhq.zip')
+    parser.add_argument('outzip', type=expand_path, nargs='?', default='processed_afhq.zip', help='output (default: processed_afhq.zip)')
+    parser.add_argument('--labels', type=expand_path, default=None, help='local copy of the published dataset.json')
     args = parser.parse_args(argv)
     if not os.path.isfile(args.inzip):
         fail(f'{args.inzip}: no such file')

@@ -16,7 +16,7 @@ import numpy as np
 import scipy.io
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
-from mirror_dataset import fail, write_json  # noqa: E402
+from mirror_dataset import expand_path, fail, write_json  # noqa: E402
 
 CAMERA_DISTANCE = 10.0              # Deep3DFaceRecon's camera position on the z axis.
 SCALE = 0.27                        # Deep3DFaceRecon units -> EG3D units.
@@ -45,8 +45,8 @@ def camera_from_coeffs(angle, trans):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description='Deep3DFaceRecon .mat coefficients -> cameras.json')
-    parser.add_argument('--in_root', type=str, default='', help='folder with the .mat files')
-    parser.add_argument('--out_path', type=str, default='cameras.json', help='output cameras.json')
+    parser.add_argument('--in_root', type=expand_path, default='', help='folder with the .mat files')
+    parser.add_argument('--out_path', type=expand_path, default='cameras.json', help='output cameras.json')
     args = parser.parse_args(argv)
     root = args.in_root or '.'
     if not os.path.isdir(root):

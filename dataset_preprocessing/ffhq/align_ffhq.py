@@ -19,7 +19,7 @@ import scipy.ndimage
 from tqdm import tqdm
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
-from mirror_dataset import fail, read_json, save_image  # noqa: E402
+from mirror_dataset import expand_path, fail, read_json, save_image  # noqa: E402
 
 METADATA_FILE = 'ffhq-dataset-v2.json'
 Q_SCALE = 1.8           # EG3D's enlargement of the FFHQ quad (data.md 7.1).
@@ -187,8 +187,8 @@ def align_dataset(metadata, metadata_path, source, dest, threads=12, start_index
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description='Re-align the FFHQ in-the-wild images to 1500x1500 for EG3D.')
-    parser.add_argument('--source', type=str, default='.', help=f'folder with {METADATA_FILE} and in-the-wild-images/')
-    parser.add_argument('--dest', type=str, default='realign1500', help='output folder')
+    parser.add_argument('--source', type=expand_path, default='.', help=f'folder with {METADATA_FILE} and in-the-wild-images/')
+    parser.add_argument('--dest', type=expand_path, default='realign1500', help='output folder')
     parser.add_argument('--threads', type=int, default=12, help='worker processes')
     parser.add_argument('--start_index', type=int, default=0, help='first metadata entry to align')
     parser.add_argument('--max_images', '--max-images', type=int, default=None, help='align at most N entries')

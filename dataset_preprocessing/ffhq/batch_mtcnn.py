@@ -15,7 +15,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from face_tools import list_images, require_mtcnn  # noqa: E402
-from mirror_dataset import open_image  # noqa: E402
+from mirror_dataset import expand_path, open_image  # noqa: E402
 
 MIN_CONFIDENCE = 0.9
 KEYPOINTS = ('left_eye', 'right_eye', 'nose', 'mouth_left', 'mouth_right')
@@ -29,7 +29,7 @@ def pick_face(faces):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description='Write MTCNN facial landmarks for every photo in a folder.')
-    parser.add_argument('--in_root', type=str, default='', help='folder with the photos')
+    parser.add_argument('--in_root', type=expand_path, default='', help='folder with the photos')
     args = parser.parse_args(argv)
     root = args.in_root or '.'
     names = list_images(root)

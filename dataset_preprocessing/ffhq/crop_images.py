@@ -16,16 +16,17 @@ from tqdm import tqdm
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from face_tools import crop_face, deep3d_function  # noqa: E402
-from mirror_dataset import fail, open_image, read_json, save_image  # noqa: E402
+from mirror_dataset import expand_path, fail, open_image, read_json, refuse_input_folder, save_image  # noqa: E402
 
 PARAM_KEYS = ('lm', 'lm3d_std', 'rescale_factor', 'center_crop_size', 'output_size')
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description='Crop realigned FFHQ images with cropping_params.json.')
-    parser.add_argument('--indir', type=str, required=True, help='folder with the images and cropping_params.json')
-    parser.add_argument('--outdir', type=str, required=True, help='output folder')
+    parser.add_argument('--indir', type=expand_path, required=True, help='folder with the images and cropping_params.json')
+    parser.add_argument('--outdir', type=expand_path, required=True, help='output folder')
     parser.add_argument('--compress_level', type=int, default=0, help='PNG compression level')
     args = parser.parse_args(argv)
+    refuse_input_folder(args.outdir, [args.indir], '--outdir')
     params_path = os.path.join(args.indir, 'cropping_params.json')
     params = read_json(params_path)
     align_img = deep3d_function('preprocess', 'align_img')

@@ -32,7 +32,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, '..'))
 from align_ffhq import METADATA_FILE, align_dataset, select_entries  # noqa: E402
-from mirror_dataset import fail, gdown_download, read_json  # noqa: E402
+from mirror_dataset import expand_path, fail, gdown_download, read_json  # noqa: E402
 
 # The FFHQ metadata as published by NVlabs/ffhq-dataset (version 2).
 METADATA = dict(file_url='https://drive.google.com/uc?id=16N0RV4fHI6joBuKbQAoG34V_cQk7vxSA',
@@ -191,7 +191,7 @@ def parse_args(argv):
     parser.add_argument('-w', '--wilds', action='store_true', help='download the in-the-wild images')
     parser.add_argument('-r', '--tfrecords', action='store_true', help='not available here (the TFRecords are not in the metadata)')
     parser.add_argument('-a', '--align', action='store_true', help='re-align them into realign1500/ (align_ffhq.py)')
-    parser.add_argument('--metadata', type=str, default=None, help=f'use this copy of {METADATA_FILE} (MD5-checked)')
+    parser.add_argument('--metadata', type=expand_path, default=None, help=f'use this copy of {METADATA_FILE} (MD5-checked)')
     parser.add_argument('--num_threads', type=int, default=32, help='parallel downloads (alignment: processes)')
     parser.add_argument('--status_delay', type=float, default=0.2, help='seconds between progress updates')
     parser.add_argument('--timing_window', type=int, default=50, help='files the download speed estimate averages over')

@@ -16,7 +16,8 @@ import numpy as np
 import PIL.Image
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
-from mirror_dataset import fail, mirror_label, mirror_name, open_image, read_json, save_image, write_json  # noqa: E402
+from mirror_dataset import (expand_path, fail, mirror_label, mirror_name, open_image, read_json,  # noqa: E402
+                            refuse_input_folder, save_image, write_json)
 
 CAMERA_DISTANCE = 2.7
 COR_CENTER = np.array([0, 0, 0.175])
@@ -45,11 +46,12 @@ def face_label(camera, mode, where):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description='cameras.json -> EG3D dataset folder with mirrored images.')
-    parser.add_argument('--source', type=str, required=True, help='folder with the crops and cameras.json')
-    parser.add_argument('--dest', type=str, required=True, help='output folder')
+    parser.add_argument('--source', type=expand_path, required=True, help='folder with the crops and cameras.json')
+    parser.add_argument('--dest', type=expand_path, required=True, help='output folder')
     parser.add_argument('--max_images', type=int, default=None, help='only the first N cameras')
     parser.add_argument('--mode', type=str, default='orig', choices=['orig', 'cor'], help='how to place cameras at distance 2.7')
     args = parser.parse_args(argv)
+    refuse_input_folder(args.dest, [args.source], '--dest')
     cameras_path = os.path.join(args.source, 'cameras.json')
     cameras = read_json(cameras_path)
     if not isinstance(cameras, dict):

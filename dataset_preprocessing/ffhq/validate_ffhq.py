@@ -25,7 +25,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, '..'))
 from align_ffhq import METADATA_FILE, select_entries  # noqa: E402
 from download_ffhq import file_problem  # noqa: E402
-from mirror_dataset import fail, read_json  # noqa: E402
+from mirror_dataset import expand_path, fail, read_json  # noqa: E402
 
 MODE_KEYS = dict(file=('file_path', 'file_size', 'file_md5'), pixel=('file_path', 'pixel_size', 'pixel_md5'))
 
@@ -74,7 +74,7 @@ def validate(specs, root, mode, num_threads=8):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description='Check downloaded FFHQ files against the metadata sizes and MD5s.')
-    parser.add_argument('--dataset_json', type=str, default=METADATA_FILE, help='the FFHQ metadata')
+    parser.add_argument('--dataset_json', type=expand_path, default=METADATA_FILE, help='the FFHQ metadata')
     parser.add_argument('--mode', choices=['file', 'pixel'], default='file', help='compare file bytes or decoded pixels')
     parser.add_argument('--kind', choices=['in_the_wild', 'image', 'thumbnail'], default='in_the_wild',
                         help='which files of each entry to check')

@@ -10,14 +10,18 @@ output folder (PNG images + dataset.json) feeds dataset_tool.py and then train.p
 
 import json
 import os
+import sys
 
 import click
 import numpy as np
 import PIL.Image
 import tqdm
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+import cli  # noqa: E402
+
 CAMERA_RADIUS = 1.7             # Same sphere as the shapenet preset's avg_camera_radius.
-FOCAL = 1.7074                  # Normalised focal length that gen_videos.py uses for shapenet.
+FOCAL = 1.7074                  # Normalised focal length of the ShapeNet cars (training.cameras.FOCAL_SHAPENET).
 LIGHT_DIR = np.array([0.4, 0.8, 0.45]) / np.linalg.norm([0.4, 0.8, 0.45])
 
 
@@ -124,7 +128,7 @@ def make_dataset(outdir: str, count: int, res: int, views_per_object: int, seed:
 
 
 @click.command()
-@click.option('--outdir', help='Output folder (images + dataset.json)', required=True, metavar='DIR')
+@click.option('--outdir', help='Output folder (images + dataset.json)', type=cli.PATH, required=True, metavar='DIR')
 @click.option('--count', help='Number of images', type=click.IntRange(min=1), default=256, show_default=True)
 @click.option('--res', help='Image resolution', type=click.IntRange(min=8), default=64, show_default=True)
 @click.option('--views-per-object', help='Views rendered of each random object', type=click.IntRange(min=1),

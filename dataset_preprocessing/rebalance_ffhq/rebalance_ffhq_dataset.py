@@ -18,7 +18,7 @@ import zipfile
 from tqdm import tqdm
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
-from mirror_dataset import fail, read_json  # noqa: E402
+from mirror_dataset import expand_path, fail, read_json  # noqa: E402
 
 INPUT_JSON_MD5 = 'a5893550587656894051685f1a5930ce'
 OUTPUT_JSON_MD5 = 'bae1b0b52267670f1735fef9092b5c11'
@@ -64,9 +64,9 @@ def rebalance(inzip, outzip, replicas):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description='Rebalance FFHQ_512.zip by camera yaw.')
-    parser.add_argument('inzip', type=str, help='FFHQ_512.zip')
-    parser.add_argument('outzip', type=str, help='output zip')
-    parser.add_argument('--replicas', type=str, default=os.path.join(os.path.dirname(os.path.abspath(__file__)), 'num_replicas.json'),
+    parser.add_argument('inzip', type=expand_path, help='FFHQ_512.zip')
+    parser.add_argument('outzip', type=expand_path, help='output zip')
+    parser.add_argument('--replicas', type=expand_path, default=os.path.join(os.path.dirname(os.path.abspath(__file__)), 'num_replicas.json'),
                         help='replica table (default: num_replicas.json next to this script)')
     args = parser.parse_args(argv)
     if not os.path.isfile(args.replicas):

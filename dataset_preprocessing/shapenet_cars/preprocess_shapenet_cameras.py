@@ -15,7 +15,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
-from mirror_dataset import fail, write_json  # noqa: E402
+from mirror_dataset import expand_path, fail, write_json  # noqa: E402
 
 SRN_RENDER_SIZE = 512  # SRN focal lengths and principal points refer to 512x512 renders.
 
@@ -62,7 +62,7 @@ def collect_cameras(source, max_images=None):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description='Build dataset.json camera labels for SRN ShapeNet renderings.')
-    parser.add_argument('--source', type=str, required=True, help='cars_train folder')
+    parser.add_argument('--source', type=expand_path, required=True, help='cars_train folder')
     parser.add_argument('--max_images', type=int, default=None, help='only the first N images')
     args = parser.parse_args(argv)
     if not os.path.isdir(args.source):

@@ -12,7 +12,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
-from mirror_dataset import extract_zip, fail, gdown_download, run_step  # noqa: E402
+from mirror_dataset import expand_path, extract_zip, fail, gdown_download, run_step  # noqa: E402
 
 CARS_TRAIN_GDRIVE_ID = '1bThUNtIHx4xEQyffVBSf82ABDDh2HlFn'
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -27,8 +27,8 @@ def find_cars_train(root):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description='Build cars_128.zip from the SRN ShapeNet cars renderings.')
-    parser.add_argument('--source', type=str, default=None, help='cars_train.zip or an unpacked cars_train folder (default: download)')
-    parser.add_argument('--dest', type=str, default='cars_128.zip', help='output zip (default: cars_128.zip)')
+    parser.add_argument('--source', type=expand_path, default=None, help='cars_train.zip or an unpacked cars_train folder (default: download)')
+    parser.add_argument('--dest', type=expand_path, default='cars_128.zip', help='output zip (default: cars_128.zip)')
     args = parser.parse_args(argv)
     if os.path.exists(args.dest):
         fail(f'{args.dest}: destination already exists')
