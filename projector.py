@@ -107,12 +107,12 @@ def read_camera(camera, target_path):
 
 
 def frontal_label(G):
-    """The label of the snapshot's frontal camera (generation.snapshot_camera()), for photos without a camera."""
-    camera = generation.snapshot_camera(G)
-    print(f'No --camera: fitting from the snapshot\'s frontal camera. {generation.describe_camera(camera)}')
+    """The label of the snapshot's frontal camera (cameras.snapshot_camera()), for photos without a camera."""
+    camera = cameras.snapshot_camera(G)
+    print(f'No --camera: fitting from the snapshot\'s frontal camera. {cameras.describe_camera(camera)}')
     pivot = torch.tensor(camera.pivot, dtype=torch.float32)
-    return generation.look_at_label(np.pi / 2, np.pi / 2, pivot, camera.radius,
-                                    generation.intrinsics_matrix(camera.focal))[0].tolist()
+    return cameras.look_at_label(np.pi / 2, np.pi / 2, pivot, camera.radius,
+                                    cameras.intrinsics_matrix(camera.focal))[0].tolist()
 
 
 def load_snapshot(network_pkl, trust_embedded_code):

@@ -110,11 +110,6 @@ def test_camera_utils_keeps_the_original_api():
         assert getattr(camera_utils, name) is getattr(cameras, name)
     assert camera_utils.math_utils.normalize_vecs(torch.tensor([[3.0, 4.0, 0.0]]))[0].tolist() == pytest.approx([0.6, 0.8, 0])
 
-def test_fov_of_focal_inverts_fov_to_intrinsics():
-    fov = cameras.fov_of_focal(cameras.FOCAL_SHAPENET)
-    assert fov == 45.0  # The viewer's default for ShapeNet.
-    assert cameras.FOV_to_intrinsics(fov)[0, 0].item() == pytest.approx(cameras.FOCAL_SHAPENET, abs=1e-3)
-
 def test_numpy_and_torch_look_at_agree():
     pivot = torch.tensor([0.0, 0.0, 0.2])
     pose = cameras.LookAtPoseSampler.sample(math.pi / 2 + 0.4, math.pi / 2 - 0.2, pivot, radius=2.7)[0]
