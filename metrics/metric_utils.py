@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 import dnnlib
+from torch_utils import distributed
 from training import generation
 
 # A folder holding detector files named like the last URL component (e.g. inception-2015-12-05.pkl).
@@ -33,7 +34,7 @@ class MetricOptions:
         self.num_gpus = num_gpus
         self.rank = rank
         if device is None:
-            device = torch.device('cuda', rank) if torch.cuda.is_available() else torch.device('cpu')
+            device = distributed.device_for(rank, select=False)
         self.device = torch.device(device)
         # Only rank 0 prints progress; the other ranks get a silent monitor.
         self.progress = progress.sub() if (progress is not None and rank == 0) else ProgressMonitor()
