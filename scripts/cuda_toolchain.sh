@@ -5,7 +5,7 @@
 # wants <CUDA_HOME>/bin/nvcc, include/ and lib64/libcudart.so, so CUDA_HOME is a folder of links into that tree.
 set -euo pipefail
 EG3D_CI_CACHE="${EG3D_CI_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/eg3d-ci}"
-CUDA_SPEC=(torch==2.14.1 "cuda-toolkit[nvcc,cccl]==13.0.3" ninja numpy)
+CUDA_SPEC=(torch==2.14.1 "cuda-toolkit[nvcc,cccl]==13.0.3" ninja numpy pytest)
 CUDA_VENV="$EG3D_CI_CACHE/cuda-venv"
 STAMP="$CUDA_VENV/.eg3d-installed"
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "${CUDA_SPEC[*]}" ]; then
