@@ -54,7 +54,7 @@ SIZES = dict(
     full=dict(cfg='ffhq', resolution=512, cbase=None, cmax=None, samples=(48, 48), nrr=64, batch=4, tick_iters=16,
               infer_batch=4, infer_iters=10, frames=20, infer_res=(64, 128), modes=('exact', 'no-cuda-ops', 'tf32', 'bf16', 'compile', 'fused-adam')),
     tiny=dict(cfg='shapenet', resolution=128, cbase=1024, cmax=32, samples=(4, 4), nrr=16, batch=2, tick_iters=1,
-              infer_batch=1, infer_iters=1, frames=2, infer_res=(16, 32), modes=('exact', 'no-cuda-ops')),
+              infer_batch=1, infer_iters=1, frames=2, infer_res=(16, 32), modes=('exact',)),
 )
 
 # Training modes: extra train.py options and environment of the tick.
@@ -270,11 +270,11 @@ def synthetic_dataset(size, tmp):
 
 def check_inference(size, device, tmp):
     from viz.render import Renderer
-    G, _D = build_networks(size, device)
+    G, D = build_networks(size, device)
     G.eval().requires_grad_(False)
-    pkl = os.path.join(tmp, 'G.pkl')
+    pkl = os.path.join(tmp, 'network-snapshot.pkl')  # What the viewer opens: a snapshot of these networks.
     with open(pkl, 'wb') as f:
-        pickle.dump(dict(G_ema=copy.deepcopy(G).cpu()), f)
+        pickle.dump(dict(G=copy.deepcopy(G).cpu(), D=D.cpu(), G_ema=copy.deepcopy(G).cpu()), f)
     renderer = Renderer(device=device)
     rows = []
     for res in size['infer_res']:
