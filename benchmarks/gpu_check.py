@@ -14,7 +14,7 @@ Sections (ffhq-512 networks with the released models' constructor arguments, ran
 Examples:
 
 \b
-# On one GPU (about 5 minutes on an H100):
+# On one GPU (sized for under 8 minutes on a data-center GPU; --modes=... runs fewer training modes):
 python benchmarks/gpu_check.py --outdir=gpu_check_out
 
 \b
@@ -359,6 +359,8 @@ def run_check(device, size_name, outdir, modes=None):
         report['ops'] = check_ops(size, device)
         print('networks...', flush=True)
         report['networks'] = check_networks(size, device)
+        if device.type == 'cuda':
+            torch.cuda.empty_cache()  # The training processes get the memory the checks above cached.
         data = synthetic_dataset(size, tmp)
         report['ticks'] = []
         for mode in modes or size['modes']:
