@@ -188,7 +188,7 @@ def check_ops(size, device):
     rows = []
     for call in calls.values():
         result = compare_op(call, device)
-        args = ', '.join(f'{k}={v}' for k, v in call['args'].items() if v is not None)
+        args = ', '.join(f'{k}={v:.4g}' if isinstance(v, float) else f'{k}={v}' for k, v in call['args'].items() if v is not None)
         if call['op'] == 'upfirdn2d':
             args += f', f={None if call["f"] is None else list(call["f"].shape)}'
         else:
@@ -320,8 +320,9 @@ def markdown(report):
     lines += ['', '### G and D forward+backward, CUDA kernels vs reference ops', '', '| quantity | max abs diff |', '|---|---|']
     lines += [f'| {k} | {v:.3g} |' for k, v in nets['max_abs_diff'].items()]
     lines += [f'| all finite | {"yes" if nets["finite"] else "**NO**"} |']
-    lines += ['', f'### Training tick ({size["cfg"]}, batch {size["batch"]}, 1 GPU, random init)', '',
-              '| mode | s/kimg | images/s | peak memory (GB) | losses finite |', '|---|---|---|---|---|']
+    memory = 'peak GPU memory (GB)' if env['gpus'] else 'process memory (GB)'
+    lines += ['', f'### Training tick ({size["cfg"]}, batch {size["batch"]}, one process, random init)', '',
+              f'| mode | s/kimg | images/s | {memory} | losses finite |', '|---|---|---|---|---|']
     for row in report['ticks']:
         if 'error' in row:
             lines.append(f'| {row["mode"]} | failed: {row["error"]} | | | |')
