@@ -18,7 +18,7 @@ from torch_utils import distributed, misc, training_stats
 
 def evaluate(rank, job):
     """Compute every requested metric of job.G as process `rank` of job.num_gpus (rank 0 reports)."""
-    device = distributed.device_for(rank, select=False)
+    device = distributed.device_for(rank)
     if job.num_gpus > 1:
         training_stats.init_multiprocessing(rank=rank, sync_device=device)
     speak = rank == 0 and job.verbose

@@ -3,7 +3,9 @@ real images), progress reporting, and the loops that feed real and generated ima
 
 import contextlib
 import copy
+import functools
 import hashlib
+import io
 import os
 import pickle
 import time
@@ -14,7 +16,7 @@ import numpy as np
 import torch
 
 import dnnlib
-from torch_utils import misc
+from torch_utils import distributed, misc
 
 # A folder holding detector files named like the last URL component (e.g. inception-2015-12-05.pkl).
 # When set, detectors are read from there instead of the download cache (offline machines).
@@ -37,7 +39,7 @@ class MetricOptions:
         self.num_gpus = num_gpus
         self.rank = rank
         if device is None:
-            device = torch.device('cuda', rank) if torch.cuda.is_available() else torch.device('cpu')
+            device = distributed.device_for(rank, select=False)
         self.device = torch.device(device)
         # Only rank 0 prints progress; the other ranks get a silent monitor.
         self.progress = progress.sub() if (progress is not None and rank == 0) else ProgressMonitor()
@@ -101,13 +103,24 @@ def _detector_file(url, verbose):
         raise FeatureDetectorError(f'feature detector {fname}: {_one_line(err)}; '
                                    f'or put {fname} in a folder and point ${DETECTOR_DIR_ENV} to it') from err
 
+class _CPUUnpickler(pickle.Unpickler):
+    """Unpickles a detector with its tensors on the CPU, whatever device they were saved from (else every rank
+    would restore them onto that GPU, typically GPU 0, before moving them to its own)."""
+
+    def find_class(self, module, name):
+        if (module, name) in (('torch.jit._serialization', 'load'), ('torch.jit', 'load')):
+            return functools.partial(torch.jit.load, map_location='cpu')
+        if (module, name) == ('torch.storage', '_load_from_bytes'):
+            return lambda data: torch.load(io.BytesIO(data), map_location='cpu', weights_only=False)
+        return super().find_class(module, name)
+
 def _load_detector(path):
     # The official files are pickles; a bare TorchScript archive (torch.jit.save) is accepted as well.
     try:
         with open(path, 'rb') as f:
             is_archive = (f.read(4) == b'PK\x03\x04')
             f.seek(0)
-            detector = torch.jit.load(f, map_location='cpu') if is_archive else pickle.load(f)
+            detector = torch.jit.load(f, map_location='cpu') if is_archive else _CPUUnpickler(f).load()
     except Exception as err:
         raise FeatureDetectorError(f'{path}: not a readable feature detector ({type(err).__name__}: {_one_line(err)}); '
                                    f'delete it and fetch it again') from err

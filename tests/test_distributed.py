@@ -53,3 +53,15 @@ def test_launch_local_two_processes(tmp_path):
     for rank in range(2):
         assert (tmp_path / f'rank{rank}.txt').read_text() == '2 3.0' # 1 + 2 summed over the gloo group.
     assert not torch.distributed.is_initialized()
+
+
+def test_rank_selects_its_gpu_before_joining(monkeypatch, tmp_path):
+    """Each local process makes its own GPU current before NCCL (or anything else) can create a context on GPU 0."""
+    events = []
+    monkeypatch.setattr(distributed.torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(distributed.torch.cuda, 'set_device', lambda index: events.append(('set_device', index)))
+    monkeypatch.setattr(distributed.torch.distributed, 'init_process_group',
+                        lambda backend, init_method, rank, world_size: events.append(('init', backend, rank)))
+    monkeypatch.setattr(distributed, 'close_process_group', lambda: events.append(('close',)))
+    distributed._local_process(1, lambda rank: events.append(('fn', rank)), 2, str(tmp_path), ())
+    assert events == [('set_device', 1), ('init', 'nccl', 1), ('fn', 1), ('close',)]

@@ -2,6 +2,7 @@
 files), a tiny labelled dataset in dataset.json format and a fake generator. Every number is checked
 against an independent NumPy/SciPy computation on the same features."""
 
+import io
 import json
 import os
 import pickle
@@ -411,3 +412,14 @@ def test_distances_match_float64_within_float16_rounding():
     assert torch.equal(dist, precision_recall.compute_distances(rows, cols, num_gpus=1, rank=0, col_batch_size=1000))
 
 #----------------------------------------------------------------------------
+
+def test_detector_pickle_loads_onto_the_cpu(tmp_path, monkeypatch):
+    """A detector pickle's embedded TorchScript and storages are mapped to the CPU, not to the GPU they came from."""
+    write_detectors(str(tmp_path))
+    seen = []
+    real_load = torch.jit.load
+    monkeypatch.setattr(torch.jit, 'load', lambda f, map_location=None, **kw: seen.append(map_location) or real_load(f, map_location, **kw))
+    detector = metric_utils._load_detector(str(tmp_path / 'vgg16.pkl'))
+    assert seen == ['cpu'] and isinstance(detector, torch.jit.ScriptModule)
+    stored = pickle.dumps(dict(w=torch.ones(3)))  # Storages go through torch.storage._load_from_bytes.
+    assert torch.equal(metric_utils._CPUUnpickler(io.BytesIO(stored)).load()['w'], torch.ones(3))

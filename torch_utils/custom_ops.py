@@ -1,26 +1,44 @@
-"""Just-in-time compilation of the CUDA plugins behind `torch_utils.ops`.
+"""Just-in-time compilation of the CUDA plugins behind `torch_utils.ops`, and their prebuild command.
 
 `get_plugin()` builds a PyTorch C++/CUDA extension with `torch.utils.cpp_extension.load` (ninja) and
 imports it. The build directory is named after a hash of the source contents, the build flags and the
 torch/Python versions, so an unchanged plugin is compiled once and then only re-imported, and an edited
-one never picks up stale objects. Builds in one directory are serialized by a lock file holding the
-owner's host and pid, which the owner touches while it builds. A lock whose owner died, or which has not
-been touched for `lock_stale_seconds`, is removed, so a crashed build never makes others wait long.
+one never picks up stale objects. A finished build records the GPU architectures it was compiled for
+(`eg3d_build.json`); a later process whose GPUs that build covers imports the library directly, without
+ninja or nvcc, which is how training reuses a prebuilt plugin on a compute node.
 
-Every failure (no compiler, no CUDA toolkit, a compile error, a timeout) surfaces as `PluginBuildError`
-whose message names the cause. The ops catch it through `OptionalPlugin`: one warning, then the
-pure-PyTorch reference path.
+Builds in one directory are serialized by a lock file holding the owner's host and pid, which the owner
+touches while it builds; on a shared filesystem one rank builds and the others wait, then import. A lock
+whose owner died, or which has not been touched for `lock_stale_seconds`, is removed, so a crashed build
+never makes others wait long.
+
+Architectures: TORCH_CUDA_ARCH_LIST when set (as torch does); else those of the visible GPUs; else (a login
+node, a container build, CI) the architectures of `DEFAULT_ARCHS` that the installed nvcc supports, with
++PTX on the newest. An architecture nvcc rejects is reported before compiling.
+
+Every failure (no toolkit, an architecture the toolkit dropped, a compile error) surfaces as
+`PluginBuildError` with a one-line message naming the cause. The ops catch it through `OptionalPlugin`:
+one warning, then the pure-PyTorch reference path.
+
+Prebuild both plugins (e.g. on a login node or in a container image):
+    python -m torch_utils.custom_ops --build
 
 Environment variables:
     EG3D_DISABLE_CUDA_OPS=1   never build or use the plugins; every op runs its reference implementation.
     TORCH_EXTENSIONS_DIR      root of the build directories (default: torch's extension cache).
+    TORCH_CUDA_ARCH_LIST      architectures to build for, e.g. "8.0;8.6;9.0+PTX".
 """
 
+import argparse
 import contextlib
 import hashlib
+import importlib.util
+import json
 import os
+import re
 import shutil
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -35,6 +53,12 @@ lock_stale_seconds = 120    # A build lock untouched for this long is treated as
 lock_poll_seconds = 1.0     # How often a waiting process looks at the lock again.
 
 DISABLE_ENV_VAR = 'EG3D_DISABLE_CUDA_OPS'
+ARCH_ENV_VAR = 'TORCH_CUDA_ARCH_LIST'
+MANIFEST_NAME = 'eg3d_build.json'
+
+# Default targets without a GPU or an arch list: Volta, Turing, Ampere, Ada, Hopper, Blackwell (data center
+# and consumer). Only those the installed nvcc supports are built.
+DEFAULT_ARCHS = ('7.0', '7.5', '8.0', '8.6', '8.9', '9.0', '10.0', '12.0')
 
 _cached_plugins = dict()    # module_name => imported module
 
@@ -135,12 +159,180 @@ def _copy_if_missing(src: str, dst_dir: str) -> str:
     return dst
 
 
-def _summarize(err: BaseException, max_lines: int = 20, max_chars: int = 400) -> str:
-    """First line of the message plus the compiler's error lines (or the log's tail); the full text stays in __cause__."""
-    lines = [line.rstrip()[:max_chars] for line in str(err).strip().splitlines() if line.strip()] or ['(no message)']
-    errors = [line for line in lines[1:] if 'error' in line.lower()]
-    body = errors[:max_lines] if errors else lines[1:][-max_lines:]
-    return f'{type(err).__name__}: ' + '\n'.join([lines[0]] + body)
+#----------------------------------------------------------------------------
+# GPU architectures.
+
+def _arch_key(arch: str):
+    """'8.6' or '8.6+PTX' -> (8, 6); None for what is not a plain version (e.g. '9.0a', 'Ampere')."""
+    match = re.fullmatch(r'(\d+)\.(\d+)(\+PTX)?', arch)
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def parse_arch_list(text: str) -> list:
+    """Entries of a TORCH_CUDA_ARCH_LIST value (separated by ';', ',' or spaces)."""
+    return [arch for arch in re.split(r'[;,\s]+', text.strip()) if arch]
+
+
+def nvcc_path() -> str:
+    """The nvcc that torch's extension builder runs, or PluginBuildError naming what to set."""
+    if os.environ.get('PYTORCH_NVCC'):
+        return os.environ['PYTORCH_NVCC']
+    home = torch.utils.cpp_extension.CUDA_HOME
+    if home is None:
+        raise PluginBuildError('no CUDA toolkit found (no CUDA_HOME, no nvcc on PATH, no /usr/local/cuda): '
+            f'install the toolkit matching torch\'s CUDA {torch.version.cuda} and set CUDA_HOME to it')
+    path = os.path.join(home, 'bin', 'nvcc')
+    if not os.path.isfile(path):
+        raise PluginBuildError(f'no nvcc at {path}: set CUDA_HOME to a CUDA toolkit (the one matching torch\'s CUDA {torch.version.cuda})')
+    return path
+
+
+def nvcc_info(nvcc: str):
+    """(release, supported) of an nvcc: release like '13.0', supported archs like ['7.5', '8.0', ...]."""
+    def run(*args):
+        try:
+            result = subprocess.run([nvcc, *args], capture_output=True, text=True, timeout=120)
+        except (OSError, subprocess.SubprocessError) as err:
+            raise PluginBuildError(f'could not run {nvcc} {" ".join(args)}: {err}') from err
+        if result.returncode != 0:
+            raise PluginBuildError(f'{nvcc} {" ".join(args)} failed: {(result.stderr or result.stdout).strip()[:300]}')
+        return result.stdout
+    release = re.search(r'release (\d+\.\d+)', run('--version'))
+    if release is None:
+        raise PluginBuildError(f'{nvcc} --version does not name a CUDA release')
+    supported = sorted({(int(m.group(1)[:-1]), int(m.group(1)[-1])) for m in re.finditer(r'\bcompute_(\d{2,3})\b', run('--list-gpu-arch'))})
+    return release.group(1), [f'{major}.{minor}' for major, minor in supported]
+
+
+def visible_gpu_archs() -> list:
+    """Architectures of the visible GPUs, e.g. ['8.0']; empty without a GPU."""
+    if not torch.cuda.is_available():
+        return []
+    return sorted({'%d.%d' % torch.cuda.get_device_capability(idx) for idx in range(torch.cuda.device_count())}, key=_arch_key)
+
+
+def select_archs():
+    """(archs, why) for a build: TORCH_CUDA_ARCH_LIST, else the visible GPUs, else the default list.
+
+    Raises PluginBuildError when nvcc rejects one of them.
+    """
+    requested = parse_arch_list(os.environ.get(ARCH_ENV_VAR, ''))
+    if requested:
+        archs, why = requested, ARCH_ENV_VAR
+    else:
+        archs, why = visible_gpu_archs(), 'the GPUs present'
+    nvcc = nvcc_path()
+    release, supported = nvcc_info(nvcc)
+    if not archs:
+        archs = [arch for arch in DEFAULT_ARCHS if arch in supported]
+        if not archs:
+            raise PluginBuildError(f'nvcc {release} ({nvcc}) supports none of the default architectures {";".join(DEFAULT_ARCHS)}: '
+                f'set {ARCH_ENV_VAR} to the GPUs you train on')
+        archs[-1] += '+PTX'
+        why = f'no GPU visible and {ARCH_ENV_VAR} unset: default list, as supported by nvcc {release}; set {ARCH_ENV_VAR} to choose'
+    for arch in archs:
+        key = _arch_key(arch)
+        if key is None or not supported or f'{key[0]}.{key[1]}' in supported:
+            continue
+        name = f'compute_{key[0]}{key[1]}'
+        newest = _arch_key(supported[-1])
+        if key < newest:
+            remedy = 'use an older CUDA toolkit (with the PyTorch build for it)'
+        else:
+            remedy = 'use a newer CUDA toolkit (with the PyTorch build for it)'
+        if why == ARCH_ENV_VAR:
+            remedy = f'remove {key[0]}.{key[1]} from {ARCH_ENV_VAR}, or ' + remedy
+        raise PluginBuildError(f'CUDA {release} (nvcc {nvcc}) cannot compile for {name}, requested by {why}; it supports '
+            f'compute_{supported[0].replace(".", "")} to compute_{supported[-1].replace(".", "")}: {remedy}')
+    return archs, why
+
+
+def archs_cover(built, wanted) -> bool:
+    """True when a library compiled for `built` runs everywhere `wanted` asks for.
+
+    A plain arch X.Y is covered by code for X.Y, by binary code for X.Z with Z < Y (same major), or by
+    PTX for any older arch (JIT-compiled by the driver); an entry with +PTX needs exactly that entry.
+    """
+    built = list(built)
+    for arch in wanted:
+        if arch in built:
+            continue
+        key = _arch_key(arch)
+        if key is None or arch.endswith('+PTX'):
+            return False
+        ok = False
+        for have in built:
+            have_key = _arch_key(have)
+            if have_key is None or have_key > key:
+                continue
+            ok = ok or have.endswith('+PTX') or have_key[0] == key[0]
+        if not ok:
+            return False
+    return True
+
+#----------------------------------------------------------------------------
+# Building and importing.
+
+def _summarize(err: BaseException) -> str:
+    """One line naming the cause: the compiler's first error line, else the message's first line."""
+    if isinstance(err, PluginBuildError):
+        return str(err)
+    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()] or ['(no message)']
+    errors = [line for line in lines[1:] if re.search(r'\berror\b', line, re.IGNORECASE) and not line.startswith('[')]
+    if errors:
+        more = f' (+{len(errors) - 1} more error lines)' if len(errors) > 1 else ''
+        return errors[0][:400] + more
+    return f'{type(err).__name__}: {lines[0][:400]}'
+
+
+def _read_manifest(build_dir: str):
+    try:
+        with open(os.path.join(build_dir, MANIFEST_NAME), 'r', encoding='utf-8') as f:
+            manifest = json.load(f)
+        library = os.path.join(build_dir, os.path.basename(manifest['library']))
+        return (library, list(manifest['archs'])) if os.path.isfile(library) else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _write_manifest(build_dir: str, library: str, archs):
+    tmp = os.path.join(build_dir, f'{MANIFEST_NAME}.tmp-{uuid.uuid4().hex}')
+    with open(tmp, 'w', encoding='utf-8') as f:
+        json.dump(dict(library=os.path.basename(library), archs=list(archs)), f)
+    os.replace(tmp, os.path.join(build_dir, MANIFEST_NAME))
+
+
+def _import_library(module_name: str, path: str):
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _reusable(build_dir: str, wanted):
+    """The library of a finished build in `build_dir` that covers `wanted` (None: whatever it was built for)."""
+    found = _read_manifest(build_dir)
+    if found is not None and (wanted is None or archs_cover(found[1], wanted)):
+        return found[0]
+    return None
+
+
+def _compile(module_name, sources, build_dir, archs, build_kwargs):
+    """Compile for `archs` with torch's builder; records them in the manifest once the library exists."""
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(os.path.join(build_dir, MANIFEST_NAME))
+    previous = os.environ.get(ARCH_ENV_VAR)
+    os.environ[ARCH_ENV_VAR] = ';'.join(archs)
+    try:
+        module = torch.utils.cpp_extension.load(name=module_name, sources=sources, build_directory=build_dir,
+            verbose=(verbosity == 'full'), **build_kwargs)
+    finally:
+        if previous is None:
+            del os.environ[ARCH_ENV_VAR]
+        else:
+            os.environ[ARCH_ENV_VAR] = previous
+    _write_manifest(build_dir, module.__file__, archs)
+    return module
 
 
 def get_plugin(module_name, sources, headers=None, source_dir=None, **build_kwargs):
@@ -165,19 +357,37 @@ def get_plugin(module_name, sources, headers=None, source_dir=None, **build_kwar
         print(f'Setting up PyTorch plugin "{module_name}"...')
     elif verbosity == 'brief':
         print(f'Setting up PyTorch plugin "{module_name}"... ', end='', flush=True)
+    build_dir = None
     try:
         if cuda_ops_disabled():
-            raise RuntimeError(f'{DISABLE_ENV_VAR} is set')
+            raise PluginBuildError(f'{DISABLE_ENV_VAR} is set')
         build_dir = build_dir_for(module_name, files, build_kwargs)
-        os.makedirs(build_dir, exist_ok=True)
-        with build_lock(build_dir):
-            copied = [_copy_if_missing(path, build_dir) for path in files]
-            module = torch.utils.cpp_extension.load(name=module_name, sources=copied[:len(sources)],
-                build_directory=build_dir, verbose=(verbosity == 'full'), **build_kwargs)
+        # A process with GPUs needs code for them; one without (the prebuild command) takes any finished build
+        # unless TORCH_CUDA_ARCH_LIST asks for more.
+        wanted = parse_arch_list(os.environ.get(ARCH_ENV_VAR, '')) or visible_gpu_archs() or None
+        library = _reusable(build_dir, wanted)
+        if library is None:
+            os.makedirs(build_dir, exist_ok=True)
+            with build_lock(build_dir):
+                library = _reusable(build_dir, wanted)  # Another process may have built it while we waited.
+                if library is None:
+                    archs, why = select_archs()
+                    if verbosity != 'none':
+                        print(f'building for {";".join(archs)} ({why})... ', end='' if verbosity == 'brief' else '\n', flush=True)
+                    copied = [_copy_if_missing(path, build_dir) for path in files]
+                    module = _compile(module_name, copied[:len(sources)], build_dir, archs, build_kwargs)
+        if library is not None:
+            module = _import_library(module_name, library)
     except Exception as err:
         if verbosity == 'brief':
             print('Failed!')
-        raise PluginBuildError(f'Could not build PyTorch plugin "{module_name}": {_summarize(err)}') from err
+        message = f'Could not build PyTorch plugin "{module_name}": {_summarize(err)}'
+        if build_dir is not None and not isinstance(err, PluginBuildError) and os.path.isdir(build_dir):
+            log = os.path.join(build_dir, 'eg3d_build_error.log')
+            with contextlib.suppress(OSError), open(log, 'w', encoding='utf-8') as f:
+                f.write(f'{err}\n')
+            message += f' (full log: {log})'
+        raise PluginBuildError(message) from err
     if verbosity == 'brief':
         print('Done.')
     _cached_plugins[module_name] = module
@@ -210,3 +420,40 @@ class OptionalPlugin:
         if impl != 'cuda' or x.device.type != 'cuda':
             return None
         return self.get()
+
+
+#----------------------------------------------------------------------------
+# Prebuild command.
+
+def _plugins():
+    """The OptionalPlugins of torch_utils.ops, imported here to keep this module free of the ops."""
+    from torch_utils.ops import bias_act, upfirdn2d
+    return [bias_act._plugin, upfirdn2d._plugin]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog='python -m torch_utils.custom_ops',
+        description='Build the CUDA plugins (bias_act, upfirdn2d) ahead of training, e.g. on a login node or in a container image. '
+            f'Architectures: {ARCH_ENV_VAR} when set, else the visible GPUs, else a default list of what nvcc supports.')
+    parser.add_argument('--build', action='store_true', help='build both plugins (a finished build is only checked)')
+    parser.add_argument('--verbose', action='store_true', help='print the compiler command lines and output')
+    args = parser.parse_args(argv)
+    if not args.build:
+        parser.error('nothing to do: pass --build')
+    global verbosity
+    verbosity = 'full' if args.verbose else 'brief'
+    failed = 0
+    for plugin in _plugins():
+        start = time.time()
+        try:
+            module = get_plugin(**plugin._args)
+        except PluginBuildError as err:
+            print(f'error: {err}', file=sys.stderr)
+            failed += 1
+        else:
+            print(f'{plugin._args["module_name"]}: {module.__file__} ({time.time() - start:.0f} s)')
+    return 1 if failed else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

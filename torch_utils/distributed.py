@@ -65,6 +65,8 @@ def close_process_group() -> None:
 
 
 def _local_process(rank: int, fn, num_processes: int, rendezvous_dir: str, args: tuple) -> None:
+    # The rank's GPU becomes current before NCCL or anything else can touch GPU 0.
+    device_for(rank)
     if num_processes > 1:
         path = os.path.abspath(os.path.join(rendezvous_dir, _RENDEZVOUS_FILE))
         torch.distributed.init_process_group(backend=backend(), init_method=file_init_method(path), rank=rank,

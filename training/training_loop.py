@@ -20,7 +20,7 @@ import torch
 
 import dnnlib
 from metrics import metric_main
-from torch_utils import fast_modes, misc, training_stats
+from torch_utils import distributed, fast_modes, misc, training_stats
 from torch_utils.ops import conv2d_gradfix, grid_sample_gradfix
 from training import network_pickle, snapshot
 from training.image_grid import export_fakes, save_image_grid, setup_snapshot_image_grid
@@ -570,7 +570,7 @@ def _end_tick(run, done, abort_fn, progress_fn):
 def training_loop(rank=0, device=None, abort_fn=None, progress_fn=None, **options):
     """Train with the options of DEFAULTS (keyword arguments) as process `rank` of options['num_gpus'].
 
-    device: torch device (None: cuda:rank when CUDA is available, else the CPU); abort_fn() -> True stops
+    device: torch device (None: cuda:rank, made current, when CUDA is available, else the CPU); abort_fn() -> True stops
     training at the end of a tick; progress_fn(cur_kimg, total_kimg) is called once per tick.
     """
     unknown = sorted(set(options) - set(DEFAULTS))
@@ -578,7 +578,7 @@ def training_loop(rank=0, device=None, abort_fn=None, progress_fn=None, **option
         raise TypeError(f'training_loop() got unknown options: {", ".join(unknown)}')
     o = dnnlib.EasyDict(DEFAULTS, **options)
     if device is None:
-        device = torch.device('cuda', rank) if torch.cuda.is_available() else torch.device('cpu')
+        device = distributed.device_for(rank)
     device = torch.device(device)
 
     def log(*lines):
