@@ -6,11 +6,10 @@ import sys
 
 import pytest
 import torch
-
+from helpers import REPO_ROOT
 
 sys.path.insert(0, os.path.join(REPO_ROOT, 'benchmarks'))
 import gpu_check  # noqa: E402
-from helpers import REPO_ROOT
 
 
 @pytest.mark.slow
