@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 from helpers import ReplayGenerator, dataset_kwargs, make_metric_dataset, small_fid_metric, tiny_args, write_detectors
 from helpers import invoke as invoke_train
-from helpers import make_metric_dataset as make_training_dataset
+from helpers import make_dataset as make_training_dataset
 
 import calc_metrics
 from metrics import frechet_inception_distance, metric_main, metric_utils
