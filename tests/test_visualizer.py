@@ -59,7 +59,7 @@ def test_bad_flags(call_main, tmp_path):
 def running_viewer(*args, env=None, cwd=REPO_ROOT):
     """visualizer.py with these arguments (a free local port and the CPU unless they say otherwise) until its URL
     is printed; yields (page URL as printed, output so far)."""
-    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONUNBUFFERED='1', **(env or {}))
+    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONUNBUFFERED': '1', **(env or {})}
     process = subprocess.Popen([sys.executable, os.path.join(REPO_ROOT, 'visualizer.py'), '--port=0', '--device=cpu',
                                 *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
