@@ -7,10 +7,11 @@ import os
 import click
 import torch
 
+import cli
 import dnnlib
+from inference import generation
 from metrics import metric_main, metric_utils
 from torch_utils import distributed, misc, training_stats
-from training import cli_utils, generation
 
 #----------------------------------------------------------------------------
 # The evaluating processes.
@@ -102,16 +103,16 @@ def run_dir_of(network_pkl):
 
 @click.command()
 @click.pass_context
-@click.option('network_pkl', '--network', help='Network pickle (path or URL)', metavar='PATH', type=cli_utils.PATH, required=True)
-@click.option('--metrics', help='Comma-separated metric names, or none', metavar='[NAME|A,B,C|none]', type=cli_utils.parse_comma_separated_list, default='fid50k_full', show_default=True)
-@click.option('--data', help='Dataset to compare against  [default: from the pickle]', metavar='[ZIP|DIR]', type=cli_utils.PATH)
+@click.option('network_pkl', '--network', help='Network pickle (path or URL)', metavar='PATH', type=cli.PATH, required=True)
+@click.option('--metrics', help='Comma-separated metric names, or none', metavar='[NAME|A,B,C|none]', type=cli.parse_comma_separated_list, default='fid50k_full', show_default=True)
+@click.option('--data', help='Dataset to compare against  [default: from the pickle]', metavar='[ZIP|DIR]', type=cli.PATH)
 @click.option('--mirror', help='Add x-flipped copies of the dataset images  [default: from the pickle]', type=bool, metavar='BOOL')
 @click.option('--mirror-cameras', help='The x-flipped copies carry the mirrored camera (the labels G is conditioned on)  [default: from the pickle, else False]', type=bool, metavar='BOOL')
 @click.option('--seed', help='Seed of the latents, cameras and rendering noise (a training run\'s --metrics-seed reproduces its metric-*.jsonl)  [default: none, unseeded]', type=click.IntRange(min=0, max=2**32 - 1), metavar='INT')
 @click.option('--gpus', help='Number of processes (one GPU each)', type=int, default=1, metavar='INT', show_default=True)
 @click.option('--verbose', help='Print the network summary, progress and status lines', type=bool, default=True, metavar='BOOL', show_default=True)
-@cli_utils.trust_embedded_code_option
-@cli_utils.one_line_errors
+@cli.trust_embedded_code_option
+@cli.one_line_errors
 def calc_metrics(ctx, network_pkl, metrics, data, mirror, mirror_cameras, seed, gpus, verbose, trust_embedded_code):
     """Evaluate metrics of a network snapshot (its G_ema) against a dataset.
 

@@ -38,10 +38,11 @@ import PIL.Image
 import PIL.ImageMode
 from tqdm import tqdm
 
+import cli
 import dnnlib
-from training import cli_utils, rendering_config
+from cli import one_line_errors, train_options
+from training import rendering_config
 from training.camera_validation import (
-    LABEL_DIM,
     DatasetError,
     check_camera_labels,
     check_dataset,
@@ -50,7 +51,8 @@ from training.camera_validation import (
     parse_dataset_json,
     read_image_header,
 )
-from training.cli_utils import one_line_errors
+from training.cameras import LABEL_DIM
+from training.dataset_transform import make_transform
 
 #----------------------------------------------------------------------------
 
@@ -219,11 +221,6 @@ def open_source(source, max_images):
 
 #----------------------------------------------------------------------------
 
-def resize(img, width, height):
-    if img.shape[1] == width and img.shape[0] == height:
-        return img
-    return np.array(PIL.Image.fromarray(img).resize((width, height), PIL.Image.LANCZOS))
-
 def check_resolution(transform, width, height):
     """Checks on --resolution/--transform that need no image."""
     if transform is not None and width is None:
@@ -237,31 +234,6 @@ def check_resolution(transform, width, height):
         error(f'--resolution={width}x{height}: images must be square')
     if width & (width - 1):
         error(f'--resolution={width}x{height}: {width} is not a power of two')
-
-def make_transform(transform, width, height):
-    """Returns img -> img (or None to drop the image)."""
-    if width is None:
-        return lambda img: img
-    if transform is None:
-        return lambda img: resize(img, width, height)
-
-    def center_crop(img):
-        crop = min(img.shape[0], img.shape[1])
-        top, left = (img.shape[0] - crop) // 2, (img.shape[1] - crop) // 2
-        return resize(img[top:top + crop, left:left + crop], width, height)
-
-    def center_crop_wide(img):
-        # A centred band with the output's aspect ratio, letterboxed into a square black canvas.
-        band = int(np.round(width * img.shape[0] / img.shape[1]))
-        if img.shape[1] < width or band < height:
-            return None
-        top = (img.shape[0] - band) // 2
-        img = resize(img[top:top + band], width, height)
-        canvas = np.zeros([width, width] + list(img.shape[2:]), dtype=np.uint8)
-        canvas[(width - height) // 2:(width + height) // 2] = img
-        return canvas
-
-    return {'center-crop': center_crop, 'center-crop-wide': center_crop_wide}[transform]
 
 def converted_shape(header, where, transform, width, height):
     """(width, height, channels) that an image with this header converts to, or None if the transform drops it."""
@@ -457,17 +429,17 @@ def convert(src, dest, transform_image, resized):
 
 @click.command(help=__doc__)
 @click.pass_context
-@click.option('--source', help='Input folder, zip, LSUN _lmdb folder, CIFAR-10 or MNIST archive', metavar='PATH', type=cli_utils.PATH, required=True)
-@click.option('--dest', help='Output folder or uncompressed .zip', metavar='PATH', type=cli_utils.PATH)
+@click.option('--source', help='Input folder, zip, LSUN _lmdb folder, CIFAR-10 or MNIST archive', metavar='PATH', type=cli.PATH, required=True)
+@click.option('--dest', help='Output folder or uncompressed .zip', metavar='PATH', type=cli.PATH)
 @click.option('--max-images', help='Stop after this many input images', type=int)
 @click.option('--transform', help='Crop mode (needs --resolution)', type=click.Choice(['center-crop', 'center-crop-wide']))
-@click.option('--resolution', help='Output size, e.g. 512x512', metavar='WxH', type=cli_utils.POSITIVE_PAIR)
+@click.option('--resolution', help='Output size, e.g. 512x512', metavar='WxH', type=cli.POSITIVE_PAIR)
 @click.option('--check-only', help='Only check the source\'s camera labels and images; write nothing', is_flag=True)
 @click.option('--check-cameras', help='Refuse camera labels with geometry problems (reported as warnings otherwise)',
               metavar='BOOL', type=bool, default=False, show_default=True)
 @click.option('--any-labels', help='Copy labels that are not EG3D cameras (e.g. class indices) unchanged', is_flag=True)
 @click.option('--cfg', help='Also check that this rendering preset or config file (as train.py --cfg) fits the cameras',
-              metavar='[ffhq|afhq|shapenet|FILE.json]', type=rendering_config.ConfigArg())
+              metavar='[ffhq|afhq|shapenet|FILE.json]', type=train_options.ConfigArg())
 @one_line_errors
 def convert_dataset(ctx, source, dest, max_images, transform, resolution, check_only, check_cameras, any_labels, cfg):
     config = load_rendering_config(cfg)

@@ -21,7 +21,10 @@ import click
 import numpy as np
 import torch
 
-from training import cli_utils, generation, shape_extraction
+import cli
+from inference import generation, shape_extraction
+from torch_utils import misc
+from training import cameras, image_grid
 
 # Rendering views, left to right: yaw offsets around the front, all seen from slightly above.
 VIEW_YAWS = (0.4, 0.0, -0.4)
@@ -31,7 +34,7 @@ VIEW_PITCH = -0.2
 
 
 def generate_shape(G, ws, seed, outdir, shape_res, shape_format, level, mesh_colors, device):
-    """Density grid of the released layout (rendering grid of training/shape_extraction.py) -> .mrc volume or .ply/.obj mesh at `outdir/seed%04d.<ext>`.
+    """Density grid of the released layout (rendering grid of inference/shape_extraction.py) -> .mrc volume or .ply/.obj mesh at `outdir/seed%04d.<ext>`.
 
     ws are those of the image run (frontal conditioning camera, same truncation), which is what mapping z
     again inside G.sample() would give.
@@ -58,26 +61,26 @@ def check_shape_options(shapes, shape_format, shape_res):
 
 
 @click.command()
-@click.option('--network', 'network_pkl', help='Network pickle filename or URL', type=cli_utils.PATH, required=True)
-@click.option('--seeds', type=cli_utils.SEED_RANGE, help="List of random seeds (e.g., '0,1,4-6')", required=True)
-@click.option('--trunc', 'truncation_psi', type=cli_utils.FiniteFloat(), help='Truncation psi', default=1,
+@click.option('--network', 'network_pkl', help='Network pickle filename or URL', type=cli.PATH, required=True)
+@click.option('--seeds', type=cli.SEED_RANGE, help="List of random seeds (e.g., '0,1,4-6')", required=True)
+@click.option('--trunc', 'truncation_psi', type=cli.FiniteFloat(), help='Truncation psi', default=1,
               show_default=True)
 @click.option('--trunc-cutoff', 'truncation_cutoff', type=click.IntRange(min=0), help='Truncation cutoff',
               default=14, show_default=True)
 @click.option('--class', 'class_idx', type=int, help='Class label (accepted and ignored: EG3D is conditioned on '
               'cameras only)')
-@click.option('--outdir', help='Where to save the output images', type=cli_utils.PATH, required=True, metavar='DIR')
+@click.option('--outdir', help='Where to save the output images', type=cli.PATH, required=True, metavar='DIR')
 @click.option('--shapes', help='Also export a shape per seed (see --shape-format)', type=bool, metavar='BOOL',
               default=False, show_default=True)
 @click.option('--shape-res', help='Voxel grid side N', type=click.IntRange(min=2), metavar='INT', default=512,
               show_default=True)
 @click.option('--fov-deg', help=f'Field of view of the rendering cameras in degrees, as camera_utils.FOV_to_intrinsics '
-              f'reads them ({generation.DEGREES_NOTE}; the original\'s default was 18)  '
+              f'reads them ({cameras.DEGREES_NOTE}; the original\'s default was 18)  '
               f'[default: the snapshot\'s focal]',
-              type=cli_utils.FiniteFloat(min=0, max=180, min_open=True, max_open=True), metavar='FLOAT', default=None)
+              type=cli.FiniteFloat(min=0, max=180, min_open=True, max_open=True), metavar='FLOAT', default=None)
 @click.option('--shape-format', help='Density volume (.mrc) or iso-surface mesh (.ply, .obj)',
               type=click.Choice(['.mrc', '.ply', '.obj']), default='.mrc', show_default=True)
-@click.option('--level', help='Iso-level of the mesh surface (raw density)', type=cli_utils.FiniteFloat(), default=10,
+@click.option('--level', help='Iso-level of the mesh surface (raw density)', type=cli.FiniteFloat(), default=10,
               show_default=True)
 @click.option('--mesh-colors', help='Colour mesh vertices with the generator\'s rgb at the surface (off by default: '
               'plain .ply files hold positions and faces only)', type=bool, metavar='BOOL', default=False,
@@ -86,10 +89,10 @@ def check_shape_options(shapes, shape_format, shape_res):
               metavar='BOOL', default=False, show_default=True)
 @click.option('--seed-noise', help='Seed torch with each seed so images are reproducible (False: unseeded noise, '
               'see docs/compat.md)', type=bool, metavar='BOOL', default=True, show_default=True)
-@click.option('--device', help='Torch device (default: cuda if available, else cpu)', type=generation.DEVICE,
+@click.option('--device', help='Torch device (default: cuda if available, else cpu)', type=cli.DEVICE,
               default=None)
-@cli_utils.trust_embedded_code_option
-@cli_utils.one_line_errors
+@cli.trust_embedded_code_option
+@cli.one_line_errors
 def generate_images(network_pkl, seeds, truncation_psi, truncation_cutoff, class_idx, outdir, shapes, shape_res,
                     fov_deg, shape_format, level, mesh_colors, reload_modules, seed_noise, device,
                     trust_embedded_code):
@@ -99,18 +102,18 @@ def generate_images(network_pkl, seeds, truncation_psi, truncation_cutoff, class
     """
     del class_idx
     check_shape_options(shapes, shape_format, shape_res)
-    cli_utils.check_output_dir(outdir, file_names=output_names(seeds, shapes, shape_format))
-    device = generation.parse_device(device)
+    cli.check_output_dir(outdir, file_names=output_names(seeds, shapes, shape_format))
+    device = cli.parse_device(device)
     G = generation.load_generator(network_pkl, device, reload_modules=reload_modules,
                                   trust_embedded_code=trust_embedded_code)
     os.makedirs(outdir, exist_ok=True)
 
-    camera = generation.snapshot_camera(G, fov_deg=fov_deg)
-    print(generation.describe_camera(camera))
-    pivot, radius = generation.camera_sphere(G.rendering_kwargs, device=device)
-    intrinsics = generation.intrinsics_matrix(camera.focal, device=device)
-    conditioning = generation.look_at_label(np.pi / 2, np.pi / 2, pivot, radius, intrinsics)
-    views = [generation.look_at_label(np.pi / 2 + yaw, np.pi / 2 + VIEW_PITCH, pivot, radius, intrinsics)
+    camera = cameras.snapshot_camera(G, fov_deg=fov_deg)
+    print(cameras.describe_camera(camera))
+    pivot, radius = cameras.camera_sphere(G.rendering_kwargs, device=device)
+    intrinsics = cameras.intrinsics_matrix(camera.focal, device=device)
+    conditioning = cameras.look_at_label(np.pi / 2, np.pi / 2, pivot, radius, intrinsics)
+    views = [cameras.look_at_label(np.pi / 2 + yaw, np.pi / 2 + VIEW_PITCH, pivot, radius, intrinsics)
              for yaw in VIEW_YAWS]
 
     for seed_idx, seed in enumerate(seeds):
@@ -120,8 +123,8 @@ def generate_images(network_pkl, seeds, truncation_psi, truncation_cutoff, class
         z = torch.from_numpy(np.random.RandomState(seed).randn(1, G.z_dim)).to(device)
         with torch.no_grad():
             ws = G.mapping(z, conditioning, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
-            images = [generation.to_uint8(G.synthesis(ws, view)['image']) for view in views]
-        generation.save_png(os.path.join(outdir, f'seed{seed:04d}.png'), torch.cat(images, dim=2)[0].cpu().numpy())
+            images = [misc.to_uint8(G.synthesis(ws, view)['image']) for view in views]
+        image_grid.save_png(os.path.join(outdir, f'seed{seed:04d}.png'), torch.cat(images, dim=2)[0].cpu().numpy())
         if shapes:
             generate_shape(G, ws, seed, outdir, shape_res, shape_format, level, mesh_colors, device)
 

@@ -20,8 +20,11 @@ import scipy.interpolate
 import torch
 from tqdm import tqdm
 
+import cli
 import dnnlib
-from training import cli_utils, generation, shape_extraction
+from inference import generation, shape_extraction
+from torch_utils import misc
+from training import cameras
 
 # ----------------------------------------------------------------------------
 # Keyframes and interpolation.
@@ -79,7 +82,7 @@ def layout_grid(img, grid_w, grid_h):
     """[grid_h * grid_w, C, H, W] in [-1, 1] (row-major cells) -> [grid_h * H, grid_w * W, C] uint8 array."""
     batch_size, channels, img_h, img_w = img.shape
     assert batch_size == grid_w * grid_h
-    img = generation.to_uint8(img)                                    # [B, H, W, C]
+    img = misc.to_uint8(img)                                    # [B, H, W, C]
     img = img.reshape(grid_h, grid_w, img_h, img_w, channels).permute(0, 2, 1, 3, 4)
     return img.reshape(grid_h * img_h, grid_w * img_w, channels).cpu().numpy()
 
@@ -120,10 +123,10 @@ def gen_interp_video(G, mp4, seeds, shuffle_seed=None, w_frames=60 * 4, kind='cu
     """
     grid_w, grid_h = grid_dims
     all_seeds, num_keyframes = keyframe_seeds(seeds, num_keyframes, grid_w, grid_h, shuffle_seed)
-    pivot, radius = generation.camera_sphere(G.rendering_kwargs, device=device)
-    camera = generation.snapshot_camera(G, cfg=cfg, fov_deg=fov_deg)
-    intrinsics = generation.intrinsics_matrix(camera.focal, device=device)
-    frontal = generation.look_at_label(generation.HALF_TURN / 2, generation.HALF_TURN / 2, pivot, radius, intrinsics)
+    pivot, radius = cameras.camera_sphere(G.rendering_kwargs, device=device)
+    camera = cameras.snapshot_camera(G, cfg=cfg, fov_deg=fov_deg)
+    intrinsics = cameras.intrinsics_matrix(camera.focal, device=device)
+    frontal = cameras.look_at_label(cameras.HALF_TURN / 2, cameras.HALF_TURN / 2, pivot, radius, intrinsics)
     ws = map_keyframes(G, all_seeds, frontal, grid_w, grid_h, num_keyframes, psi, truncation_cutoff)
     grid = make_interpolators(ws, kind=kind, wraps=wraps)
 
@@ -139,11 +142,11 @@ def gen_interp_video(G, mp4, seeds, shuffle_seed=None, w_frames=60 * 4, kind='cu
                 cells = []
                 for yi in range(grid_h):
                     for xi in range(grid_w):
-                        cam2world = generation.orbit_camera(frame_idx, num_frames, pivot, radius, device)
+                        cam2world = cameras.orbit_camera(frame_idx, num_frames, pivot, radius, device)
                         all_poses.append(cam2world.squeeze(0).cpu().numpy())
                         # The spline's float64 goes in as is: the super-resolution affines then run in double.
                         w = torch.from_numpy(grid[yi][xi](frame_idx / w_frames)).to(device)
-                        cells.append(render_cell(G, w, generation.camera_label(cam2world, intrinsics), image_mode))
+                        cells.append(render_cell(G, w, cameras.camera_label(cam2world, intrinsics), image_mode))
                         if shape_dir is not None:
                             print(f'Generating shape for frame {frame_idx} / {num_frames} ...')
                             shape_path = os.path.join(shape_dir, shape_file_name(frame_idx))
@@ -173,9 +176,9 @@ def plan_videos(outdir, seeds, interpolate, shapes, grid, num_keyframes, shuffle
             raise click.ClickException(f'--seeds: {err} ({mp4})')
         if gen_shapes:
             out_names.append(os.path.basename(trajectory_path(mp4)))
-            cli_utils.check_output_dir(shape_folder(all_seeds), flag='--shapes (mesh folder)',
+            cli.check_output_dir(shape_folder(all_seeds), flag='--shapes (mesh folder)',
                                        file_names=[shape_file_name(i) for i in range(keyframes * w_frames)])
-    cli_utils.check_output_dir(outdir, file_names=out_names)
+    cli.check_output_dir(outdir, file_names=out_names)
     return jobs
 
 
@@ -190,31 +193,31 @@ def set_depth_samples(G, sampling_multiplier):
 
 
 @click.command()
-@click.option('--network', 'network_pkl', help='Network pickle filename or URL', type=cli_utils.PATH, required=True)
-@click.option('--seeds', type=cli_utils.SEED_RANGE, help="List of keyframe seeds (e.g., '0,1,4-6')", required=True)
-@click.option('--shuffle-seed', type=click.IntRange(0, cli_utils.MAX_SEED),
+@click.option('--network', 'network_pkl', help='Network pickle filename or URL', type=cli.PATH, required=True)
+@click.option('--seeds', type=cli.SEED_RANGE, help="List of keyframe seeds (e.g., '0,1,4-6')", required=True)
+@click.option('--shuffle-seed', type=click.IntRange(0, cli.MAX_SEED),
               help='Shuffle the keyframe seeds with this random seed', default=None)
-@click.option('--grid', type=cli_utils.POSITIVE_PAIR, help='Grid width x height (e.g. 4x3)', default=(1, 1),
+@click.option('--grid', type=cli.POSITIVE_PAIR, help='Grid width x height (e.g. 4x3)', default=(1, 1),
               show_default=True)
 @click.option('--num-keyframes', type=click.IntRange(min=1), help='Number of keyframes (default: seeds / grid cells)',
               default=None)
 @click.option('--w-frames', type=click.IntRange(min=1), help='Frames between keyframes', default=120,
               show_default=True)
-@click.option('--trunc', 'truncation_psi', type=cli_utils.FiniteFloat(), help='Truncation psi', default=1,
+@click.option('--trunc', 'truncation_psi', type=cli.FiniteFloat(), help='Truncation psi', default=1,
               show_default=True)
 @click.option('--trunc-cutoff', 'truncation_cutoff', type=click.IntRange(min=0), help='Truncation cutoff',
               default=14, show_default=True)
-@click.option('--outdir', help='Output directory', type=cli_utils.PATH, required=True, metavar='DIR')
+@click.option('--outdir', help='Output directory', type=cli.PATH, required=True, metavar='DIR')
 @click.option('--reload_modules', help='Accepted and ignored', type=bool, metavar='BOOL', default=False,
               show_default=True)
 @click.option('--cfg', help='Dataset family whose focal length the cameras use (the original\'s default was FFHQ)  '
               '[default: the snapshot\'s focal]', type=click.Choice(['FFHQ', 'AFHQ', 'Shapenet']), default=None)
 @click.option('--fov-deg', help=f'Field of view of the cameras in degrees, as camera_utils.FOV_to_intrinsics reads them '
-              f'({generation.DEGREES_NOTE}); overrides --cfg', metavar='FLOAT', default=None,
-              type=cli_utils.FiniteFloat(min=0, max=180, min_open=True, max_open=True))
+              f'({cameras.DEGREES_NOTE}); overrides --cfg', metavar='FLOAT', default=None,
+              type=cli.FiniteFloat(min=0, max=180, min_open=True, max_open=True))
 @click.option('--image_mode', help='Generator output to film',
               type=click.Choice(['image', 'image_depth', 'image_raw']), default='image', show_default=True)
-@click.option('--sample_mult', 'sampling_multiplier', type=cli_utils.FiniteFloat(min=0, min_open=True),
+@click.option('--sample_mult', 'sampling_multiplier', type=cli.FiniteFloat(min=0, min_open=True),
               help='Multiplier for the depth samples per ray', default=2, show_default=True)
 @click.option('--nrr', type=click.IntRange(min=1), help='Neural rendering resolution override', default=None)
 @click.option('--shapes', type=bool, help='Also extract a mesh per frame (interpolate mode only)', default=False,
@@ -225,10 +228,10 @@ def set_depth_samples(G, sampling_multiplier):
               default=True, show_default=True, metavar='BOOL')
 @click.option('--seed-noise', help='Seed torch (ray jitter) so videos are reproducible (False: unseeded, see '
               'docs/compat.md)', type=bool, metavar='BOOL', default=True, show_default=True)
-@click.option('--device', help='Torch device (default: cuda if available, else cpu)', type=generation.DEVICE,
+@click.option('--device', help='Torch device (default: cuda if available, else cpu)', type=cli.DEVICE,
               default=None)
-@cli_utils.trust_embedded_code_option
-@cli_utils.one_line_errors
+@cli.trust_embedded_code_option
+@cli.one_line_errors
 def generate_videos(network_pkl, seeds, shuffle_seed, grid, num_keyframes, w_frames, truncation_psi,
                     truncation_cutoff, outdir, reload_modules, cfg, fov_deg, image_mode, sampling_multiplier, nrr,
                     shapes, shape_res, interpolate, seed_noise, device, trust_embedded_code):
@@ -238,12 +241,12 @@ def generate_videos(network_pkl, seeds, shuffle_seed, grid, num_keyframes, w_fra
     """
     del reload_modules
     jobs = plan_videos(outdir, seeds, interpolate, shapes, grid, num_keyframes, shuffle_seed, w_frames)
-    device = generation.parse_device(device)
+    device = cli.parse_device(device)
     G = generation.load_generator(network_pkl, device, trust_embedded_code=trust_embedded_code)
     set_depth_samples(G, sampling_multiplier)
     if nrr is not None:
         G.neural_rendering_resolution = nrr
-    print(generation.describe_camera(generation.snapshot_camera(G, cfg=cfg, fov_deg=fov_deg)))
+    print(cameras.describe_camera(cameras.snapshot_camera(G, cfg=cfg, fov_deg=fov_deg)))
     os.makedirs(outdir, exist_ok=True)
 
     if truncation_cutoff == 0:

@@ -5,8 +5,8 @@
 
 import click
 
+import cli
 import dnnlib
-from training import cli_utils
 from training.network_pickle import (  # noqa: F401
     SNAPSHOT_KEYS,
     NetworkPickleError,
@@ -34,8 +34,8 @@ def check_original_plane_layout(data, source):
 
 
 @click.command()
-@click.option('--source', help='Input pickle (path or URL)', required=True, metavar='PATH', type=cli_utils.PATH)
-@click.option('--dest', help='Output pickle', required=True, metavar='PATH', type=cli_utils.PATH)
+@click.option('--source', help='Input pickle (path or URL)', required=True, metavar='PATH', type=cli.PATH)
+@click.option('--dest', help='Output pickle', required=True, metavar='PATH', type=cli.PATH)
 @click.option('--force-fp16', help='Rebuild the networks with num_fp16_res=4 and conv_clamp=256', type=bool,
               default=False, show_default=True, metavar='BOOL')
 @click.option('--trust-embedded-code', is_flag=True,

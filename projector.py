@@ -28,14 +28,15 @@ import PIL.Image
 import torch
 from tqdm import tqdm
 
+import cli
 import dnnlib
-from dataset_tool import make_transform
-from metrics.metric_utils import FeatureDetectorError
+from cli import PATH, one_line_errors, trust_embedded_code_option
+from inference import generation, projection, shape_extraction
+from inference.perceptual import DetectorError, PerceptualDistance
 from torch_utils import misc
-from training import generation, network_pickle, projection, shape_extraction
-from training.camera_validation import LABEL_DIM, DatasetError, check_camera_labels, parse_dataset_json
-from training.cli_utils import PATH, one_line_errors, trust_embedded_code_option
-from training.perceptual import PerceptualDistance
+from training import cameras, image_grid, network_pickle
+from training.camera_validation import DatasetError, check_camera_labels, parse_dataset_json
+from training.dataset_transform import make_transform
 
 # ----------------------------------------------------------------------------
 # Inputs: everything is read and checked before the output folder is created.
@@ -91,11 +92,11 @@ def read_camera(camera, target_path):
             label = [float(v) for v in re.split(r'[,\s]+', camera.strip())]
         except ValueError:
             raise click.ClickException(f'--camera: "{camera[:40]}" is neither a dataset.json file nor a list of '
-                                       f'{LABEL_DIM} numbers')
+                                       f'{cameras.LABEL_DIM} numbers')
         name, where = os.path.basename(target_path), '--camera'
-    if not (isinstance(label, list) and len(label) == LABEL_DIM):
+    if not (isinstance(label, list) and len(label) == cameras.LABEL_DIM):
         size = len(label) if isinstance(label, list) else type(label).__name__
-        raise click.ClickException(f'{where}: a camera label has {LABEL_DIM} numbers (cam2world 4x4, intrinsics '
+        raise click.ClickException(f'{where}: a camera label has {cameras.LABEL_DIM} numbers (cam2world 4x4, intrinsics '
                                    f'3x3), got {size}')
     report = check_camera_labels([[name, label]], where=where)
     if not report.ok:
@@ -106,12 +107,12 @@ def read_camera(camera, target_path):
 
 
 def frontal_label(G):
-    """The label of the snapshot's frontal camera (generation.snapshot_camera()), for photos without a camera."""
-    camera = generation.snapshot_camera(G)
-    print(f'No --camera: fitting from the snapshot\'s frontal camera. {generation.describe_camera(camera)}')
+    """The label of the snapshot's frontal camera (cameras.snapshot_camera()), for photos without a camera."""
+    camera = cameras.snapshot_camera(G)
+    print(f'No --camera: fitting from the snapshot\'s frontal camera. {cameras.describe_camera(camera)}')
     pivot = torch.tensor(camera.pivot, dtype=torch.float32)
-    return generation.look_at_label(np.pi / 2, np.pi / 2, pivot, camera.radius,
-                                    generation.intrinsics_matrix(camera.focal))[0].tolist()
+    return cameras.look_at_label(np.pi / 2, np.pi / 2, pivot, camera.radius,
+                                    cameras.intrinsics_matrix(camera.focal))[0].tolist()
 
 
 def load_snapshot(network_pkl, trust_embedded_code):
@@ -126,7 +127,7 @@ def load_snapshot(network_pkl, trust_embedded_code):
 
 def side_by_side(*images):
     """[1, 3, H, W] images in [-1, 1] -> one [H, n * W, 3] uint8 array."""
-    return generation.to_uint8(torch.cat(images, dim=3))[0].cpu().numpy()
+    return misc.to_uint8(torch.cat(images, dim=3))[0].cpu().numpy()
 
 
 def render(G, ws, c, seed):
@@ -138,14 +139,14 @@ def render(G, ws, c, seed):
 
 def write_novel_views(G, ws, c, path, num_frames, seed):
     """An orbit around the subject on the generator's camera sphere, with the target camera's intrinsics."""
-    pivot, radius = generation.camera_sphere(G.rendering_kwargs, device=ws.device)
+    pivot, radius = cameras.camera_sphere(G.rendering_kwargs, device=ws.device)
     with dnnlib.util.atomic_output(path) as tmp_path:
         writer = imageio.get_writer(tmp_path, mode='I', fps=30, codec='libx264', bitrate='10M')
         try:
             for frame_idx in tqdm(range(num_frames), desc='novel views'):
-                cam2world = generation.orbit_camera(frame_idx, num_frames, pivot, radius, ws.device)
-                view = generation.camera_label(cam2world, c[:, 16:])
-                writer.append_data(generation.to_uint8(render(G, ws, view, seed + frame_idx))[0].cpu().numpy())
+                cam2world = cameras.orbit_camera(frame_idx, num_frames, pivot, radius, ws.device)
+                view = cameras.camera_label(cam2world, c[:, 16:])
+                writer.append_data(misc.to_uint8(render(G, ws, view, seed + frame_idx))[0].cpu().numpy())
         finally:
             writer.close()
 
@@ -218,7 +219,7 @@ def run_stages(G, target, c, loss_fn, proj_opts, tune_opts, seed, record):
               default=False, show_default=True)
 @click.option('--shape-res', help='Voxel grid side for --shapes', type=click.IntRange(min=2), default=512,
               show_default=True)
-@click.option('--device', help='Torch device (default: cuda if available, else cpu)', type=generation.DEVICE, default=None)
+@click.option('--device', help='Torch device (default: cuda if available, else cpu)', type=cli.DEVICE, default=None)
 @click.option('--deterministic', help='cuDNN benchmark off and deterministic algorithms on, so that the same seed '
               'repeats the fit bit for bit (docs/projection.md says where)', type=bool, metavar='BOOL', default=False,
               show_default=True)
@@ -229,7 +230,7 @@ def run_projection(network_pkl, target_path, camera, outdir, latent_space, num_s
     """Project a photo into an EG3D generator's latent space and render it from new views."""
     if deterministic:
         misc.make_deterministic()
-    device = generation.parse_device(device)
+    device = cli.parse_device(device)
     photo = read_target(target_path)
     label = read_camera(camera, target_path) if camera is not None else None
     data = load_snapshot(network_pkl, trust_embedded_code)
@@ -240,7 +241,7 @@ def run_projection(network_pkl, target_path, camera, outdir, latent_space, num_s
     if loss_kind == 'lpips+mse':
         try:
             perceptual = PerceptualDistance(device)
-        except FeatureDetectorError as err:
+        except DetectorError as err:
             raise click.ClickException(f'{err} (or run with --loss=mse)')
     if os.path.exists(outdir) and not os.path.isdir(outdir):
         raise click.ClickException(f'--outdir={outdir}: exists and is not a directory')
@@ -264,7 +265,7 @@ def run_projection(network_pkl, target_path, camera, outdir, latent_space, num_s
     G_final = G_proj if G_tuned is None else G_tuned
     panels = [target, render(G_proj, ws, c, seed)] + ([] if G_tuned is None else [render(G_tuned, ws, c, seed)])
     print(f'PSNR of the fit: {float(projection.psnr(panels[-1], target)):.2f} dB')
-    generation.save_png(os.path.join(outdir, 'proj.png'), side_by_side(*panels))
+    image_grid.save_png(os.path.join(outdir, 'proj.png'), side_by_side(*panels))
     write_latent(os.path.join(outdir, 'projected_w.npz'), ws, c)
     if G_tuned is not None:
         save_tuned_snapshot(os.path.join(outdir, 'tuned.pkl'), data, G_tuned)

@@ -15,7 +15,8 @@ import click
 import numpy as np
 from tqdm import tqdm
 
-from training import cli_utils, shape_extraction
+import cli
+from inference import shape_extraction
 
 
 def convert_sdf_samples_to_ply(numpy_3d_sdf_tensor, voxel_grid_origin, voxel_size, ply_filename_out, offset=None,
@@ -42,7 +43,7 @@ def convert_mrc(input_filename, output_filename, isosurface_threshold=10):
 
 
 @click.command()
-@click.argument('input_mrc_path', metavar='INPUT', type=cli_utils.PATH)
+@click.argument('input_mrc_path', metavar='INPUT', type=cli.PATH)
 @click.option('--level', type=float, default=10, show_default=True, help='The iso-surface threshold')
 @click.option('--format', 'mesh_format', type=click.Choice(['.ply', '.obj']), default='.ply', show_default=True,
               help='Mesh file format')

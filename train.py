@@ -35,11 +35,12 @@ import sys
 import click
 import torch
 
+import cli
 import dnnlib
+from cli import train_options as sections
 from metrics import metric_main
 from torch_utils import distributed, fast_modes, training_stats
-from training import camera_validation, cli_utils, network_pickle, presets, rendering_config, snapshot, training_loop
-from training import training_options as sections
+from training import camera_validation, network_pickle, presets, rendering_config, snapshot, training_loop
 
 # Default of the command line that no library shares.
 NEURAL_RENDERING_FADE_KIMG = 1000   # Length of the rendering-resolution fade when a final resolution is given.
@@ -57,10 +58,10 @@ def _parse_kimg(value):
     return int(number) if float(number).is_integer() else float(number)
 
 def _parse_grid(value):
-    return list(value) if isinstance(value, list) else list(cli_utils.parse_tuple(value, min_value=1))
+    return list(value) if isinstance(value, list) else list(cli.parse_tuple(value, min_value=1))
 
-KIMG = cli_utils.click_type(_parse_kimg, 'number')
-GRID = cli_utils.click_type(_parse_grid, 'WxH')
+KIMG = cli.click_type(_parse_kimg, 'number')
+GRID = cli.click_type(_parse_grid, 'WxH')
 
 #----------------------------------------------------------------------------
 # Checks of the inputs (all before the run directory exists).
@@ -343,34 +344,34 @@ def launch_torchrun(opts, world):
 
 #----------------------------------------------------------------------------
 
-@click.command(epilog=rendering_config.TRAIN_HELP_EPILOG)
+@click.command(epilog=sections.TRAIN_HELP_EPILOG)
 # Required.
-@click.option('--outdir', help='Parent directory of the run directories', metavar='DIR', type=cli_utils.PATH, required=True)
-@click.option('--cfg', help='Rendering preset or JSON rendering config file', metavar='[ffhq|afhq|shapenet|FILE.json]', type=rendering_config.ConfigArg(), required=True)
-@click.option('--data', help='Dataset zip or folder', metavar='[ZIP|DIR]', type=cli_utils.PATH, required=True)
+@click.option('--outdir', help='Parent directory of the run directories', metavar='DIR', type=cli.PATH, required=True)
+@click.option('--cfg', help='Rendering preset or JSON rendering config file', metavar='[ffhq|afhq|shapenet|FILE.json]', type=sections.ConfigArg(), required=True)
+@click.option('--data', help='Dataset zip or folder', metavar='[ZIP|DIR]', type=cli.PATH, required=True)
 @click.option('--gpus', help='Number of GPUs (processes)', metavar='INT', type=click.IntRange(min=1), required=True)
 @click.option('--batch', help='Total batch size over all GPUs', metavar='INT', type=click.IntRange(min=1), required=True)
-@click.option('--gamma', help='R1 weight', metavar='FLOAT', type=cli_utils.FiniteFloat(min=0), required=True)
+@click.option('--gamma', help='R1 weight', metavar='FLOAT', type=cli.FiniteFloat(min=0), required=True)
 # Optional features.
 @click.option('--cond', help='Use the dataset camera labels (must stay on for EG3D)', metavar='BOOL', type=bool, default=True, show_default=True)
 @click.option('--mirror', help='Add x-flipped copies of the images', metavar='BOOL', type=bool, default=False, show_default=True)
 @click.option('--mirror-cameras', help='With --mirror: the x-flipped copies carry the mirrored camera (False: the unchanged one, as the original)', metavar='BOOL', type=bool, default=True, show_default=True)
 @click.option('--aug', help='Discriminator augmentation', type=click.Choice(['noaug', 'ada', 'fixed']), default='noaug', show_default=True)
-@click.option('--resume', help='Network pickle to start from, or "latest": newest snapshot of this configuration and dataset under --outdir (any --gpus and --batch)', metavar='[PATH|URL|latest]', type=cli_utils.PATH)
+@click.option('--resume', help='Network pickle to start from, or "latest": newest snapshot of this configuration and dataset under --outdir (any --gpus and --batch)', metavar='[PATH|URL|latest]', type=cli.PATH)
 @click.option('--freezed', help='Number of leading D layers to freeze', metavar='INT', type=click.IntRange(min=0), default=0, show_default=True)
 # Misc hyperparameters.
-@click.option('--p', help='Augmentation probability with --aug=fixed', metavar='FLOAT', type=cli_utils.FiniteFloat(min=0, max=1), default=0.2, show_default=True)
-@click.option('--target', help='ADA target with --aug=ada', metavar='FLOAT', type=cli_utils.FiniteFloat(min=0, max=1), default=0.6, show_default=True)
+@click.option('--p', help='Augmentation probability with --aug=fixed', metavar='FLOAT', type=cli.FiniteFloat(min=0, max=1), default=0.2, show_default=True)
+@click.option('--target', help='ADA target with --aug=ada', metavar='FLOAT', type=cli.FiniteFloat(min=0, max=1), default=0.6, show_default=True)
 @click.option('--batch-gpu', help='Samples per forward pass and GPU  [default: batch/gpus]', metavar='INT', type=click.IntRange(min=1))
 @click.option('--cbase', help='Channel base of G backbone, SR and D', metavar='INT', type=click.IntRange(min=1), default=32768, show_default=True)
 @click.option('--cmax', help='Channel maximum of G backbone, SR and D', metavar='INT', type=click.IntRange(min=1), default=512, show_default=True)
-@click.option('--glr', help='G Adam learning rate  [default: 0.0025]', metavar='FLOAT', type=cli_utils.FiniteFloat(min=0))
-@click.option('--dlr', help='D Adam learning rate', metavar='FLOAT', type=cli_utils.FiniteFloat(min=0), default=0.002, show_default=True)
+@click.option('--glr', help='G Adam learning rate  [default: 0.0025]', metavar='FLOAT', type=cli.FiniteFloat(min=0))
+@click.option('--dlr', help='D Adam learning rate', metavar='FLOAT', type=cli.FiniteFloat(min=0), default=0.002, show_default=True)
 @click.option('--map-depth', help='Layers of the G mapping network', metavar='INT', type=click.IntRange(min=1), default=2, show_default=True)
 @click.option('--mbstd-group', help='Group size of the D minibatch-std layer', metavar='INT', type=click.IntRange(min=1), default=4, show_default=True)
 # Misc settings.
 @click.option('--desc', help='Suffix of the run directory name', metavar='STR', type=str)
-@click.option('--metrics', help='Metrics evaluated at each network snapshot', metavar='[NAME|A,B,C|none]', type=cli_utils.parse_comma_separated_list, default='fid50k_full', show_default=True)
+@click.option('--metrics', help='Metrics evaluated at each network snapshot', metavar='[NAME|A,B,C|none]', type=cli.parse_comma_separated_list, default='fid50k_full', show_default=True)
 @click.option('--kimg', help='Training length in thousands of real images (fractions allowed)', metavar='KIMG', type=KIMG, default=25000, show_default=True)
 @click.option('--tick', help='Progress line every this many kimg (fractions allowed)', metavar='KIMG', type=KIMG, default=4, show_default=True)
 @click.option('--snap', help='Ticks between image and network snapshots', metavar='TICKS', type=click.IntRange(min=1), default=50, show_default=True)
@@ -385,32 +386,32 @@ def launch_torchrun(opts, world):
 @click.option('--neural_rendering_resolution_fade_kimg', help='Length of that fade (kimg)', metavar='INT', type=click.IntRange(min=0), default=NEURAL_RENDERING_FADE_KIMG, show_default=True)
 @click.option('--blur_fade_kimg', help='Length of the D input blur fade (kimg at batch 32)', metavar='INT', type=click.IntRange(min=1), default=200, show_default=True)
 @click.option('--gen_pose_cond', help='Condition the G mapping on the camera (GPC)', metavar='BOOL', type=bool, default=False, show_default=True)
-@click.option('--c-scale', help='Multiplier of the camera label seen by the G mapping', metavar='FLOAT', type=cli_utils.FiniteFloat(min=0), default=1, show_default=True)
-@click.option('--c-noise', help='Ignored (kept for command-line compatibility)', metavar='FLOAT', type=cli_utils.FiniteFloat(min=0), default=0, show_default=True)
-@click.option('--gpc_reg_prob', help='Final camera-swapping probability with GPC', metavar='FLOAT', type=cli_utils.FiniteFloat(min=0), default=0.5, show_default=True)
+@click.option('--c-scale', help='Multiplier of the camera label seen by the G mapping', metavar='FLOAT', type=cli.FiniteFloat(min=0), default=1, show_default=True)
+@click.option('--c-noise', help='Ignored (kept for command-line compatibility)', metavar='FLOAT', type=cli.FiniteFloat(min=0), default=0, show_default=True)
+@click.option('--gpc_reg_prob', help='Final camera-swapping probability with GPC', metavar='FLOAT', type=cli.FiniteFloat(min=0), default=0.5, show_default=True)
 @click.option('--gpc_reg_fade_kimg', help='Length of the swapping-probability fade (kimg)', metavar='INT', type=click.IntRange(min=0), default=1000, show_default=True)
-@click.option('--disc_c_noise', help='Noise on the D camera label, relative to its batch std', metavar='FLOAT', type=cli_utils.FiniteFloat(min=0), default=0, show_default=True)
+@click.option('--disc_c_noise', help='Noise on the D camera label, relative to its batch std', metavar='FLOAT', type=cli.FiniteFloat(min=0), default=0, show_default=True)
 @click.option('--sr_noise_mode', help='Noise mode of the super-resolution layers', type=click.Choice(['random', 'none']), default='none', show_default=True)
 @click.option('--resume_blur', help='Keep the blur fade and the GPC fade when resuming', metavar='BOOL', type=bool, default=False, show_default=True)
 @click.option('--sr_num_fp16_res', help='fp16 layers of the super-resolution module', metavar='INT', type=click.IntRange(min=0), default=4, show_default=True)
 @click.option('--g_num_fp16_res', help='fp16 resolutions of the G backbone', metavar='INT', type=click.IntRange(min=0), default=0, show_default=True)
 @click.option('--d_num_fp16_res', help='fp16 resolutions of D', metavar='INT', type=click.IntRange(min=0), default=4, show_default=True)
 @click.option('--sr_first_cutoff', help='Ignored (kept for command-line compatibility)', metavar='INT', type=click.IntRange(min=2), default=2, show_default=True)
-@click.option('--sr_first_stopband', help='Ignored (kept for command-line compatibility)', metavar='FLOAT', type=cli_utils.FiniteFloat(min=2), default=2**2.1, show_default=True)
-@click.option('--style_mixing_prob', help='Style-mixing probability', metavar='FLOAT', type=cli_utils.FiniteFloat(min=0, max=1), default=0, show_default=True)
+@click.option('--sr_first_stopband', help='Ignored (kept for command-line compatibility)', metavar='FLOAT', type=cli.FiniteFloat(min=2), default=2**2.1, show_default=True)
+@click.option('--style_mixing_prob', help='Style-mixing probability', metavar='FLOAT', type=cli.FiniteFloat(min=0, max=1), default=0, show_default=True)
 @click.option('--sr-module', help='Dotted class name of the super-resolution module  [default: by resolution]', metavar='STR', type=str)
-@click.option('--density_reg', help='Density regularization weight (0: off)', metavar='FLOAT', type=cli_utils.FiniteFloat(min=0), default=0.25, show_default=True)
-@click.option('--density_reg_every', help='Interval of the lazy density regularization', metavar='FLOAT', type=cli_utils.FiniteFloat(min=1), default=4, show_default=True)
-@click.option('--density_reg_p_dist', help='Perturbation std of the l1 density regularization', metavar='FLOAT', type=cli_utils.FiniteFloat(min=0), default=0.004, show_default=True)
+@click.option('--density_reg', help='Density regularization weight (0: off)', metavar='FLOAT', type=cli.FiniteFloat(min=0), default=0.25, show_default=True)
+@click.option('--density_reg_every', help='Interval of the lazy density regularization', metavar='FLOAT', type=cli.FiniteFloat(min=1), default=4, show_default=True)
+@click.option('--density_reg_p_dist', help='Perturbation std of the l1 density regularization', metavar='FLOAT', type=cli.FiniteFloat(min=0), default=0.004, show_default=True)
 @click.option('--reg_type', help='Density regularization variant', type=click.Choice(['l1', 'l1-alt', 'monotonic-detach', 'monotonic-fixed', 'total-variation']), default='l1', show_default=True)
-@click.option('--decoder_lr_mul', help='Learning-rate multiplier of the tri-plane decoder', metavar='FLOAT', type=cli_utils.FiniteFloat(min=0), default=1, show_default=True)
+@click.option('--decoder_lr_mul', help='Learning-rate multiplier of the tri-plane decoder', metavar='FLOAT', type=cli.FiniteFloat(min=0), default=1, show_default=True)
 # Additions of this project; their defaults change nothing (docs/training.md).
 @click.option('--resume-mode', help='auto: restore the full training state when the snapshot has one and the setup matches; full: always; networks: never', type=click.Choice(['auto', 'full', 'networks']), default='auto', show_default=True)
 @click.option('--nan-limit', help='Stop after this many consecutive iterations with non-finite losses or gradients (0: never)', metavar='INT', type=click.IntRange(min=0), default=training_loop.DEFAULTS.nan_limit, show_default=True)
 @click.option('--depth-resolution', help='Coarse samples per ray  [default: from --cfg]', metavar='INT', type=click.IntRange(min=2))
 @click.option('--depth-resolution-importance', help='Importance samples per ray  [default: from --cfg]', metavar='INT', type=click.IntRange(min=0))
-@rendering_config.override_options
-@cli_utils.trust_embedded_code_option
+@sections.override_options
+@cli.trust_embedded_code_option
 @click.option('--metrics-seed', help='Seed of the metrics\' latents, cameras and rendering noise, so that calc_metrics.py --seed reproduces them  [default: none, the training\'s random streams]', metavar='INT', type=click.IntRange(min=0, max=2**32 - 1))
 @click.option('--grid', help='Size of the snapshot image grids  [default: from the resolution]', metavar='WxH', type=GRID)
 # Opt-in speed modes (docs/performance.md); the defaults reproduce the exact numbers.
@@ -418,7 +419,7 @@ def launch_torchrun(opts, world):
 @click.option('--compile', help='torch.compile the renderer, decoder and super-resolution', metavar='BOOL', type=bool, default=False, show_default=True)
 @click.option('--precision', help='Precision of the tri-plane decoder (bf16: autocast)', type=click.Choice(['fp32', 'bf16']), default='fp32', show_default=True)
 @click.option('--adam', help='Adam implementation', type=click.Choice(['default', 'foreach', 'fused']), default='default', show_default=True)
-@cli_utils.one_line_errors
+@cli.one_line_errors
 def main(**kwargs):
     """Train EG3D on a camera-labelled dataset (see the module docstring for examples)."""
     opts = dnnlib.EasyDict(kwargs)
@@ -429,6 +430,15 @@ def main(**kwargs):
     c, desc = build_config(opts)
     check_resume_pickle(c, dry_run=opts.dry_run)
     launch_local(c, desc, opts.outdir, opts.dry_run)
+
+def config_from_args(args) -> tuple:
+    """(c, desc) of a train.py command line (a list of flags), checked like a run but creating nothing.
+
+    The benchmarks build their training setups with it. Bad flags raise click.UsageError (or a subclass), bad inputs
+    click.ClickException, with the messages train.py prints.
+    """
+    with main.make_context('train.py', list(args)) as ctx:
+        return build_config(ctx.params)
 
 #----------------------------------------------------------------------------
 

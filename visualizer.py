@@ -24,8 +24,8 @@ import sys
 import click
 import torch
 
+from cli import PATH, one_line_errors, trust_embedded_code_option
 from training import network_pickle
-from training.cli_utils import PATH, one_line_errors, trust_embedded_code_option
 from viz import access
 from viz.render import Renderer
 from viz.server import ViewerServer

@@ -23,6 +23,7 @@ python benchmarks/bench_modes.py --device=cpu --cfgs=shapenet,ffhq --modes=exact
 python benchmarks/bench_modes.py --device=cpu --cfgs=shapenet --profile
 """
 
+import contextlib
 import json
 import os
 import statistics
@@ -49,15 +50,9 @@ def _import_root(root):
     sys.path.insert(0, root)
     sys.path.insert(0, os.path.join(root, 'benchmarks'))
 
-def _generator_kwargs(root, cfg, cbase, cmax, samples):
-    import dnnlib
-    with open(os.path.join(root, 'tests', 'data', 'state_dicts', f'{cfg}_G_kwargs.json')) as f:
-        kwargs = json.load(f)
-    kwargs.update(channel_base=cbase, channel_max=cmax)
-    kwargs['mapping_kwargs'] = dnnlib.EasyDict(kwargs['mapping_kwargs'])
-    kwargs['sr_kwargs'] = dnnlib.EasyDict(kwargs['sr_kwargs'], channel_base=cbase, channel_max=cmax)
-    kwargs['rendering_kwargs'].update(depth_resolution=samples[0], depth_resolution_importance=samples[1])
-    return kwargs
+def _build_generator(cfg, device, opts):
+    from bench_generator import build_generator
+    return build_generator(cfg, device, cbase=opts['cbase'], cmax=opts['cmax'], samples=opts['samples'])
 
 def _apply_modes(G, mode):
     spec = MODES[mode]
@@ -75,13 +70,13 @@ def _peak_memory_mb(device):
         return torch.cuda.max_memory_allocated(device) / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
 
-def _time_forward(G, device, nrr, iters):
+def _time_forward(G, cfg, device, nrr, iters):
     import time
 
     import torch
-    from bench_generator import random_cameras
+    from bench_generator import frontal_cameras
     z = torch.randn(1, G.z_dim, device=device)
-    c = random_cameras(1, device)
+    c = frontal_cameras(cfg, 1, device)
     times = []
     with torch.no_grad():
         for _ in range(iters + 1): # The first call warms up (and compiles).
@@ -92,53 +87,48 @@ def _time_forward(G, device, nrr, iters):
             times.append(time.perf_counter() - start)
     return statistics.median(times[1:]) * 1000
 
-def _training_config(root, cfg, opts):
-    import tempfile
-
+def _training_config(cfg, opts, tmp):
+    """The train.py config of a dry run on a synthetic dataset in the folder `tmp`."""
     import bench_training
 
     import train
-    tmp = tempfile.mkdtemp()
     data = os.path.join(tmp, 'data')
     os.makedirs(data)
-    bench_training.make_synthetic_dataset(data, bench_training._RESOLUTIONS[cfg])
+    resolution = bench_training.RESOLUTIONS[cfg]
+    bench_training.make_synthetic_dataset(data, cfg, resolution)
     args = [f'--outdir={tmp}', f'--cfg={cfg}', f'--data={data}', '--gpus=1', f'--batch={opts["batch"]}',
             f'--mbstd-group={opts["batch"]}', f'--cbase={opts["cbase"]}', f'--cmax={opts["cmax"]}',
             f'--neural_rendering_resolution_initial={opts["nrr"]}', f'--depth-resolution={opts["samples"][0]}',
             f'--depth-resolution-importance={opts["samples"][1]}', '--gamma=1', '--dry-run', '--metrics=none']
-    c, _desc = train.build_config(train.main.make_context('train', args).params)
+    c, _desc = train.config_from_args(args)
     return c
 
-def _time_training(root, cfg, mode, device, opts):
+def _time_training(cfg, mode, device, opts):
+    import tempfile
+
     import bench_training
-    c = _training_config(root, cfg, opts)
-    spec = MODES[mode]
-    if spec.get('adam'):
-        from torch_utils import fast_modes
-        for kwargs in (c.G_opt_kwargs, c.D_opt_kwargs):
-            kwargs.update(fast_modes.adam_kwargs(spec['adam']))
-    # The generator is built inside benchmark(); apply the modes where the phases are set up.
-    setup_phases = bench_training.training_loop.setup_phases
-    def setup_with_modes(G, **kwargs):
-        return setup_phases(G=_apply_modes(G, mode), **kwargs)
-    bench_training.training_loop.setup_phases = setup_with_modes
-    results = bench_training.benchmark(c, device, iters=opts['train_iters'], warmup=1)
+    with tempfile.TemporaryDirectory() as tmp:
+        c = _training_config(cfg, opts, tmp)
+        spec = MODES[mode]
+        if spec.get('adam'):
+            from torch_utils import fast_modes
+            for kwargs in (c.G_opt_kwargs, c.D_opt_kwargs):
+                kwargs.update(fast_modes.adam_kwargs(spec['adam']))
+        # The generator is built inside benchmark(); the modes wrap it before the phases are set up.
+        hooks = dict(prepare=lambda G, D: _apply_modes(G, mode)) if MODES[mode] else dict()
+        results = bench_training.benchmark(c, device, iters=opts['train_iters'], warmup=1, **hooks)
     return results['sec_per_kimg']
 
 def run_worker(kind, root, cfg, mode, device_name, opts):
     _import_root(root)
     import torch
-
-    import dnnlib
     device = torch.device(device_name)
     torch.manual_seed(0)
     if kind == 'forward':
-        kwargs = _generator_kwargs(root, cfg, opts['cbase'], opts['cmax'], opts['samples'])
-        G = dnnlib.util.construct_class_by_name(class_name='training.triplane.TriPlaneGenerator', **kwargs)
-        G = _apply_modes(G.eval().requires_grad_(False).to(device), mode)
-        value = _time_forward(G, device, opts['nrr'], opts['fwd_iters'])
+        G = _apply_modes(_build_generator(cfg, device, opts), mode)
+        value = _time_forward(G, cfg, device, opts['nrr'], opts['fwd_iters'])
     else:
-        value = _time_training(root, cfg, mode, device, opts)
+        value = _time_training(cfg, mode, device, opts)
     return dict(value=value, peak_mb=_peak_memory_mb(device))
 
 #----------------------------------------------------------------------------
@@ -180,45 +170,40 @@ def _print_profile(title, prof, row_limit=18):
 
 def profile_config(cfg, device_name, opts):
     _import_root(REPO_ROOT)
+    import tempfile
+
     import bench_training
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    import dnnlib
+    from bench_generator import frontal_cameras
     device = torch.device(device_name)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == 'cuda' else [])
     torch.manual_seed(0)
-    kwargs = _generator_kwargs(REPO_ROOT, cfg, opts['cbase'], opts['cmax'], opts['samples'])
-    G = dnnlib.util.construct_class_by_name(class_name='training.triplane.TriPlaneGenerator', **kwargs)
-    G = G.eval().requires_grad_(False).to(device)
+    G = _build_generator(cfg, device, opts)
     _label_modules(G)
-    _time_forward(G, device, opts['nrr'], iters=1)
-    from bench_generator import random_cameras
+    _time_forward(G, cfg, device, opts['nrr'], iters=1)
     with torch.no_grad(), profile(activities=activities, profile_memory=True) as prof:
-        G(torch.randn(1, G.z_dim, device=device), random_cameras(1, device), neural_rendering_resolution=opts['nrr'], noise_mode='const')
+        G(torch.randn(1, G.z_dim, device=device), frontal_cameras(cfg, 1, device), neural_rendering_resolution=opts['nrr'], noise_mode='const')
     _print_profile(f'{cfg}: G forward, batch 1', prof)
 
     # Training: 16 iterations would be needed for one Dreg; run every phase once instead (intervals forced to 1).
-    c = _training_config(REPO_ROOT, cfg, opts)
-    loop = bench_training.training_loop
-    setup_phases, run_phases = loop.setup_phases, loop.run_phases
-    def setup_labelled(G, D, **kw):
+    def label(G, D):
         _label_modules(G, D)
-        phases, optimizers = setup_phases(G=G, D=D, **kw)
-        for phase in phases:
-            phase.interval = 1
-        return phases, optimizers
-    def run_profiled(*args, batch_idx, **kw):
-        if batch_idx == 0: # Warm-up iteration.
-            return run_phases(*args, batch_idx=batch_idx, **kw)
-        with profile(activities=activities, profile_memory=True) as prof:
-            result = run_phases(*args, batch_idx=batch_idx, **kw)
-        profiles.append(prof)
-        return result
+        return G
     profiles = []
-    loop.setup_phases, loop.run_phases = setup_labelled, run_profiled
-    bench_training.benchmark(c, device, iters=1, warmup=1)
-    loop.setup_phases, loop.run_phases = setup_phases, run_phases
+    @contextlib.contextmanager
+    def profiled(batch_idx):
+        if batch_idx == 0: # Warm-up iteration.
+            yield
+            return
+        with profile(activities=activities, profile_memory=True) as prof:
+            yield
+        profiles.append(prof)
+    with tempfile.TemporaryDirectory() as tmp:
+        c = _training_config(cfg, opts, tmp)
+        bench_training.benchmark(c, device, iters=1, warmup=1, prepare=label, every_phase=True,
+                                 around_iteration=profiled)
     prof = profiles[0]
     _print_profile(f'{cfg}: one training iteration (Gmain, Greg, Dmain, Dreg once each), batch {opts["batch"]}', prof)
 

@@ -17,9 +17,9 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import cli  # noqa: E402
 from torch_utils import custom_ops  # noqa: E402
 from torch_utils.ops import bias_act, conv2d_resample, upfirdn2d  # noqa: E402
-from training import generation  # noqa: E402
 
 
 def _benchmarks(scale):
@@ -72,12 +72,12 @@ def _time_ms(fn, device, iters):
 
 
 @click.command()
-@click.option('--device', type=generation.DEVICE, default=None, help='Torch device  [default: cuda if available]')
+@click.option('--device', type=cli.DEVICE, default=None, help='Torch device  [default: cuda if available]')
 @click.option('--iters', default=20, show_default=True, help='Timed calls per measurement')
 @click.option('--scale', default=1.0, show_default=True, help='Spatial size multiplier (use < 1 on CPU)')
 @click.option('--dtype', type=click.Choice(['float32', 'float16']), default='float32', show_default=True)
 def main(device, iters, scale, dtype):
-    device = generation.parse_device(device)
+    device = cli.parse_device(device)
     dtype = getattr(torch, dtype)
     if dtype == torch.float16 and device.type != 'cuda':
         raise click.BadParameter('float16 needs --device=cuda', param_hint='--dtype')

@@ -18,6 +18,7 @@ python benchmarks/bench_training.py --cfg=shapenet --gpus=1 --batch=2 --mbstd-gr
     --nrr=16 --depth-resolution=4 --depth-resolution-importance=4 --iters=4 --warmup=1
 """
 
+import contextlib
 import copy
 import json
 import os
@@ -32,13 +33,14 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import cli  # noqa: E402
 import dnnlib  # noqa: E402
 import train  # noqa: E402
 from torch_utils.ops import conv2d_gradfix, grid_sample_gradfix  # noqa: E402
-from training import cli_utils, generation, presets  # noqa: E402
+from training import cameras, presets  # noqa: E402
 from training import phases as training_phases  # noqa: E402
 
-_RESOLUTIONS = dict(ffhq=512, afhq=512, shapenet=128)
+RESOLUTIONS = dict(ffhq=512, afhq=512, shapenet=128)
 
 #----------------------------------------------------------------------------
 
@@ -46,24 +48,32 @@ def make_synthetic_dataset(path, cfg, resolution, num_images=8, seed=0):
     """Random images with cameras around the preset's pivot (only the labels matter for timing)."""
     import PIL.Image
     rnd = np.random.RandomState(seed)
-    pivot, radius = generation.camera_sphere(presets.rendering_preset(cfg))
-    intrinsics = generation.intrinsics_matrix(generation.focal_length(cfg))
+    pivot, radius = cameras.camera_sphere(presets.rendering_preset(cfg))
+    intrinsics = cameras.intrinsics_matrix(cameras.focal_length(cfg))
     labels = []
     for idx in range(num_images):
         name = f'{idx:05d}.png'
         PIL.Image.fromarray((rnd.rand(resolution, resolution, 3) * 255).astype(np.uint8)).save(os.path.join(path, name))
         yaw, pitch = np.pi / 2 + rnd.uniform(-0.5, 0.5), np.pi / 2 + rnd.uniform(-0.2, 0.2)
-        labels.append([name, generation.look_at_label(yaw, pitch, pivot, radius, intrinsics)[0].tolist()])
+        labels.append([name, cameras.look_at_label(yaw, pitch, pivot, radius, intrinsics)[0].tolist()])
     with open(os.path.join(path, 'dataset.json'), 'w') as f:
         json.dump(dict(labels=labels), f)
+
+def _no_context(_batch_idx):
+    return contextlib.nullcontext()
 
 def _peak_memory_gb(device):
     if device.type == 'cuda':
         return torch.cuda.max_memory_allocated(device) / 2**30, torch.cuda.max_memory_reserved(device) / 2**30
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, None # ru_maxrss is in KiB on Linux.
 
-def benchmark(c, device, iters, warmup):
-    """Time `iters` iterations after `warmup`; returns a dict of results."""
+def benchmark(c, device, iters, warmup, prepare=None, every_phase=False, around_iteration=None):
+    """Time `iters` iterations after `warmup`; returns a dict of results.
+
+    prepare(G, D) -> G runs before the phases are set up (speed modes, profiler labels); every_phase runs each
+    phase in every iteration (lazy intervals 1); around_iteration(batch_idx) returns a context manager that wraps
+    one iteration's phases (a profiler).
+    """
     torch.backends.cudnn.benchmark = c.get('cudnn_benchmark', True)
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
@@ -83,10 +93,15 @@ def benchmark(c, device, iters, warmup):
     if c.get('augment_kwargs') is not None and (c.get('augment_p', 0) > 0 or c.get('ada_target') is not None):
         augment_pipe = dnnlib.util.construct_class_by_name(**c.augment_kwargs).train().requires_grad_(False).to(device)
         augment_pipe.p.copy_(torch.as_tensor(c.get('augment_p', 0)))
+    if prepare is not None:
+        G = prepare(G, D)
     loss = dnnlib.util.construct_class_by_name(device=device, G=G, D=D, augment_pipe=augment_pipe, **c.loss_kwargs)
     phases, _optimizers = training_phases.setup_phases(G=G, D=D, G_opt_kwargs=c.G_opt_kwargs, D_opt_kwargs=c.D_opt_kwargs,
                                                      G_reg_interval=c.get('G_reg_interval'),
                                                      D_reg_interval=c.get('D_reg_interval', 16))
+    if every_phase:
+        for phase in phases:
+            phase.interval = 1
 
     per_gpu = c.batch_size // c.num_gpus
     res = training_set.resolution
@@ -102,8 +117,9 @@ def benchmark(c, device, iters, warmup):
         if device.type == 'cuda':
             torch.cuda.synchronize(device)
         start = time.perf_counter()
-        training_phases.run_phases(phases, loss, real.split(c.batch_gpu), real_c.to(device).split(c.batch_gpu),
-                                 all_gen_z, all_gen_c, batch_idx=batch_idx, cur_nimg=0, num_gpus=1, device=device)
+        with (around_iteration or _no_context)(batch_idx):
+            training_phases.run_phases(phases, loss, real.split(c.batch_gpu), real_c.to(device).split(c.batch_gpu),
+                                       all_gen_z, all_gen_c, batch_idx=batch_idx, cur_nimg=0, num_gpus=1, device=device)
         training_phases.update_ema(G_ema, G, cur_nimg=batch_idx * c.batch_size, batch_size=c.batch_size,
                                  ema_kimg=c.ema_kimg, ema_rampup=c.get('ema_rampup', 0.05))
         if device.type == 'cuda':
@@ -127,30 +143,29 @@ def benchmark(c, device, iters, warmup):
 #----------------------------------------------------------------------------
 
 @click.command(context_settings=dict(ignore_unknown_options=True))
-@click.option('--cfg', type=click.Choice(list(_RESOLUTIONS)), default='ffhq', show_default=True)
-@click.option('--data', help='Dataset (default: synthetic at the cfg resolution)', type=cli_utils.PATH)
+@click.option('--cfg', type=click.Choice(list(RESOLUTIONS)), default='ffhq', show_default=True)
+@click.option('--data', help='Dataset (default: synthetic at the cfg resolution)', type=cli.PATH)
 @click.option('--gpus', help='GPUs of the run being modelled (sets the per-GPU batch)', type=click.IntRange(min=1), default=8, show_default=True)
 @click.option('--batch', help='Total batch size', type=click.IntRange(min=1), default=32, show_default=True)
 @click.option('--nrr', help='Neural rendering resolution', type=click.IntRange(min=1), default=64, show_default=True)
 @click.option('--iters', help='Timed iterations (use a multiple of 16 to weight the lazy phases exactly)', type=click.IntRange(min=1), default=32, show_default=True)
 @click.option('--warmup', help='Untimed iterations first', type=click.IntRange(min=0), default=4, show_default=True)
-@click.option('--device', help='Torch device  [default: cuda if available]', type=generation.DEVICE, default=None)
-@click.option('--out', help='Also write the results to this JSON file', type=cli_utils.PATH)
+@click.option('--device', help='Torch device  [default: cuda if available]', type=cli.DEVICE, default=None)
+@click.option('--out', help='Also write the results to this JSON file', type=cli.PATH)
 @click.argument('train_args', nargs=-1, type=click.UNPROCESSED)
 def main(cfg, data, gpus, batch, nrr, iters, warmup, device, out, train_args):
     """Time training iterations; extra arguments are passed to train.py's option parser (e.g. --gamma=1 --aug=ada)."""
-    device = generation.parse_device(device)
+    device = cli.parse_device(device)
     with tempfile.TemporaryDirectory() as tmp:
         if data is None:
-            data = os.path.join(tmp, f'synthetic{_RESOLUTIONS[cfg]}')
+            data = os.path.join(tmp, f'synthetic{RESOLUTIONS[cfg]}')
             os.makedirs(data)
-            make_synthetic_dataset(data, cfg, _RESOLUTIONS[cfg])
+            make_synthetic_dataset(data, cfg, RESOLUTIONS[cfg])
         args = [f'--outdir={tmp}', f'--cfg={cfg}', f'--data={data}', f'--gpus={gpus}', f'--batch={batch}',
                 f'--neural_rendering_resolution_initial={nrr}', '--dry-run', '--metrics=none']
         if not any(arg.startswith('--gamma') for arg in train_args):
             args.append('--gamma=1')
-        ctx = train.main.make_context('train', args + list(train_args))
-        c, desc = train.build_config(ctx.params)
+        c, desc = train.config_from_args(args + list(train_args))
         results = dict(cfg=desc, **benchmark(c, device, iters=iters, warmup=warmup))
     print(json.dumps(results, indent=2))
     print(f'{results["kimg_per_sec"]:.4f} kimg/s  {results["sec_per_kimg"]:.1f} s/kimg  '

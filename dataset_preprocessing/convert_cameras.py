@@ -34,13 +34,9 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import dnnlib  # noqa: E402
-from training.camera_validation import (  # noqa: E402
-    check_camera_labels,
-    least_squares_focus,
-    lookat_cam2world,
-    read_image_header,
-)
-from training.cli_utils import PATH, one_line_errors  # noqa: E402
+from cli import PATH, one_line_errors  # noqa: E402
+from training.camera_validation import check_camera_labels, least_squares_focus, read_image_header  # noqa: E402
+from training.cameras import lookat_cam2world  # noqa: E402
 
 # OpenGL/Blender camera axes (x right, y up, z backward) to OpenCV's (x right, y down, z forward).
 OPENGL_TO_OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])

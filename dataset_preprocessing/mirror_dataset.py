@@ -3,7 +3,7 @@
     python mirror_dataset.py --source=final_crops [--dest=DIR] [--max_images=N]
 
 With <source>/dataset.json, each labelled image <stem><ext> gets <stem>_mirror<ext> and a label whose
-camera is mirrored by camera_utils.mirror_label (the reflection train.py --mirror=1 applies to its x-flipped
+camera is mirrored by cameras.mirror_label (the reflection train.py --mirror=1 applies to its x-flipped
 copies); the new dataset.json lists the originals and the mirrors. Without dataset.json every top-level
 .png/.jpg/.jpeg file is mirrored and no labels are written. The released EG3D runs train with --mirror=0 on
 such datasets (their loader's x-flip kept the unmirrored camera).
@@ -19,8 +19,8 @@ import zipfile
 import PIL.Image
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import camera_utils  # noqa: E402
-from training.cli_utils import expand_path  # noqa: E402  (also used by the other preprocessing scripts)
+from cli import expand_path  # noqa: E402  (also used by the other preprocessing scripts)
+from training import cameras  # noqa: E402
 
 IMAGE_EXTS = ('.png', '.jpg', '.jpeg')
 
@@ -42,7 +42,7 @@ def mirror_label(label):
     """25-number EG3D label of the mirrored image, as a JSON list."""
     if not (isinstance(label, list) and len(label) == 25):
         raise ValueError('expected a 25-number camera label')
-    return camera_utils.mirror_label(label).tolist()
+    return cameras.mirror_label(label).tolist()
 
 def mirror_name(name):
     """'a/b.png' -> 'a/b_mirror.png'; only the last '.' starts the extension ('a.v2/b.c.png' -> 'a.v2/b.c_mirror.png')."""

@@ -38,6 +38,10 @@ class EasyDict(dict):
         dict.__delitem__(self, name)
 
 
+class UserError(ValueError):
+    """A problem with the user's input whose message is one line naming the file or flag: the tools print it as is."""
+
+
 # ----------------------------------------------------------------------------
 # Crash-safe output files.
 

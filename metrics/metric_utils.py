@@ -16,8 +16,7 @@ import numpy as np
 import torch
 
 import dnnlib
-from torch_utils import distributed
-from training import generation
+from torch_utils import distributed, misc
 
 # A folder holding detector files named like the last URL component (e.g. inception-2015-12-05.pkl).
 # When set, detectors are read from there instead of the download cache (offline machines).
@@ -370,7 +369,7 @@ def _generated_images(G, labels, opts, batch_size, batch_gen):
     images = []
     for _ in range(batch_size // batch_gen):
         z = torch.randn([batch_gen, G.z_dim], device=opts.device)
-        images.append(generation.to_uint8(G(z=z, c=next(labels), **opts.G_kwargs)['image'], channels_last=False))
+        images.append(misc.to_uint8(G(z=z, c=next(labels), **opts.G_kwargs)['image'], channels_last=False))
     return torch.cat(images)
 
 def compute_feature_stats_for_generator(opts, detector_url, detector_kwargs, rel_lo=0, rel_hi=1, batch_size=64, batch_gen=None, **stats_kwargs):

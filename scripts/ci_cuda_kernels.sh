@@ -14,7 +14,7 @@ export TORCH_EXTENSIONS_DIR="$BUILD_ROOT" TORCH_CUDA_ARCH_LIST="${EG3D_CI_CUDA_A
 export NVCC_APPEND_FLAGS="${NVCC_APPEND_FLAGS:-} --threads=0"
 log="$BUILD_ROOT/build.log"
 start=$SECONDS
-"$CUDA_PY" -m torch_utils.custom_ops --build --verbose > "$log" 2>&1 || { cat "$log"; echo "ci: building the CUDA plugins failed" >&2; exit 1; }
+"$CUDA_PY" -m torch_utils.ops.prebuild --build --verbose > "$log" 2>&1 || { cat "$log"; echo "ci: building the CUDA plugins failed" >&2; exit 1; }
 echo "ci: CUDA plugins built for $TORCH_CUDA_ARCH_LIST in $((SECONDS - start)) s:"
 grep -E '^eg3d_\w+_plugin: ' "$log"
 if grep -i -n 'warning' "$log"; then

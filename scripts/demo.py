@@ -18,7 +18,7 @@ import click
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from training import cli_utils  # noqa: E402
+import cli  # noqa: E402
 
 # Everything that makes the run small lives here; the tools themselves run with their usual flags.
 SIZES = {
@@ -40,7 +40,7 @@ def run(step: str, args: list) -> None:
 
 
 @click.command()
-@click.option('--outdir', help='Where everything is written', type=cli_utils.PATH, default=os.path.join(ROOT, 'demo_out'),
+@click.option('--outdir', help='Where everything is written', type=cli.PATH, default=os.path.join(ROOT, 'demo_out'),
               show_default=True, metavar='DIR')
 @click.option('--size', help='How much work to do', type=click.Choice(sorted(SIZES)), default='default',
               show_default=True)

@@ -1,16 +1,9 @@
+"""Fixtures of the whole suite; shared helper functions and paths are in tests/helpers.py."""
+
 import os
-import sys
 import types
 
 import pytest
-
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO_ROOT not in sys.path:
-    sys.path.insert(0, REPO_ROOT)
-
-DATA_DIR = os.path.join(REPO_ROOT, 'tests', 'data')
-GOLDEN_DIR = os.path.join(DATA_DIR, 'golden')
-STATE_DICTS_DIR = os.path.join(DATA_DIR, 'state_dicts')
 
 
 @pytest.fixture(autouse=True, scope='session')

@@ -9,7 +9,7 @@ import pickle
 
 import pytest
 import torch
-from conftest import STATE_DICTS_DIR
+from helpers import STATE_DICTS_DIR
 
 import dnnlib
 from training.augment import AugmentPipe

@@ -7,10 +7,9 @@ import os
 
 import pytest
 from click.testing import CliRunner
-from test_metrics import ReplayGenerator, dataset_kwargs, make_dataset, small_fid_metric, write_detectors
-from test_train import invoke as invoke_train
-from test_train import make_dataset as make_training_dataset
-from test_train import tiny_args
+from helpers import ReplayGenerator, dataset_kwargs, make_metric_dataset, small_fid_metric, tiny_args, write_detectors
+from helpers import invoke as invoke_train
+from helpers import make_dataset as make_training_dataset
 
 import calc_metrics
 from metrics import frechet_inception_distance, metric_main, metric_utils
@@ -25,8 +24,8 @@ def setup(tmp_path, monkeypatch):
     monkeypatch.setenv(metric_utils.DETECTOR_DIR_ENV, str(tmp_path / 'detectors'))
     monkeypatch.setenv('DNNLIB_CACHE_DIR', str(tmp_path / 'cache'))
     write_detectors(tmp_path / 'detectors')
-    images, _cams = make_dataset(tmp_path / 'data')
-    make_dataset(tmp_path / 'unlabelled', labels=False)
+    images, _cams = make_metric_dataset(tmp_path / 'data')
+    make_metric_dataset(tmp_path / 'unlabelled', labels=False)
 
     # A training run dir holding a snapshot whose stored dataset options are in training order.
     run_dir = tmp_path / 'runs' / '00000-ffhq-data-gpus1'

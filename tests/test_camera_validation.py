@@ -15,12 +15,11 @@ from training.camera_validation import (
     check_camera_labels,
     check_dataset,
     check_rendering_fit,
-    lookat_cam2world,
-    make_label,
     read_image_header,
     text_histogram,
     yaw_pitch_degrees,
 )
+from training.cameras import FOCAL_SHAPENET, lookat_cam2world, make_label
 
 #----------------------------------------------------------------------------
 
@@ -44,7 +43,7 @@ def shapenet_like_labels(n=24, seed=0, radius=1.3):
     for i in range(n):
         yaw, elevation = rnd.uniform(-np.pi, np.pi), rnd.uniform(0.05, 1.2)
         pos = radius * np.array([np.cos(elevation) * np.sin(yaw), np.sin(elevation), np.cos(elevation) * np.cos(yaw)])
-        labels.append([f'{i:05d}.png', make_label(lookat_cam2world(pos), focal=presets.FOCAL_SHAPENET)])
+        labels.append([f'{i:05d}.png', make_label(lookat_cam2world(pos), focal=FOCAL_SHAPENET)])
     return labels
 
 def names_of(labels):

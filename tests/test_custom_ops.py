@@ -18,6 +18,7 @@ import pytest
 import torch.utils.cpp_extension
 
 from torch_utils import custom_ops
+from torch_utils.ops import prebuild
 
 
 @pytest.fixture
@@ -411,30 +412,30 @@ def test_concurrent_processes_build_once(sources, tmp_path):
 
 def test_prebuild_command(sources, fake_build, monkeypatch, capsys):
     plugin = custom_ops.OptionalPlugin('test_plugin', sources=['op.cpp', 'op.cu'], headers=['op.h'], source_dir=str(sources))
-    monkeypatch.setattr(custom_ops, '_plugins', lambda: [plugin])
-    assert custom_ops.main(['--build']) == 0
+    monkeypatch.setattr(prebuild, 'plugins', lambda: [plugin])
+    assert prebuild.main(['--build']) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith('Setting up PyTorch plugin "test_plugin"... building for 7.5;') and out[0].endswith('Done.')
     assert out[1].startswith(f'test_plugin: {os.path.join(build_dir_of(sources), "test_plugin.py")} (') and out[1].endswith(' s)')
     custom_ops._cached_plugins.clear()
-    assert custom_ops.main(['--build']) == 0  # A finished build is only imported.
+    assert prebuild.main(['--build']) == 0  # A finished build is only imported.
     assert len(fake_build) == 1
 
 
 def test_prebuild_command_reports_failure(sources, fake_build, monkeypatch, capsys):
     plugin = custom_ops.OptionalPlugin('test_plugin', sources=['op.cpp', 'op.cu'], headers=['op.h'], source_dir=str(sources))
-    monkeypatch.setattr(custom_ops, '_plugins', lambda: [plugin])
+    monkeypatch.setattr(prebuild, 'plugins', lambda: [plugin])
     monkeypatch.setenv('TORCH_CUDA_ARCH_LIST', '7.0')
-    assert custom_ops.main(['--build']) == 1
+    assert prebuild.main(['--build']) == 1
     err = capsys.readouterr().err
     assert err.startswith('error: Could not build PyTorch plugin "test_plugin": CUDA 13.0 ') and err.count('\n') == 1
 
 
 def test_prebuild_command_needs_build_flag(capsys):
     with pytest.raises(SystemExit) as info:
-        custom_ops.main([])
+        prebuild.main([])
     assert info.value.code == 2 and 'pass --build' in capsys.readouterr().err
 
 
 def test_prebuild_command_lists_both_plugins():
-    assert [plugin._args['module_name'] for plugin in custom_ops._plugins()] == ['eg3d_bias_act_plugin', 'eg3d_upfirdn2d_plugin']
+    assert [plugin._args['module_name'] for plugin in prebuild.plugins()] == ['eg3d_bias_act_plugin', 'eg3d_upfirdn2d_plugin']

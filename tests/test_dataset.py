@@ -227,7 +227,9 @@ def test_non_square_resolution(tmp_path):
 
 @pytest.mark.parametrize('as_zip', [False, True])
 def test_validate_accepts_a_uniform_dataset(tmp_path, as_zip):
-    ImageFolderDataset(path=make_dataset(str(tmp_path), as_zip=as_zip)).validate()
+    dataset = ImageFolderDataset(path=make_dataset(str(tmp_path), as_zip=as_zip))
+    assert dataset.validate() is None  # No DatasetError ...
+    assert all(list(dataset[i][0].shape) == dataset.image_shape for i in range(len(dataset)))  # ... rightly.
 
 @pytest.mark.parametrize('as_zip', [False, True])
 def test_validate_names_the_odd_image(tmp_path, as_zip):
@@ -282,6 +284,7 @@ def test_validate_speed(tmp_path):
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'dataset_preprocessing', 'procedural'))
 import make_procedural_dataset as procedural  # noqa: E402
+from helpers import render
 
 def _reflected_scene(obj, monkeypatch):
     """The procedural object and light reflected in the plane x = 0: what a mirrored photo shows."""

@@ -13,7 +13,8 @@ import PIL.Image
 import pytest
 import scipy.io
 
-from training.camera_validation import check_camera_labels, lookat_cam2world, make_label
+from training.camera_validation import check_camera_labels
+from training.cameras import lookat_cam2world, make_label
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PRE = os.path.join(REPO, 'dataset_preprocessing')

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 import dataset_tool
 import dnnlib
-from training.camera_validation import lookat_cam2world, make_label
+from training.cameras import lookat_cam2world, make_label
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

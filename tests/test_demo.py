@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import PIL.Image
 import pytest
-from conftest import REPO_ROOT
+from helpers import REPO_ROOT
 
 sys.path.insert(0, os.path.join(REPO_ROOT, 'dataset_preprocessing', 'procedural'))
 import make_procedural_dataset as procedural  # noqa: E402

@@ -10,10 +10,11 @@ import ast
 import os
 
 import pytest
+from helpers import REPO_ROOT
 
-from conftest import REPO_ROOT
 
-TRAINING_PATH = ['train.py', 'calc_metrics.py', 'legacy.py', 'camera_utils.py', 'training', 'torch_utils', 'metrics', 'dnnlib']
+TRAINING_PATH = ['train.py', 'calc_metrics.py', 'legacy.py', 'camera_utils.py', 'training', 'inference', 'cli', 'torch_utils',
+                 'metrics', 'dnnlib']
 
 
 def _modules():

@@ -22,7 +22,7 @@ import urllib.request
 import click
 import pytest
 import script_commands
-from conftest import REPO_ROOT
+from helpers import REPO_ROOT, running_viewer, write_detectors, write_stand_in_detector
 
 SHELL_LANGUAGES = {'', 'bash', 'sh', 'shell', 'console', 'zsh'}
 LAUNCHERS = re.compile(r'^(\S*/)?(python[0-9.]*|torchrun|srun)$')
@@ -355,9 +355,6 @@ def _chain_steps():
 @pytest.mark.slow
 @pytest.mark.filterwarnings('ignore:`torch.jit')
 def test_custom_data_walkthrough_runs(tmp_path):
-    from test_metrics import write_detectors  # pylint: disable=import-outside-toplevel
-    from test_perceptual import write_stand_in_detector  # pylint: disable=import-outside-toplevel
-    from test_visualizer import running_viewer  # pylint: disable=import-outside-toplevel
     home, work = tmp_path / 'home', tmp_path / 'work'
     home.mkdir()
     work.mkdir()

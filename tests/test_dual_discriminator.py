@@ -1,32 +1,17 @@
 """EG3D discriminators: golden logits and input gradients (reduced shapenet config), filtered_resizing,
 label noise, and the Single/Dummy variants."""
 
-import copy
 import os
 
 import numpy as np
 import pytest
 import torch
-from conftest import GOLDEN_DIR
-from test_triplane import load_golden_config
+from helpers import GOLDEN_DIR, build_golden_discriminator
 
-import dnnlib
 from training import dual_discriminator as dd
 
 LOGIT_TOL = 1e-4
 GRAD_REL_TOL = 1e-3
-
-
-def build_golden_discriminator():
-    """The reduced shapenet D of the golden files, loaded strictly, in eval mode."""
-    cfg = load_golden_config()
-    kwargs = copy.deepcopy(cfg['D_kwargs'])
-    for key in ('block_kwargs', 'mapping_kwargs', 'epilogue_kwargs'): # train.py passes these as EasyDicts.
-        kwargs[key] = dnnlib.EasyDict(kwargs[key])
-    D = dnnlib.util.construct_class_by_name(**kwargs, **cfg['common_kwargs'])
-    state = np.load(os.path.join(GOLDEN_DIR, 'shapenet_D_state.npz'))
-    D.load_state_dict({name: torch.from_numpy(state[name]) for name in state.files}, strict=True)
-    return D.eval().requires_grad_(False)
 
 
 @pytest.fixture(scope='module')

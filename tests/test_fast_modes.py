@@ -9,8 +9,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from conftest import GOLDEN_DIR
-from test_triplane import build_golden_generator
+from helpers import GOLDEN_DIR, build_golden_generator
 
 from torch_utils import fast_modes
 

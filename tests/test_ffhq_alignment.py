@@ -1,7 +1,6 @@
 """dataset_preprocessing/ffhq: FFHQ download (MD5 checks, resume, atomic writes) and the 1500x1500 re-alignment."""
 
 import hashlib
-import importlib.util
 import io
 import json
 import os
@@ -12,17 +11,11 @@ import types
 import numpy as np
 import PIL.Image
 import pytest
+from helpers import FFHQ, load_ffhq_module
 
-FFHQ = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'dataset_preprocessing', 'ffhq')
 
-def load(name):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(FFHQ, f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-align = load('align_ffhq')
-download = load('download_ffhq')
+align = load_ffhq_module('align_ffhq')
+download = load_ffhq_module('download_ffhq')
 
 @pytest.fixture
 def call(call_main):
@@ -312,7 +305,7 @@ def test_download_bad_flags(fake_ffhq, call, tmp_path, args, message):
 def test_align_multiprocess_is_align_ffhq(fake_ffhq, call):
     # The name EG3D's recipe runs: `align_multiprocess.py --source=. --dest=realign1500 --threads=16`.
     assert call(download, '--json').returncode == 0
-    out = call(load('align_multiprocess'), '--source=.', '--dest=realign1500', '--threads=16')
+    out = call(load_ffhq_module('align_multiprocess'), '--source=.', '--dest=realign1500', '--threads=16')
     assert out.returncode == 1 and 'Aligning 2 image(s) into realign1500 (0 already there)' in out.stdout
     assert f'Error: ./{wild_path(fake_ffhq, 0)}: no such file (download it with download_ffhq.py --wilds)' in out.stderr
     assert 'Error: 2 of 2 image(s) could not be aligned' in out.stderr

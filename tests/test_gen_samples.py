@@ -1,6 +1,5 @@
 """gen_samples.py end to end with a tiny randomly initialised generator saved as a snapshot pickle."""
 
-import copy
 import os
 import pickle
 
@@ -11,57 +10,14 @@ import PIL.Image
 import pytest
 import torch
 from click.testing import CliRunner
-from test_shape_utils import read_ply
+from helpers import assert_refused, make_workdir, orbit_label, read_ply, write_tiny_snapshot
 
-import dnnlib
 import gen_samples
 import gen_videos
-import camera_utils
-from camera_utils import FOV_to_intrinsics, LookAtPoseSampler
-from training import generation, presets
+from inference import generation
 
 # ----------------------------------------------------------------------------
 # A tiny generator (shared with test_gen_videos.py).
-
-TINY_RENDERING_KWARGS = dict(
-    image_resolution=128, disparity_space_sampling=False, clamp_mode='softplus',
-    superresolution_module='training.superresolution.SuperresolutionHybrid2X', c_gen_conditioning_zero=False,
-    gpc_reg_prob=0.5, c_scale=1.0, superresolution_noise_mode='none', density_reg=0.25, density_reg_p_dist=0.004,
-    reg_type='l1', decoder_lr_mul=1.0, sr_antialias=True, depth_resolution=6, depth_resolution_importance=6,
-    ray_start=2.25, ray_end=3.3, box_warp=1, avg_camera_radius=2.7, avg_camera_pivot=[0, 0, 0.2])
-
-
-def build_tiny_generator():
-    """Small channel counts, 2x super-resolution to 128 px, 16 px neural rendering, few depth samples.
-
-    The density bias is shifted so the raw density crosses the scripts' iso-level 10 inside the box.
-    """
-    torch.manual_seed(123)
-    G = dnnlib.util.construct_class_by_name(
-        class_name='training.triplane.TriPlaneGenerator', z_dim=512, w_dim=512, c_dim=25, img_resolution=128,
-        img_channels=3, mapping_kwargs=dnnlib.EasyDict(num_layers=2), channel_base=1024, channel_max=16,
-        fused_modconv_default='inference_only', rendering_kwargs=copy.deepcopy(TINY_RENDERING_KWARGS),
-        num_fp16_res=0, sr_num_fp16_res=0, conv_clamp=None,
-        sr_kwargs=dnnlib.EasyDict(channel_base=1024, channel_max=16, fused_modconv_default='inference_only'))
-    G.register_buffer('dataset_label_std', torch.zeros(25))  # added by the training loop
-    G.neural_rendering_resolution = 16
-    G = G.eval().requires_grad_(False)
-
-    z = torch.from_numpy(np.random.RandomState(0).randn(1, 512))
-    points = torch.rand([1, 4096, 3]) - 0.5
-    sigma = G.sample(points, torch.zeros_like(points), z, torch.zeros([1, 25]), noise_mode='const')['sigma']
-    G.decoder.net[2].bias[0] += 10 - sigma.median()
-    return G
-
-
-def write_tiny_snapshot(path):
-    G = build_tiny_generator()
-    D = dnnlib.util.construct_class_by_name(class_name='training.dual_discriminator.DualDiscriminator', c_dim=25,
-                                            img_resolution=128, img_channels=3, channel_base=256, channel_max=8)
-    with open(path, 'wb') as f:
-        pickle.dump(dict(training_set_kwargs=None, G=G, D=D.eval().requires_grad_(False), G_ema=copy.deepcopy(G),
-                         augment_pipe=None), f)
-    return path
 
 
 @pytest.fixture(scope='module')
@@ -103,7 +59,7 @@ def test_images_and_volumes(snapshot, tmp_path):
     directions = torch.zeros_like(points)
     directions[..., 2] = -1
     z = torch.from_numpy(np.random.RandomState(3).randn(1, 512))
-    sigma = G.sample(points, directions, z, _label(np.pi / 2, np.pi / 2), noise_mode='const')['sigma']
+    sigma = G.sample(points, directions, z, orbit_label(np.pi / 2, np.pi / 2), noise_mode='const')['sigma']
     expected = np.flip(sigma.reshape(N, N, N).numpy(), 0).copy()
     pad = int(30 * N / 256)
     assert pad == 3
@@ -119,23 +75,14 @@ def _load_G(snapshot):
         return pickle.load(f)['G_ema']
 
 
-# The default camera of the tiny snapshot (FFHQ's rendering preset, no recorded focal): FFHQ's focal.
-FFHQ_FOV = camera_utils.focal_to_fov(presets.FOCAL_FFHQ)
-
-
-def _label(yaw, pitch, fov=FFHQ_FOV):
-    cam2world = LookAtPoseSampler.sample(yaw, pitch, torch.tensor([0, 0, 0.2]), radius=2.7)
-    return torch.cat([cam2world.reshape(-1, 16), FOV_to_intrinsics(fov).reshape(-1, 9)], dim=1)
-
-
 def test_image_matches_direct_rendering(snapshot, tmp_path):
     """Three views (yaw +0.4, 0, -0.4, pitch -0.2), frontal conditioning, truncation, seeded noise."""
     result = run(['--network', snapshot, '--seeds=5', '--outdir', str(tmp_path), '--trunc=0.7',
                   '--trunc-cutoff=7', '--fov-deg=18.837', '--reload_modules=true'])
     assert result.exit_code == 0, result.output
     G = _load_G(snapshot)
-    conditioning = _label(np.pi / 2, np.pi / 2, fov=18.837)
-    cameras = [_label(np.pi / 2 + yaw, np.pi / 2 - 0.2, fov=18.837) for yaw in (0.4, 0, -0.4)]
+    conditioning = orbit_label(np.pi / 2, np.pi / 2, fov=18.837)
+    cameras = [orbit_label(np.pi / 2 + yaw, np.pi / 2 - 0.2, fov=18.837) for yaw in (0.4, 0, -0.4)]
     z = torch.from_numpy(np.random.RandomState(5).randn(1, 512))
     torch.manual_seed(5)  # --seed-noise: backbone noise and ray jitter are seeded per seed
     ws = G.mapping(z, conditioning, truncation_psi=0.7, truncation_cutoff=7)
@@ -162,7 +109,7 @@ def test_meshes_with_vertex_colours(snapshot, tmp_path):
     # Same seed through the shape helper directly (no images), with colours: same mesh, colours added.
     G = _load_G(snapshot)
     z = torch.from_numpy(np.random.RandomState(2).randn(1, 512))
-    ws = G.mapping(z, _label(np.pi / 2, np.pi / 2))
+    ws = G.mapping(z, orbit_label(np.pi / 2, np.pi / 2))
     coloured = os.path.join(out, 'coloured')
     os.makedirs(coloured)
     path = gen_samples.generate_shape(G, ws, 2, coloured, N, '.ply', level=10, mesh_colors=True, device='cpu')
@@ -196,44 +143,9 @@ def test_meshes_with_vertex_colours(snapshot, tmp_path):
 # Bad input: one line naming the flag or file, non-zero exit, nothing created or overwritten.
 
 
-def file_tree(root):
-    """{relative path: bytes (files) or None (folders)} below root."""
-    tree = {}
-    for folder, dirs, files in os.walk(root):
-        for name in dirs:
-            tree[os.path.relpath(os.path.join(folder, name), root)] = None
-        for name in files:
-            path = os.path.join(folder, name)
-            with open(path, 'rb') as f:
-                tree[os.path.relpath(path, root)] = f.read()
-    return tree
-
-
-def make_workdir(tmp_path, monkeypatch):
-    """Enter tmp_path holding out/seed0001.png (to be left alone), a plain file and a folder named like an output
-    file (shared with test_gen_videos.py)."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv('EG3D_DEBUG', raising=False)
-    os.makedirs('out/seed0002.png')
-    (tmp_path / 'out' / 'seed0001.png').write_bytes(b'old image')
-    (tmp_path / 'a_file').write_bytes(b'not a folder')
-    return tmp_path
-
-
 @pytest.fixture
 def workdir(tmp_path, monkeypatch):
     return make_workdir(tmp_path, monkeypatch)
-
-
-def assert_refused(command, args, exit_code, message, root):
-    """Run the command; it must fail with `exit_code`, one error line containing `message`, and no file changes."""
-    before = file_tree(root)
-    result = CliRunner().invoke(command, args)
-    assert result.exit_code == exit_code, result.output
-    errors = [line for line in result.output.splitlines() if line.startswith('Error:')]
-    assert len(errors) == 1 and message in errors[0], result.output
-    assert 'Traceback' not in result.output
-    assert file_tree(root) == before
 
 
 @pytest.mark.parametrize('args, exit_code, message', [

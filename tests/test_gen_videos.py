@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from test_gen_samples import assert_refused, build_tiny_generator, make_workdir, write_tiny_snapshot
+from helpers import assert_refused, build_tiny_generator, make_workdir, write_tiny_snapshot
 
 import gen_videos
-from training import generation
+from training import cameras
 
 
 @pytest.fixture(scope='module')
@@ -61,11 +61,11 @@ def test_cameras_use_the_snapshots_focal_unless_told(tmp_path, monkeypatch, extr
     data['G_ema'].rendering_kwargs['avg_camera_focal'] = 2.0
     pickle.dump(data, open(network, 'wb'))
     focals = []
-    camera_label = generation.camera_label
+    camera_label = cameras.camera_label
     def recording_label(cam2world, intrinsics):
         focals.append(intrinsics.reshape(9)[[0, 4]].tolist())
         return camera_label(cam2world, intrinsics)
-    monkeypatch.setattr(generation, 'camera_label', recording_label)
+    monkeypatch.setattr(cameras, 'camera_label', recording_label)
     result = run(['--network', network, '--seeds=0', '--w-frames=2', '--outdir', str(tmp_path / 'out'), '--nrr=16',
                   '--sample_mult=1', '--image_mode=image_raw'] + extra)
     assert result.exit_code == 0, result.output
@@ -143,8 +143,8 @@ def test_layout_grid_and_orbit():
     assert grid[0, 0, 0] == 0 and grid[0, 3, 0] == 128 and grid[3, 0, 0] == 255 and grid[3, 3, 0] == 191
 
     pivot = torch.tensor([0.0, 0.0, 0.0])
-    start = generation.orbit_camera(0, 100, pivot, 2.7, 'cpu')[0]
-    quarter = generation.orbit_camera(25, 100, pivot, 2.7, 'cpu')[0]
+    start = cameras.orbit_camera(0, 100, pivot, 2.7, 'cpu')[0]
+    quarter = cameras.orbit_camera(25, 100, pivot, 2.7, 'cpu')[0]
     assert start[0, 3].abs() < 0.01 and start[1, 3] < -0.3  # frame 0: centred, below (pitch 1.57 - 0.05 + 0.25)
     assert quarter[0, 3] > 0.5                               # a quarter loop later: swung toward +x
 

@@ -6,8 +6,7 @@ import sys
 
 import pytest
 import torch
-
-from conftest import REPO_ROOT
+from helpers import REPO_ROOT
 
 sys.path.insert(0, os.path.join(REPO_ROOT, 'benchmarks'))
 import gpu_check  # noqa: E402

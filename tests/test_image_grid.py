@@ -1,14 +1,15 @@
-"""training/image_grid.py: which dataset items the snapshot grids show, and the grid PNGs."""
+"""training/image_grid.py: which dataset items the snapshot grids show, the grid PNGs, and torch_utils.misc.to_uint8."""
 
 import glob
 
 import numpy as np
 import PIL.Image
-from test_train import make_dataset
+import torch
+from helpers import make_dataset
 
-import camera_utils
 import dnnlib
-from training import image_grid
+from torch_utils import misc
+from training import cameras, image_grid
 
 #----------------------------------------------------------------------------
 
@@ -36,6 +37,19 @@ def test_snapshot_image_grid(tmp_path):
 
 #----------------------------------------------------------------------------
 
+
+def test_to_uint8_truncates_after_clamping(tmp_path):
+    img = torch.tensor([-1.5, -1.0, -0.001, 0.0, 0.5, 0.999, 1.2]).reshape(1, 1, 1, 7).expand(1, 3, 1, 7)
+    nchw = misc.to_uint8(img, channels_last=False)
+    assert nchw.shape == (1, 3, 1, 7) and nchw[0, 0, 0].tolist() == [0, 0, 127, 128, 191, 255, 255]
+    nhwc = misc.to_uint8(img)
+    assert nhwc.shape == (1, 1, 7, 3) and torch.equal(nhwc[0, 0, :, 1], nchw[0, 1, 0])
+    path = str(tmp_path / 'x.png')
+    image_grid.save_png(path, nhwc[0].numpy())
+    with PIL.Image.open(path) as png:
+        assert png.mode == 'RGB' and np.array_equal(np.asarray(png), nhwc[0].numpy())
+
+
 def test_grid_of_mirrored_cameras(tmp_path):
     dataset = dnnlib.util.construct_class_by_name(class_name='training.dataset.ImageFolderDataset',
                                                   path=make_dataset(tmp_path / 'd', num_images=5), use_labels=True,
@@ -49,5 +63,5 @@ def test_grid_of_mirrored_cameras(tmp_path):
         if tuple(label) in raw:
             np.testing.assert_array_equal(image, dataset[raw[tuple(label)]][0])
         else:
-            original = raw[tuple(camera_utils.mirror_label(label).astype(np.float32))]
+            original = raw[tuple(cameras.mirror_label(label).astype(np.float32))]
             np.testing.assert_array_equal(image, dataset[original][0][:, :, ::-1])

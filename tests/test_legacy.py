@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from helpers import fork_pickle, render_two_images, tiny_training_snapshot
 
 import dnnlib
 import legacy
@@ -19,63 +20,14 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 POISON = "raise RuntimeError('embedded source was executed')\n"
 
 
-def _tiny_rendering_kwargs():
-    return dict(image_resolution=128, disparity_space_sampling=False, clamp_mode='softplus',
-                superresolution_module='training.superresolution.SuperresolutionHybrid2X',
-                c_gen_conditioning_zero=True, gpc_reg_prob=None, c_scale=1.0, superresolution_noise_mode='none',
-                density_reg=0.25, density_reg_p_dist=0.004, reg_type='l1', decoder_lr_mul=1.0, sr_antialias=True,
-                depth_resolution=6, depth_resolution_importance=6, ray_start=0.1, ray_end=2.6, box_warp=1.6,
-                white_back=True, avg_camera_radius=1.7, avg_camera_pivot=[0, 0, 0])
-
-
-def _tiny_snapshot(seed=0):
-    torch.manual_seed(seed)
-    common = dict(c_dim=25, img_resolution=128, img_channels=3)
-    G = dnnlib.util.construct_class_by_name(
-        class_name='training.triplane.TriPlaneGenerator', z_dim=512, w_dim=512,  # SR blocks assume w_dim 512
-        mapping_kwargs=dnnlib.EasyDict(num_layers=1), channel_base=256, channel_max=8,
-        fused_modconv_default='inference_only', rendering_kwargs=_tiny_rendering_kwargs(), num_fp16_res=0,
-        sr_num_fp16_res=4, sr_kwargs=dnnlib.EasyDict(channel_base=256, channel_max=8, fused_modconv_default='inference_only'),
-        conv_clamp=None, **common)
-    G.register_buffer('dataset_label_std', torch.rand(25))
-    G.neural_rendering_resolution = 16
-    D = dnnlib.util.construct_class_by_name(
-        class_name='training.dual_discriminator.DualDiscriminator', block_kwargs=dnnlib.EasyDict(freeze_layers=0),
-        mapping_kwargs=dnnlib.EasyDict(), epilogue_kwargs=dnnlib.EasyDict(mbstd_group_size=2), channel_base=256,
-        channel_max=8, disc_c_noise=0.0, num_fp16_res=4, conv_clamp=256, **common)
-    augment_pipe = dnnlib.util.construct_class_by_name(class_name='training.augment.AugmentPipe', xflip=1, rotate90=1,
-                                                       xint=1, scale=1, rotate=1, aniso=1, xfrac=1, brightness=1,
-                                                       contrast=1, lumaflip=1, hue=1, saturation=1)
-    augment_pipe.p.copy_(torch.as_tensor(0.3))
-    with torch.no_grad():
-        for param in list(G.parameters()) + list(D.parameters()):
-            param.add_(torch.randn_like(param) * 0.05)
-    G_ema = copy.deepcopy(G)
-    snapshot = dict(training_set_kwargs=dict(class_name='training.dataset.ImageFolderDataset', path='data.zip',
-                                             use_labels=True, max_size=10, xflip=False, resolution=64, random_seed=0))
-    for name, module in [('G', G), ('D', D), ('G_ema', G_ema), ('augment_pipe', augment_pipe)]:
-        snapshot[name] = copy.deepcopy(module).eval().requires_grad_(False).cpu()
-    return snapshot
-
-
-def _render(G, seed=1):
-    z = torch.from_numpy(np.random.RandomState(seed).randn(2, G.z_dim)).float()
-    c = torch.zeros(2, 25)
-    c[:, :16] = torch.eye(4).flatten()
-    c[:, 11] = 1.7
-    c[:, 16:] = torch.tensor([1.7074, 0, 0.5, 0, 1.7074, 0.5, 0, 0, 1])
-    torch.manual_seed(3)
-    return G(z, c, noise_mode='const')['image']
-
-
 @pytest.fixture(scope='module')
 def snapshot():
-    return _tiny_snapshot()
+    return tiny_training_snapshot()
 
 
 @pytest.fixture(scope='module')
 def expected_image(snapshot):
-    return _render(snapshot['G_ema'])
+    return render_two_images(snapshot['G_ema'])
 
 
 @pytest.fixture
@@ -101,12 +53,12 @@ def test_official_format_loads_into_our_classes(snapshot, official_bytes, expect
         assert torch.equal(data['D'].state_dict()[name], tensor), name
     assert float(data['augment_pipe'].p) == pytest.approx(0.3)
     assert data['training_set_kwargs'] == snapshot['training_set_kwargs']
-    assert torch.allclose(_render(G), expected_image, atol=1e-6)
+    assert torch.allclose(render_two_images(G), expected_image, atol=1e-6)
 
 
 def test_plain_pickle_load_works_without_executing_sources(official_bytes, expected_image):
     data = pickle.loads(official_bytes)
-    assert torch.allclose(_render(data['G_ema']), expected_image, atol=1e-6)
+    assert torch.allclose(render_two_images(data['G_ema']), expected_image, atol=1e-6)
 
 
 def test_force_fp16_rebuilds_and_keeps_rendering_resolution(official_bytes):
@@ -124,9 +76,10 @@ def test_own_snapshot_round_trips_in_fresh_process(snapshot, expected_image, tmp
     script = textwrap.dedent(f'''
         import sys
         sys.path.insert(0, {os.path.join(REPO_ROOT, 'tests')!r})
-        import legacy, test_legacy
+        import helpers
+        import legacy
         data = legacy.load_network_pkl({str(path)!r})
-        print(repr(test_legacy._render(data['G_ema']).sum().item()))
+        print(repr(helpers.render_two_images(data['G_ema']).sum().item()))
     ''')
     out = subprocess.run([sys.executable, '-c', script], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
@@ -143,7 +96,7 @@ def test_cuda_storage_location_loads_on_cpu(snapshot, expected_image):
             pickle.loads(patched)  # what plain unpickling does on a machine without CUDA
     loaded = legacy.load_network_pkl(io.BytesIO(patched))
     assert loaded['G_ema'].renderer.plane_axes.device.type == 'cpu'
-    assert torch.allclose(_render(loaded['G_ema']), expected_image, atol=1e-6)
+    assert torch.allclose(render_two_images(loaded['G_ema']), expected_image, atol=1e-6)
 
 
 def _pickle_with_storage_location(obj, location):
@@ -227,22 +180,9 @@ def test_cli_converts_and_reports_errors(official_bytes, tmp_path, monkeypatch):
 # ----------------------------------------------------------------------------
 # Converting a fork's pickle (--trust-embedded-code) into one that loads without trust.
 
-FORK_CLASSES = ''.join(f'\n\nclass ForkOnly{index}:\n    pass\n' for index in range(40))
-
-
 @pytest.fixture
 def fork_marker(tmp_path):
     return tmp_path / 'FORK_CODE_RAN'
-
-
-def _fork_pickle(obj, marker) -> bytes:
-    """pickle.dumps(obj) as a fork would write it: every embedded module defines many classes we lack (so it
-    matches none of ours) and leaves a marker file when executed."""
-    with pytest.MonkeyPatch.context() as patch:
-        for cls in list(persistence._decorators):
-            patch.setattr(cls, '_orig_module_src', f'{cls._orig_module_src}{FORK_CLASSES}\n'
-                                                   f'open({str(marker)!r}, "a").close()\n')
-        return pickle.dumps(obj)
 
 
 def _convert(source, dest, *flags):
@@ -251,7 +191,7 @@ def _convert(source, dest, *flags):
 
 def test_fork_pickle_converts_to_one_that_loads_without_trust(snapshot, expected_image, fork_marker, tmp_path):
     source, dest = tmp_path / 'fork.pkl', tmp_path / 'converted.pkl'
-    source.write_bytes(_fork_pickle(snapshot, fork_marker))
+    source.write_bytes(fork_pickle(snapshot, fork_marker))
     with pytest.raises(legacy.NetworkPickleError, match='matches none of this repository\'s modules'):
         legacy.load_network_pkl(str(source))
     assert not fork_marker.exists()
@@ -267,7 +207,7 @@ def test_fork_pickle_converts_to_one_that_loads_without_trust(snapshot, expected
     assert not fork_marker.exists()
     from training.triplane import TriPlaneGenerator
     assert type(data['G_ema']) is TriPlaneGenerator and data['G_ema'].neural_rendering_resolution == 16
-    assert torch.allclose(_render(data['G_ema']), expected_image, atol=1e-6)
+    assert torch.allclose(render_two_images(data['G_ema']), expected_image, atol=1e-6)
     assert float(data['augment_pipe'].p) == pytest.approx(0.3)
     assert data['training_set_kwargs'] == snapshot['training_set_kwargs']
 
@@ -299,7 +239,7 @@ def _with_extra_parameter(G):
 ])
 def test_fork_pickle_without_counterpart_is_refused(snapshot, fork_marker, tmp_path, change, reason):
     source, dest = tmp_path / 'fork.pkl', tmp_path / 'converted.pkl'
-    source.write_bytes(_fork_pickle(change(snapshot), fork_marker))
+    source.write_bytes(fork_pickle(change(snapshot), fork_marker))
     result = _convert(source, dest, '--trust-embedded-code')
     assert result.exit_code == 1 and result.stdout == f'Loading "{source}"...\n'
     assert result.stderr.splitlines()[-1].startswith(f'Error: {source}: {reason}'), result.stderr
@@ -319,7 +259,7 @@ def _render_facing_the_box(G):
 
 
 def test_new_plane_layout_travels_in_snapshots_and_is_not_converted(snapshot, tmp_path):
-    from training import generation
+    from inference import generation
     data = copy.deepcopy(snapshot)
     for key in ('G', 'G_ema'):
         data[key].rendering_kwargs['plane_layout'] = 'xy_xz_zy'

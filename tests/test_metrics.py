@@ -9,13 +9,12 @@ import pickle
 import tempfile
 
 import numpy as np
-import PIL.Image
 import pytest
 import scipy.linalg
 import scipy.special
 import torch
+from helpers import ReplayGenerator, dataset_kwargs, make_metric_dataset, small_fid_metric, write_detectors
 
-import camera_utils
 import dnnlib
 from metrics import (
     frechet_inception_distance,
@@ -25,6 +24,7 @@ from metrics import (
     metric_utils,
     precision_recall,
 )
+from training import cameras
 
 # The default 3 data-loader workers exceed this machine's suggestion; TorchScript is used on purpose.
 pytestmark = [pytest.mark.filterwarnings('ignore:This DataLoader will create'), pytest.mark.filterwarnings('ignore:`torch.jit')]
@@ -32,70 +32,6 @@ pytestmark = [pytest.mark.filterwarnings('ignore:This DataLoader will create'), 
 #----------------------------------------------------------------------------
 # Stand-ins (also used by test_calc_metrics.py).
 
-class TinyDetector(torch.nn.Module):
-    """Takes uint8 NCHW at any resolution. return_features: 9-d features; otherwise a 10-way softmax
-    (no_output_bias=True leaves out the output bias, as the Inception detector does for IS)."""
-
-    def __init__(self):
-        super().__init__()
-        gen = torch.Generator().manual_seed(1)
-        self.conv = torch.nn.Conv2d(3, 6, 3)
-        self.fc = torch.nn.Linear(9, 10)
-        with torch.no_grad():
-            for p in self.parameters():
-                p.copy_(torch.randn(p.shape, generator=gen))
-        self.requires_grad_(False)
-
-    def forward(self, img: torch.Tensor, return_features: bool = False, no_output_bias: bool = False) -> torch.Tensor:
-        assert img.dtype == torch.uint8
-        x = img.to(torch.float32) / 255
-        h = torch.tanh(self.conv(x)).mean(dim=[2, 3])
-        features = torch.cat([h, x.mean(dim=[2, 3])], dim=1)
-        if return_features:
-            return features
-        logits = features @ self.fc.weight.t() * 3
-        if not no_output_bias:
-            logits = logits + self.fc.bias
-        return torch.softmax(logits, dim=1)
-
-class _ScriptModulePickler(pickle.Pickler):
-    # A pickle whose loading calls torch.jit.load on embedded TorchScript bytes (a plain pickle.load works).
-    def reducer_override(self, obj):
-        if isinstance(obj, torch.jit.ScriptModule):
-            buf = io.BytesIO()
-            torch.jit.save(obj, buf)
-            return torch.jit.load, (io.BytesIO(buf.getvalue()),)
-        return NotImplemented
-
-_scripted_detector = []
-
-def write_detectors(folder):
-    """inception-2015-12-05.pkl and vgg16.pkl (both the tiny detector) in `folder`; returns the module."""
-    if not _scripted_detector:
-        _scripted_detector.append(torch.jit.script(TinyDetector()))
-    detector = _scripted_detector[0]
-    os.makedirs(folder, exist_ok=True)
-    for name in ('inception-2015-12-05.pkl', 'vgg16.pkl'):
-        with open(os.path.join(folder, name), 'wb') as f:
-            _ScriptModulePickler(f).dump(detector)
-    return detector
-
-def make_dataset(path, num_images=12, resolution=8, labels=True, seed=0):
-    """A folder dataset; returns the images (uint8 NCHW, in item order) and labels (float32 [N, 25])."""
-    rng = np.random.RandomState(seed)
-    os.makedirs(path)
-    images = rng.randint(0, 256, size=[num_images, resolution, resolution, 3]).astype(np.uint8)
-    cams = rng.randn(num_images, 25).astype(np.float32)
-    names = [f'img{i:04d}.png' for i in range(num_images)]
-    for name, img in zip(names, images):
-        PIL.Image.fromarray(img).save(os.path.join(path, name))
-    with open(os.path.join(path, 'dataset.json'), 'w') as f:
-        json.dump(dict(labels=[[n, c.tolist()] for n, c in zip(names, cams)] if labels else None), f)
-    return images.transpose(0, 3, 1, 2), cams
-
-def dataset_kwargs(path, resolution=8):
-    return dnnlib.EasyDict(class_name='training.dataset.ImageFolderDataset', path=str(path), use_labels=True,
-                           max_size=None, xflip=False, resolution=resolution, random_seed=0)
 
 class FakeGenerator(torch.nn.Module):
     """G(z, c)['image'] in roughly [-1.2, 1.2] (exercises the clamp); logs every call in FakeGenerator.calls."""
@@ -113,19 +49,6 @@ class FakeGenerator(torch.nn.Module):
         FakeGenerator.calls.append(dict(z=z.clone(), c=c.clone(), image=img.clone()))
         return dict(image=img)
 
-class ReplayGenerator(torch.nn.Module):
-    """Emits the given uint8 images in order (cycling), as floats that convert back to exactly the same bytes."""
-
-    def __init__(self, images, c_dim=25):
-        super().__init__()
-        self.z_dim, self.c_dim, self.img_resolution, self.img_channels = 4, c_dim, images.shape[2], images.shape[1]
-        self.register_buffer('images', torch.from_numpy(np.ascontiguousarray(images)))
-        self.next = 0
-
-    def forward(self, z, c, **kwargs):
-        idx = (self.next + torch.arange(z.shape[0])) % self.images.shape[0]
-        self.next += z.shape[0]
-        return dict(image=(self.images[idx].to(torch.float32) - 127.5) / 127.5)
 
 #----------------------------------------------------------------------------
 
@@ -135,7 +58,7 @@ def env(tmp_path, monkeypatch):
     monkeypatch.setenv(metric_utils.DETECTOR_DIR_ENV, str(tmp_path / 'detectors'))
     monkeypatch.setenv('DNNLIB_CACHE_DIR', str(tmp_path / 'cache'))
     detector = write_detectors(tmp_path / 'detectors')
-    images, cams = make_dataset(tmp_path / 'data')
+    images, cams = make_metric_dataset(tmp_path / 'data')
     FakeGenerator.calls.clear()
     return dnnlib.EasyDict(detector=detector, images=images, cams=cams, dataset_kwargs=dataset_kwargs(tmp_path / 'data'), tmp_path=tmp_path)
 
@@ -215,7 +138,7 @@ def test_generator_labels_of_mirrored_items_are_mirrored_cameras(env):
     drawn = np.concatenate([next(labels).numpy() for _ in range(10)])
     np.random.seed(7)
     indices = [np.random.randint(24) for _ in range(40)]  # 12 images and their mirrored copies.
-    expected = [env.cams[i] if i < 12 else camera_utils.mirror_label(env.cams[i - 12]).astype(np.float32) for i in indices]
+    expected = [env.cams[i] if i < 12 else cameras.mirror_label(env.cams[i - 12]).astype(np.float32) for i in indices]
     assert any(i >= 12 for i in indices)
     np.testing.assert_array_equal(drawn, np.stack(expected))
 
@@ -343,11 +266,6 @@ def test_statistics_cache_file_and_hit(env, monkeypatch):
     with open(cache_file, 'rb') as f:
         assert pickle.load(f)['num_items'] == 12
 
-def small_fid_metric(opts):
-    """fid50k_full with 120 generated images, registered temporarily by the tests that run a whole metric."""
-    opts.dataset_kwargs.update(max_size=None, xflip=False)
-    return dict(fid120_full=frechet_inception_distance.compute_fid(opts, max_real=None, num_gen=120))
-small_fid_metric.__name__ = 'fid120_full'
 
 def test_calc_metric_record_and_report(env, tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(metric_main._metric_dict, 'fid120_full', small_fid_metric)

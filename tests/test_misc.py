@@ -90,8 +90,11 @@ def test_print_module_summary(capsys):
 
 
 def test_ddp_sync_plain_module_is_noop():
-    with misc.ddp_sync(torch.nn.Linear(1, 1), sync=False):
-        pass
+    # A module that is not DistributedDataParallel has no gradient sync to skip: backward works as usual.
+    module = torch.nn.Linear(1, 1)
+    with misc.ddp_sync(module, sync=False):
+        module(torch.full([1, 1], 3.0)).sum().backward()
+    assert module.weight.grad.item() == 3.0 and module.bias.grad.item() == 1.0
 
 
 def test_make_deterministic(restore_determinism):

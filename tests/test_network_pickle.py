@@ -10,7 +10,7 @@ import textwrap
 import numpy as np
 import pytest
 import torch
-from test_legacy import _tiny_snapshot
+from helpers import tiny_training_snapshot
 
 import dnnlib
 from torch_utils import persistence
@@ -29,7 +29,7 @@ HUBCONF = textwrap.dedent('''
 
 @pytest.fixture(scope='module')
 def snapshot():
-    return _tiny_snapshot()
+    return tiny_training_snapshot()
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import GOLDEN_DIR
+from helpers import GOLDEN_DIR
 
 from torch_utils import custom_ops
 from torch_utils.ops import (

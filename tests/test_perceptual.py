@@ -1,41 +1,17 @@
-"""training/perceptual.py with a small stand-in for the VGG16 LPIPS TorchScript file in $EG3D_DETECTOR_DIR."""
+"""inference/perceptual.py with a small stand-in for the VGG16 LPIPS TorchScript file in $EG3D_DETECTOR_DIR."""
 
-import os
 
 import pytest
 import torch
+from helpers import StandInLPIPS, write_stand_in_detector
 
 import dnnlib
+from inference import perceptual
 from metrics import metric_utils
-from training import perceptual
 
 pytestmark = pytest.mark.filterwarnings('ignore:`torch.jit')
 
 # ----------------------------------------------------------------------------
-
-
-class StandInLPIPS(torch.nn.Module):
-    """Called like the real file: (images in [0, 255], resize_images, return_lpips) -> [N, F] features."""
-
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(7)
-        self.conv = torch.nn.Conv2d(3, 4, kernel_size=3, stride=2)
-
-    def forward(self, img: torch.Tensor, resize_images: bool = True, return_lpips: bool = False) -> torch.Tensor:
-        torch._assert(img.shape[2] <= 256, 'images reach the detector at 256 px at most')
-        features = torch.nn.functional.adaptive_avg_pool2d(torch.tanh(self.conv(img / 255 - 0.5)), 4).flatten(1)
-        if return_lpips:
-            features = features / features.square().sum(dim=1, keepdim=True).sqrt()
-        return features
-
-
-def write_stand_in_detector(folder):
-    """vgg16.pt (the stand-in, TorchScript) in `folder`; returns its path."""
-    os.makedirs(folder, exist_ok=True)
-    path = os.path.join(folder, os.path.basename(perceptual.VGG16_URL))
-    torch.jit.save(torch.jit.script(StandInLPIPS()), path)
-    return path
 
 
 @pytest.fixture
@@ -75,7 +51,7 @@ def test_large_images_are_box_filtered_to_256(detector_dir):
 
 def test_missing_detector_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setenv(metric_utils.DETECTOR_DIR_ENV, str(tmp_path))
-    with pytest.raises(metric_utils.FeatureDetectorError, match=r'vgg16.pt: no such file \(\$EG3D_DETECTOR_DIR is set: '
+    with pytest.raises(perceptual.DetectorError, match=r'vgg16.pt: no such file \(\$EG3D_DETECTOR_DIR is set: '
                                                                 r'place vgg16.pt from https://\S+/vgg16.pt there\)'):
         perceptual.PerceptualDistance(device='cpu')
 
@@ -83,6 +59,6 @@ def test_missing_detector_is_one_line(tmp_path, monkeypatch):
     def offline(url, **kwargs):
         raise dnnlib.util.DownloadError(f'cannot download {url}; place it at {dnnlib.util.url_cache_path(url)}')
     monkeypatch.setattr(dnnlib.util, 'open_url', offline)
-    with pytest.raises(metric_utils.FeatureDetectorError) as info:
+    with pytest.raises(perceptual.DetectorError) as info:
         perceptual.PerceptualDistance(device='cpu')
     assert '\n' not in str(info.value) and 'vgg16.pt' in str(info.value) and '$EG3D_DETECTOR_DIR' in str(info.value)

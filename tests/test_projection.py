@@ -1,4 +1,4 @@
-"""training/projection.py: schedules and noise penalty exactly, and both stages on a tiny generator (CPU, pixel
+"""inference/projection.py: schedules and noise penalty exactly, and both stages on a tiny generator (CPU, pixel
 loss) fitting a target that the generator itself rendered from a known latent and camera."""
 
 import copy
@@ -7,40 +7,12 @@ import time
 import numpy as np
 import pytest
 import torch
-from test_gen_samples import _label, build_tiny_generator
+from helpers import build_projection_generator, frontal_camera, render, target_latent
 
-from training import projection
+from inference import projection
 
 # ----------------------------------------------------------------------------
 # A tiny generator with a meaningful w_avg, and a target it can render exactly.
-
-TARGET_SEED = 7
-
-
-def build_projection_generator():
-    """build_tiny_generator() with w_avg set to the mean of 1000 mapped latents, as training would track it."""
-    G = build_tiny_generator()
-    z = torch.from_numpy(np.random.RandomState(5).randn(1000, G.z_dim)).to(torch.float32)
-    with torch.no_grad():
-        G.backbone.mapping.w_avg.copy_(G.mapping(z, frontal_camera().expand(1000, -1))[:, 0].mean(dim=0))
-    return G
-
-
-def frontal_camera():
-    return _label(np.pi / 2, np.pi / 2)
-
-
-def target_latent(G, c):
-    z = torch.from_numpy(np.random.RandomState(TARGET_SEED).randn(1, G.z_dim)).to(torch.float32)
-    with torch.no_grad():
-        return G.mapping(z, c)
-
-
-def render(G, ws, c, seed=0):
-    """The image; the renderer's depth jitter is drawn from torch's global generator, seeded here."""
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        return G.synthesis(ws, c, noise_mode='const')['image']
 
 
 FAST_OPTS = dict(w_stats_samples=1000)

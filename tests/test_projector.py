@@ -12,13 +12,14 @@ import PIL.Image
 import pytest
 import torch
 from click.testing import CliRunner
-from test_perceptual import write_stand_in_detector
-from test_projection import build_projection_generator, frontal_camera, render, target_latent
+from helpers import build_projection_generator, frontal_camera, render, target_latent, write_stand_in_detector
 
 import dnnlib
 import projector
+from inference import generation
 from metrics import metric_utils
-from training import generation, network_pickle
+from torch_utils import misc
+from training import network_pickle
 
 pytestmark = pytest.mark.filterwarnings('ignore:`torch.jit')
 
@@ -43,7 +44,7 @@ def inputs(tmp_path_factory):
 
     c = frontal_camera()
     photo = str(folder / 'face.png')
-    PIL.Image.fromarray(generation.to_uint8(render(G, target_latent(G, c), c))[0].numpy()).save(photo)
+    PIL.Image.fromarray(misc.to_uint8(render(G, target_latent(G, c), c))[0].numpy()).save(photo)
     label = c[0].tolist()
     dataset_json = str(folder / 'dataset.json')
     with open(dataset_json, 'w') as f:
@@ -88,7 +89,7 @@ def test_end_to_end_with_tuning_and_perceptual_loss(inputs, tmp_path, monkeypatc
         data = network_pickle.load_network_pkl(f)
     assert data['training_set_kwargs'] == dict(resolution=128)
     G = generation.load_generator(os.path.join(out, 'tuned.pkl'), torch.device('cpu'))
-    tuned_panel = generation.to_uint8(render(G, ws, c, seed=0))[0].numpy().astype(int)  # --seed's default
+    tuned_panel = misc.to_uint8(render(G, ws, c, seed=0))[0].numpy().astype(int)  # --seed's default
     assert np.abs(tuned_panel - panels[:, 2]).max() <= 1
 
 

@@ -6,7 +6,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from conftest import GOLDEN_DIR
+from helpers import GOLDEN_DIR
 
 from training.volumetric_rendering.ray_sampler import RaySampler
 

@@ -11,7 +11,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from conftest import GOLDEN_DIR
+from helpers import GOLDEN_DIR
 
 from training.triplane import OSGDecoder
 from training.volumetric_rendering import math_utils

@@ -8,9 +8,7 @@ import pickle
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from test_gen_samples import write_tiny_snapshot
-from test_train import invoke, make_dataset, parse_config, tiny_args
-from test_training_options import released
+from helpers import invoke, make_dataset, parse_config, released_networks, tiny_args, write_tiny_snapshot
 
 import gen_samples
 import gen_videos
@@ -19,7 +17,7 @@ import train
 from camera_utils import LookAtPoseSampler
 from training import presets, rendering_config
 from training.rendering_config import RenderingConfigError, load_config_file, resolve_rendering_options
-from training.training_options import describe_resume_differences
+from cli.train_options import describe_resume_differences
 from viz.render import Renderer
 
 #----------------------------------------------------------------------------
@@ -282,7 +280,7 @@ def test_plane_layout_key_and_flag(data128, tmp_path):
 
 def test_resuming_into_another_plane_layout_warns(data128, tmp_path):
     # A released network records no plane_layout: it has the original layout.
-    released_cars = released('shapenet', 64)
+    released_cars = released_networks('shapenet', 64)
     def differences(*flags):
         c, _ = parse_config([f'--outdir={tmp_path}', '--cfg=shapenet', f'--data={data128}', '--gpus=1', '--batch=4',
                              '--gamma=0.3', *flags])

@@ -1,4 +1,4 @@
-"""Shape extraction helpers (training/shape_extraction.py) and the shape_utils.py converter, on analytic densities."""
+"""Shape extraction helpers (inference/shape_extraction.py) and the shape_utils.py converter, on analytic densities."""
 
 import os
 
@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from helpers import read_ply
 
 import shape_utils
-from training import shape_extraction
+from inference import shape_extraction
 
 CENTER = np.array([0.1, -0.05, 0.08])
 RADIUS = 0.3
@@ -29,23 +30,6 @@ def sphere_volume(N, cube_length=1.0, chunk_size=5000):
                                                   progress=False)
     return shape_extraction.finish_volume(sigmas, pad=int(30 * N / 256), pad_value=-1000)
 
-
-def read_ply(path):
-    """Binary little-endian PLY (shared with test_gen_samples.py) -> (header lines, vertices, [F, 3] faces)."""
-    with open(path, 'rb') as f:
-        header = []
-        while not header or header[-1] != 'end_header':
-            header.append(f.readline().decode('ascii').strip())
-        body = f.read()
-    counts = {line.split()[1]: int(line.split()[2]) for line in header if line.startswith('element')}
-    colored = any(line.endswith(' red') for line in header)
-    vertex_dtype = [('xyz', '<f4', (3,))] + ([('rgb', 'u1', (3,))] if colored else [])
-    verts = np.frombuffer(body, dtype=vertex_dtype, count=counts['vertex'])
-    faces = np.frombuffer(body, dtype=[('n', 'u1'), ('idx', '<i4', (3,))], count=counts['face'],
-                          offset=verts.nbytes)
-    assert np.all(faces['n'] == 3)
-    assert len(body) == verts.nbytes + faces.nbytes  # Nothing after the faces.
-    return header, verts, faces['idx']
 
 # ----------------------------------------------------------------------------
 

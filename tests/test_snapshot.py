@@ -11,6 +11,7 @@ import textwrap
 import time
 
 import pytest
+from helpers import write_pair
 
 import dnnlib
 from training import snapshot
@@ -19,16 +20,6 @@ DESC = 'shapenet-cars_128-gpus1-batch2-gamma0.3'
 
 #----------------------------------------------------------------------------
 # Helpers.
-
-def write_pair(run_dir, cur_nimg, previous_nimg=None, payload=b''):
-    """Write a pair the way the training loop does (pickle first, then the state); returns the pickle path."""
-    os.makedirs(run_dir, exist_ok=True)
-    name = snapshot.snapshot_name(cur_nimg, previous_nimg)
-    pkl = os.path.join(run_dir, name)
-    sha256 = snapshot.save_pickle(pkl, dict(nimg=cur_nimg, payload=payload))
-    identity = snapshot.pickle_identity(name, sha256, cur_nimg=cur_nimg, cur_tick=cur_nimg // 10)
-    snapshot.save_training_state(snapshot.state_path_for(pkl), dict(options={}, snapshot=identity, cur_nimg=cur_nimg))
-    return pkl
 
 def latest(outdir, warnings=None):
     return snapshot.find_latest_snapshot(str(outdir), DESC, warn=(warnings if warnings is not None else []).append)
@@ -133,7 +124,7 @@ def test_real_kill_during_snapshot_writes(tmp_path):
     script = textwrap.dedent(f'''
         import sys
         sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r})
-        from test_snapshot import write_pair
+        from helpers import write_pair
         previous = None
         for nimg in range(1, 10**6):
             write_pair({run_dir!r}, nimg, previous, payload=bytes(2 << 20))

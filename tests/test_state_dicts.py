@@ -11,9 +11,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from conftest import STATE_DICTS_DIR
-from test_dual_discriminator import build_golden_discriminator
-from test_triplane import build_golden_generator, load_golden_config
+from helpers import STATE_DICTS_DIR, build_golden_discriminator, build_golden_generator, load_golden_config
 
 import dnnlib
 from torch_utils import persistence

@@ -7,12 +7,10 @@ import math
 import os
 import pickle
 
-import numpy as np
 import PIL.Image
 import pytest
 import torch
-from click.testing import CliRunner
-from conftest import GOLDEN_DIR, STATE_DICTS_DIR
+from helpers import GOLDEN_DIR, STATE_DICTS_DIR, invoke, make_dataset, parse_config, tiny_args
 
 import dnnlib
 import legacy
@@ -23,43 +21,6 @@ from training import snapshot, training_loop
 #----------------------------------------------------------------------------
 # Helpers shared with test_training_loop.py.
 
-def make_dataset(path, num_images=8, resolution=128, seed=0, labels=True, label_dim=25):
-    """A folder of random RGB PNGs with look-at cameras (radius 1.7, FOV ~33 deg) in dataset.json."""
-    rnd = np.random.RandomState(seed)
-    os.makedirs(path, exist_ok=True)
-    entries = []
-    for idx in range(num_images):
-        name = f'img{idx:04d}.png'
-        image = (rnd.rand(resolution, resolution, 3) * 255).astype(np.uint8)
-        PIL.Image.fromarray(image, 'RGB').save(os.path.join(path, name))
-        yaw = rnd.uniform(-0.6, 0.6)
-        origin = np.array([1.7 * np.sin(yaw), 0.3, 1.7 * np.cos(yaw)])
-        forward = -origin / np.linalg.norm(origin)
-        right = -np.cross([0, 1, 0], forward)
-        right /= np.linalg.norm(right)
-        down = np.cross(forward, right)
-        cam2world = np.eye(4)
-        cam2world[:3, 0], cam2world[:3, 1], cam2world[:3, 2], cam2world[:3, 3] = right, down, forward, origin
-        label = cam2world.flatten().tolist() + [1.7074, 0, 0.5, 0, 1.7074, 0.5, 0, 0, 1]
-        entries.append([name, label[:label_dim]])
-    with open(os.path.join(path, 'dataset.json'), 'w') as f:
-        json.dump({'labels': entries if labels else None}, f)
-    return str(path)
-
-def tiny_args(outdir, data, *extra):
-    """Command line of a tiny CPU configuration (128 px shapenet, small channels, few ray samples)."""
-    return [f'--outdir={outdir}', '--cfg=shapenet', f'--data={data}', '--gpus=1', '--batch=2', '--gamma=0.3',
-            '--cbase=1024', '--cmax=32', '--mbstd-group=2', '--neural_rendering_resolution_initial=16',
-            '--depth-resolution=4', '--depth-resolution-importance=4', '--kimg=0.004', '--tick=0.002', '--snap=1',
-            '--metrics=none', '--workers=1', '--grid=2x2', *extra]
-
-def parse_config(args):
-    """(c, desc) that train.py derives from a command line, without launching anything."""
-    ctx = train.main.make_context('train', list(args))
-    return train.build_config(ctx.params)
-
-def invoke(args):
-    return CliRunner().invoke(train.main, list(args), catch_exceptions=False)
 
 @pytest.fixture(scope='module')
 def data128(tmp_path_factory):

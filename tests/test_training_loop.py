@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from test_train import make_dataset, parse_config, tiny_args
+from helpers import make_dataset, parse_config, tiny_args
 
 import dnnlib
 import legacy

@@ -1,38 +1,18 @@
 """TriPlaneGenerator against the golden outputs of the official code (reduced shapenet config), plus
 generator-level behaviour (sticky rendering resolution, label handling, backbone cache, OSGDecoder)."""
 
-import copy
-import json
 import os
 
 import numpy as np
 import pytest
 import torch
-from conftest import GOLDEN_DIR
+from helpers import GOLDEN_DIR, build_golden_generator
 
 import dnnlib
 from training.networks_stylegan2 import SynthesisLayer
 from training.triplane import OSGDecoder
 
 TOL = 1e-4
-
-
-def load_golden_config():
-    with open(os.path.join(GOLDEN_DIR, 'shapenet_config.json')) as f:
-        return json.load(f)
-
-
-def build_golden_generator():
-    """The reduced shapenet G of the golden files, loaded strictly, in eval mode."""
-    cfg = load_golden_config()
-    kwargs = copy.deepcopy(cfg['G_kwargs'])
-    for key in ('mapping_kwargs', 'sr_kwargs'): # train.py passes these as EasyDicts.
-        kwargs[key] = dnnlib.EasyDict(kwargs[key])
-    G = dnnlib.util.construct_class_by_name(**kwargs, **cfg['common_kwargs'])
-    G.register_buffer('dataset_label_std', torch.zeros(cfg['common_kwargs']['c_dim']))
-    state = np.load(os.path.join(GOLDEN_DIR, 'shapenet_G_state.npz'))
-    G.load_state_dict({name: torch.from_numpy(state[name]) for name in state.files}, strict=True)
-    return G.eval().requires_grad_(False)
 
 
 @pytest.fixture(scope='module')

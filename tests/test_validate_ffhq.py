@@ -8,9 +8,9 @@ import os
 import numpy as np
 import PIL.Image
 import pytest
-from test_ffhq_alignment import load
+from helpers import load_ffhq_module
 
-validate_ffhq = load('validate_ffhq')
+validate_ffhq = load_ffhq_module('validate_ffhq')
 
 @pytest.fixture
 def call(call_main):

@@ -1,22 +1,18 @@
 """visualizer.py: command-line errors, and the whole viewer end to end in headless Chromium."""
 
 import base64
-import contextlib
 import io
 import json
-import os
 import re
 import shutil
 import subprocess
-import sys
 import urllib.request
 
 import numpy as np
 import PIL.Image
 import pytest
 import torch
-from conftest import REPO_ROOT
-from test_gen_samples import write_tiny_snapshot
+from helpers import running_viewer, write_tiny_snapshot
 
 import visualizer
 
@@ -53,27 +49,6 @@ def test_bad_flags(call_main, tmp_path):
     if not torch.cuda.is_available():
         result = call_main(visualizer.main, '--device=cuda')
         assert result.returncode == 2 and 'CUDA is not available' in result.stderr
-
-
-@contextlib.contextmanager
-def running_viewer(*args, env=None, cwd=REPO_ROOT):
-    """visualizer.py with these arguments (a free local port and the CPU unless they say otherwise) until its URL
-    is printed; yields (page URL as printed, output so far)."""
-    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONUNBUFFERED': '1', **(env or {})}
-    process = subprocess.Popen([sys.executable, os.path.join(REPO_ROOT, 'visualizer.py'), '--port=0', '--device=cpu',
-                                *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        lines = []
-        for line in process.stdout:
-            lines.append(line)
-            match = re.search(r'open (http://\S+) in a browser', line)
-            if match:
-                break
-        assert match, ''.join(lines)
-        yield match.group(1), ''.join(lines)
-    finally:
-        process.terminate()
-        process.wait(30)
 
 
 @pytest.fixture(scope='module')

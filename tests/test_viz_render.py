@@ -5,19 +5,16 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from test_gen_samples import write_tiny_snapshot
-from test_legacy import FORK_CLASSES
-from test_shape_utils import read_ply
+from helpers import FORK_CLASSES, read_ply, render, write_tiny_snapshot
 
-import camera_utils
 from camera_utils import FOV_to_intrinsics, LookAtPoseSampler
 from torch_utils import persistence
-from training import generation, network_pickle, presets
+from training import cameras, network_pickle, presets
 from training.triplane import TriPlaneGenerator
 from viz import render
 from viz.view_request import RequestError
 
-FFHQ_FOV = camera_utils.focal_to_fov(presets.FOCAL_FFHQ)  # The tiny snapshot has FFHQ's rendering preset.
+FFHQ_FOV = cameras.focal_to_fov(cameras.FOCAL_FFHQ)  # The tiny snapshot has FFHQ's rendering preset.
 
 
 @pytest.fixture(scope='module')
@@ -49,7 +46,7 @@ def test_matches_the_generator_forward_pass(renderer, snapshot):
     G, _info = renderer.network(snapshot)
     pivot = torch.tensor([0, 0, 0.2])
     cam2world = LookAtPoseSampler.sample(np.pi / 2, np.pi / 2, pivot, radius=2.7)
-    c = torch.cat([cam2world.reshape(1, 16), generation.intrinsics_matrix(presets.FOCAL_FFHQ).reshape(1, 9)], dim=1)
+    c = torch.cat([cam2world.reshape(1, 16), cameras.intrinsics_matrix(cameras.FOCAL_FFHQ).reshape(1, 9)], dim=1)
     z = torch.from_numpy(np.random.RandomState(3).randn(1, 512))
     with torch.no_grad():
         ws = G.mapping(z, c, truncation_psi=0.7, truncation_cutoff=14)
@@ -122,11 +119,11 @@ def test_latent_interpolation(renderer, snapshot):
 def test_default_fov_is_the_snapshots_focal(renderer, snapshot):
     # The FOV field's degrees are FOV_to_intrinsics' own: the default one renders with the snapshot's focal.
     G, info = renderer.network(snapshot)
-    assert FOV_to_intrinsics(info['fov'])[0, 0].item() == pytest.approx(presets.FOCAL_FFHQ, abs=1e-6)
+    assert FOV_to_intrinsics(info['fov'])[0, 0].item() == pytest.approx(cameras.FOCAL_FFHQ, abs=1e-6)
     G.rendering_kwargs['avg_camera_focal'] = 2.5  # Recorded by this project's training.
-    assert render.Renderer._describe(G)['fov'] == pytest.approx(camera_utils.focal_to_fov(2.5))
+    assert render.Renderer._describe(G)['fov'] == pytest.approx(cameras.focal_to_fov(2.5))
     shapenet = type('G', (), dict(rendering_kwargs=presets.rendering_preset('shapenet')))
-    assert camera_utils.focal_to_fov(generation.snapshot_camera(shapenet).focal) == pytest.approx(45.0, abs=1e-3)
+    assert cameras.focal_to_fov(cameras.snapshot_camera(shapenet).focal) == pytest.approx(45.0, abs=1e-3)
 
 
 @pytest.mark.parametrize('request_, message', [

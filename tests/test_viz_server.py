@@ -8,15 +8,13 @@ import json
 import pickle
 import socket
 import threading
-import time
 import urllib.error
 import urllib.request
 
 import numpy as np
 import PIL.Image
 import pytest
-from test_gen_samples import write_tiny_snapshot
-from test_legacy import _fork_pickle
+from helpers import fork_pickle, write_tiny_snapshot
 
 from viz import access
 from viz import render as viz_render
@@ -130,7 +128,7 @@ def test_render_api(server):
     assert pixels.shape == (4, 6, 3) and np.all(pixels[..., 0] == 7)
 
 
-def test_stale_requests_are_never_rendered(server, fake):
+def test_stale_requests_are_never_rendered(server, fake, monkeypatch):
     fake.release.clear()
     answers = {}
 
@@ -140,11 +138,17 @@ def test_stale_requests_are_never_rendered(server, fake):
     first = threading.Thread(target=send, args=(1,))
     first.start()
     assert fake.started.wait(10)  # the render thread is busy with seed 1
+    queued = threading.Event()
+    put = server.box.put
+
+    def put_and_signal(request):
+        ticket = put(request)
+        queued.set()
+        return ticket
+    monkeypatch.setattr(server.box, 'put', put_and_signal)
     later = [threading.Thread(target=send, args=(seed,)) for seed in (2, 3)]
     later[0].start()
-    deadline = time.monotonic() + 10
-    while server.box._pending is None and time.monotonic() < deadline:  # seed 2 waits in the box
-        time.sleep(0.01)
+    assert queued.wait(10)  # seed 2 waits in the box
     later[1].start()
     later[0].join(10)
     assert answers[2] == dict(status='superseded', seq=2)
@@ -335,7 +339,7 @@ def test_embedded_code_is_trusted_only_for_command_line_networks(tmp_path):
     with open(snapshot, 'rb') as f:
         data = pickle.load(f)
     marker = tmp_path / 'FORK_CODE_RAN'
-    blob = _fork_pickle(data, marker)
+    blob = fork_pickle(data, marker)
     (tmp_path / 'trusted.pkl').write_bytes(blob)
     (tmp_path / 'runs').mkdir()
     (tmp_path / 'runs' / 'named.pkl').write_bytes(blob)

@@ -1,4 +1,4 @@
-"""Just-in-time compilation of the CUDA plugins behind `torch_utils.ops`, and their prebuild command.
+"""Just-in-time compilation of the CUDA plugins behind `torch_utils.ops`.
 
 `get_plugin()` builds a PyTorch C++/CUDA extension with `torch.utils.cpp_extension.load` (ninja) and
 imports it. The build directory is named after a hash of the source contents, the build flags and the
@@ -20,8 +20,7 @@ Every failure (no toolkit, an architecture the toolkit dropped, a compile error)
 `PluginBuildError` with a one-line message naming the cause. The ops catch it through `OptionalPlugin`:
 one warning, then the pure-PyTorch reference path.
 
-Prebuild both plugins (e.g. on a login node or in a container image):
-    python -m torch_utils.custom_ops --build
+Prebuild both plugins (e.g. on a login node or in a container image): `python -m torch_utils.ops.prebuild --build`.
 
 Environment variables:
     EG3D_DISABLE_CUDA_OPS=1   never build or use the plugins; every op runs its reference implementation.
@@ -29,7 +28,6 @@ Environment variables:
     TORCH_CUDA_ARCH_LIST      architectures to build for, e.g. "8.0;8.6;9.0+PTX".
 """
 
-import argparse
 import contextlib
 import hashlib
 import importlib.util
@@ -421,39 +419,4 @@ class OptionalPlugin:
             return None
         return self.get()
 
-
 #----------------------------------------------------------------------------
-# Prebuild command.
-
-def _plugins():
-    """The OptionalPlugins of torch_utils.ops, imported here to keep this module free of the ops."""
-    from torch_utils.ops import bias_act, upfirdn2d
-    return [bias_act._plugin, upfirdn2d._plugin]
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog='python -m torch_utils.custom_ops',
-        description='Build the CUDA plugins (bias_act, upfirdn2d) ahead of training, e.g. on a login node or in a container image. '
-            f'Architectures: {ARCH_ENV_VAR} when set, else the visible GPUs, else a default list of what nvcc supports.')
-    parser.add_argument('--build', action='store_true', help='build both plugins (a finished build is only checked)')
-    parser.add_argument('--verbose', action='store_true', help='print the compiler command lines and output')
-    args = parser.parse_args(argv)
-    if not args.build:
-        parser.error('nothing to do: pass --build')
-    global verbosity
-    verbosity = 'full' if args.verbose else 'brief'
-    failed = 0
-    for plugin in _plugins():
-        start = time.time()
-        try:
-            module = get_plugin(**plugin._args)
-        except PluginBuildError as err:
-            print(f'error: {err}', file=sys.stderr)
-            failed += 1
-        else:
-            print(f'{plugin._args["module_name"]}: {module.__file__} ({time.time() - start:.0f} s)')
-    return 1 if failed else 0
-
-
-if __name__ == '__main__':
-    sys.exit(main())

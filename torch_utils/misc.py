@@ -53,6 +53,17 @@ def nan_to_num(input, nan=0.0, posinf=None, neginf=None, *, out=None) -> torch.T
 
 
 # ----------------------------------------------------------------------------
+# Images.
+
+
+def to_uint8(img: torch.Tensor, channels_last: bool = True) -> torch.Tensor:
+    """[N, C, H, W] in [-1, 1] -> uint8 [N, H, W, C] (or [N, C, H, W]), truncating x * 127.5 + 128 after a clamp."""
+    assert img.ndim == 4, f'expected [N, C, H, W], got {tuple(img.shape)}'
+    if channels_last:
+        img = img.permute(0, 2, 3, 1)
+    return (img * 127.5 + 128).clamp(0, 255).to(torch.uint8)
+
+# ----------------------------------------------------------------------------
 # Shape checks.
 
 

@@ -115,9 +115,18 @@ def allow_embedded_code(allow: bool = True):
 # Unpickling.
 
 
+# The global (module, name) that every persistent object's pickle calls with its record.
+RECONSTRUCTOR_GLOBAL = (__name__, '_reconstruct_persistent_obj')
+
+
 def _reconstruct_persistent_obj(meta):
-    """Rebuild an object from its record. Named in every pickle: its name and signature must not change."""
-    meta = _prepare_meta(meta)
+    """Named in every pickle: its name and signature must not change."""
+    return rebuild_object(meta)
+
+
+def rebuild_object(meta):
+    """The object a persistent record stands for, built from its class and instance state."""
+    meta = prepare_record(meta)
     return _instance_from_state(resolve_record_class(meta), meta.state)
 
 
@@ -131,7 +140,8 @@ def _instance_from_state(cls, state):
     return instance
 
 
-def _prepare_meta(meta):
+def prepare_record(meta):
+    """A record as EasyDicts after the import hooks; UnpicklingError for an unknown record type or version."""
     meta = dnnlib.EasyDict(meta)
     meta.state = dnnlib.EasyDict(meta.state)
     for hook in _import_hooks:

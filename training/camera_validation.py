@@ -22,9 +22,7 @@ import zipfile
 import numpy as np
 import PIL.Image
 
-from training import presets
-
-LABEL_DIM = 25
+from training.cameras import FOCAL_FFHQ, FOCAL_SHAPENET, LABEL_DIM, PRESET_FOCAL
 
 # How far the rendering options may be from the measured cameras before check_rendering_fit() warns.
 RADIUS_TOL = 0.05       # avg_camera_radius, relative to the median camera distance.
@@ -114,22 +112,6 @@ def least_squares_focus(centers, dirs):
     return np.linalg.solve(lhs, rhs)
 
 #----------------------------------------------------------------------------
-
-def lookat_cam2world(position, target=(0, 0, 0), up=(0, 1, 0)):
-    """cam2world (OpenCV axes) of a camera at `position` looking at `target`, with image-up toward `up`."""
-    position, target, up = (np.asarray(v, dtype=np.float64) for v in (position, target, up))
-    forward = (target - position) / np.linalg.norm(target - position)
-    right = np.cross(forward, up)
-    right /= np.linalg.norm(right)
-    pose = np.eye(4)
-    pose[:3, :3] = np.stack([right, np.cross(forward, right), forward], axis=1)
-    pose[:3, 3] = position
-    return pose
-
-def make_label(cam2world, focal=4.2647, cx=0.5, cy=0.5):
-    """The 25-number EG3D label for a cam2world matrix and normalised intrinsics."""
-    intrinsics = np.array([[focal, 0, cx], [0, focal, cy], [0, 0, 1]])
-    return np.asarray(cam2world, dtype=np.float64).reshape(16).tolist() + intrinsics.reshape(9).tolist()
 
 #----------------------------------------------------------------------------
 
@@ -251,8 +233,8 @@ def _describe_cameras(pose, intr, where, stats, summary, warnings):
     summary.append(f'  focal fx, fy (normalised):   {np.median(fx):.4f}, {np.median(fy):.4f} (median); '
                    f'principal point {np.median(cx):.4f}, {np.median(cy):.4f}')
     summary.append('  for comparison, EG3D FFHQ/AFHQ: distance 2.7, looking at about (0, 0, 0.2), image-up ~ +y, '
-                   'focal 4.2647, principal point 0.5; ShapeNet cars: SRN cameras on a sphere around the origin, '
-                   'looking at it, focal about 1.7')
+                   f'focal {FOCAL_FFHQ}, principal point 0.5; ShapeNet cars: SRN cameras on a sphere around the origin, '
+                   f'looking at it, focal about {FOCAL_SHAPENET:.1f}')
     yaw, pitch = yaw_pitch_degrees(centers)
     summary.extend(text_histogram(yaw, 'yaw (degrees; 0 = camera on the +z axis, + = toward +x)'))
     summary.extend(text_histogram(pitch, 'pitch (degrees of elevation above the x-z plane; + = above)'))
@@ -326,10 +308,10 @@ def check_rendering_fit(report, options, preset=None):
     if options['ray_start'] != 'auto':
         lines.extend(_ray_range_fit(where, dist, options))
 
-    focal = presets.PRESET_FOCAL.get(preset)
+    focal = PRESET_FOCAL.get(preset)
     measured = float(np.median(report.intrinsics[:, [0, 1], [0, 1]]))
     if focal is not None and abs(measured - focal) > FOCAL_TOL * focal:
-        fitting = [name for name, value in presets.PRESET_FOCAL.items() if abs(measured - value) <= FOCAL_TOL * value]
+        fitting = [name for name, value in PRESET_FOCAL.items() if abs(measured - value) <= FOCAL_TOL * value]
         fit = f'a config based on {" or ".join(fitting)}' if fitting else f'focal {measured:.4f}'
         lines.append(f'{where}: focal length {measured:.4f} (median) differs from the {preset} preset\'s {focal:g}, '
                      f'which its released networks were trained with: {fit} would fit')

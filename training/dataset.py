@@ -3,7 +3,7 @@
 An EG3D label is 25 floats: the 4x4 cam2world matrix (OpenCV axes) followed by the 3x3 intrinsics
 normalised by the image size, both row-major. Item order, max_size subsetting and x-flip doubling
 follow the official loader so that metric caches and training runs line up; with mirror_cameras, an x-flipped
-copy also carries the mirrored camera (camera_utils.mirror_label).
+copy also carries the mirrored camera (training.cameras.mirror_label).
 """
 
 import collections
@@ -15,8 +15,8 @@ import numpy as np
 import PIL.Image
 import torch
 
-import camera_utils
 import dnnlib
+from training import cameras
 from training.camera_validation import (  # noqa: F401 (re-exported)
     DatasetError,
     file_ext,
@@ -158,7 +158,7 @@ class Dataset(torch.utils.data.Dataset):
         value = self._labels()[self._items[idx]]
         if value.dtype != np.int64:
             if self._mirror_cameras and self._mirrored[idx] and value.size:
-                return camera_utils.mirror_label(value).astype(np.float32)
+                return cameras.mirror_label(value).astype(np.float32)
             return value.copy()
         onehot = np.zeros(self.label_shape, dtype=np.float32)
         onehot[value] = 1

@@ -1,12 +1,20 @@
-"""Snapshot image grids: which dataset items they show, and how [N, C, H, W] images become one PNG."""
+"""Images on disk: PNG files, and the snapshot image grids (which dataset items they show, how [N, C, H, W]
+images become one PNG)."""
 
 import os
 
 import numpy as np
+import PIL.Image
 import torch
 
-from training import generation
+import dnnlib
 
+
+def save_png(path: str, array: np.ndarray) -> None:
+    """uint8 [H, W, 3] or [H, W] -> PNG at `path`, written under a temporary name and renamed."""
+    assert array.dtype == np.uint8 and array.ndim in (2, 3), f'{array.dtype} array of shape {array.shape}'
+    with dnnlib.util.atomic_output(path) as tmp_path:
+        PIL.Image.fromarray(array).save(tmp_path, format='png')
 
 def _grid_indices(training_set, rnd, count, columns):
     if not training_set.has_labels:
@@ -50,7 +58,7 @@ def save_image_grid(img, fname, drange, grid_size):
     assert channels in (1, 3) and count == gw * gh, (pixels.shape, grid_size)
     tiled = pixels.reshape(gh, gw, channels, height, width).transpose(0, 3, 1, 4, 2)
     tiled = tiled.reshape(gh * height, gw * width, channels)
-    generation.save_png(fname, tiled[:, :, 0] if channels == 1 else tiled)
+    save_png(fname, tiled[:, :, 0] if channels == 1 else tiled)
 
 @torch.no_grad()
 def export_fakes(G_ema, grid, run_dir, cur_nimg):

@@ -46,7 +46,7 @@ class PersistentRecord:
     """What a persistent object of a pickle holds, before anything is built from it."""
 
     def __init__(self, meta):
-        self.meta = persistence._prepare_meta(meta)
+        self.meta = persistence.prepare_record(meta)
         self.class_name = self.meta.class_name
         self.state = self.meta.state
         self.init_args = tuple(self.state.get('_init_args', ()))
@@ -191,8 +191,8 @@ class _NetworkUnpickler(pickle.Unpickler):
         self.allowed = _allowed_globals()
 
     def find_class(self, module, name):
-        if (module, name) == ('torch_utils.persistence', '_reconstruct_persistent_obj'):
-            return persistence._reconstruct_persistent_obj if self.trust_embedded_code else PersistentRecord
+        if (module, name) == persistence.RECONSTRUCTOR_GLOBAL:
+            return persistence.rebuild_object if self.trust_embedded_code else PersistentRecord
         if (module, name) in self.allowed:
             return self.allowed[(module, name)]
         if self.trust_embedded_code:

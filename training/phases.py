@@ -1,13 +1,40 @@
 """The steps of a training iteration: phases with lazy regularization, generator inputs, gradient reduction,
 the G_ema update and the ADA adjustment."""
 
+import dataclasses
 import time
+from typing import Optional
 
 import numpy as np
 import torch
 
 import dnnlib
 from torch_utils import misc
+
+
+@dataclasses.dataclass(eq=False)
+class Phase:
+    """One step of an iteration: the loss phase `name` updates `module` with `opt` every `interval` iterations.
+
+    run_phases() writes the timing fields; the loop reads them through elapsed_ms().
+    """
+    name: str                       # The loss's phase name: Gmain, Greg, Gboth, Dmain, Dreg or Dboth.
+    module: torch.nn.Module
+    opt: torch.optim.Optimizer
+    interval: int
+    start_event: Optional[torch.cuda.Event] = None  # CUDA timing of the last run (setup_phases(cuda_timing=True)).
+    end_event: Optional[torch.cuda.Event] = None
+    wall_ms: Optional[float] = None # Wall time of the last run; None until the phase has run in this process.
+
+    def elapsed_ms(self):
+        """Duration of the last run (CUDA events when timed, else wall time), or [] if the phase has not run."""
+        if self.wall_ms is None:
+            return []
+        if self.start_event is None:
+            return self.wall_ms
+        self.end_event.synchronize()
+        return self.start_event.elapsed_time(self.end_event)
+
 
 
 def reduce_gradients(module, loss_nonfinite, num_gpus):
@@ -28,8 +55,10 @@ def reduce_gradients(module, loss_nonfinite, num_gpus):
         param.grad = grad.reshape(param.shape)
     return flag.float()
 
-def setup_phases(G, D, G_opt_kwargs, D_opt_kwargs, G_reg_interval, D_reg_interval):
-    """Training phases in execution order and one optimizer per network: (phases, {'G': opt, 'D': opt})."""
+def setup_phases(G, D, G_opt_kwargs, D_opt_kwargs, G_reg_interval, D_reg_interval, cuda_timing=False):
+    """Training phases in execution order and one optimizer per network: ([Phase, ...], {'G': opt, 'D': opt}).
+
+    cuda_timing: time each phase with CUDA events (else wall time, which excludes queued GPU work)."""
     phases, optimizers = [], dict()
     for prefix, module, opt_kwargs, interval in [('G', G, G_opt_kwargs, G_reg_interval),
                                                  ('D', D, D_opt_kwargs, D_reg_interval)]:
@@ -47,8 +76,12 @@ def setup_phases(G, D, G_opt_kwargs, D_opt_kwargs, G_reg_interval, D_reg_interva
             opt_kwargs.betas = [beta ** ratio for beta in opt_kwargs.betas]
             optimizers[prefix] = dnnlib.util.construct_class_by_name(module.parameters(), **opt_kwargs)
             schedule = [('main', 1), ('reg', interval)]
-        phases += [dnnlib.EasyDict(name=prefix + suffix, module=module, opt=optimizers[prefix], interval=every)
+        phases += [Phase(name=prefix + suffix, module=module, opt=optimizers[prefix], interval=every)
                    for suffix, every in schedule]
+    if cuda_timing:
+        for phase in phases:
+            phase.start_event = torch.cuda.Event(enable_timing=True)
+            phase.end_event = torch.cuda.Event(enable_timing=True)
     return phases, optimizers
 
 def draw_generator_inputs(training_set, num_phases, batch_size, batch_gpu, z_dim, device):
@@ -71,7 +104,7 @@ def run_phases(phases, loss, phase_real_img, phase_real_c, all_gen_z, all_gen_c,
     for phase, gen_z_chunks, gen_c_chunks in zip(phases, all_gen_z, all_gen_c):
         if batch_idx % phase.interval != 0:
             continue
-        if phase.get('start_event') is not None:
+        if phase.start_event is not None:
             phase.start_event.record(torch.cuda.current_stream(device))
         started = time.perf_counter()
         phase.opt.zero_grad(set_to_none=True)
@@ -84,9 +117,9 @@ def run_phases(phases, loss, phase_real_img, phase_real_c, all_gen_z, all_gen_c,
         with torch.autograd.profiler.record_function(phase.name + '_opt'):
             any_nonfinite += reduce_gradients(phase.module, loss.nonfinite, num_gpus)
             phase.opt.step()
-        if phase.get('end_event') is not None:
+        if phase.end_event is not None:
             phase.end_event.record(torch.cuda.current_stream(device))
-        phase.elapsed_ms = (time.perf_counter() - started) * 1e3
+        phase.wall_ms = (time.perf_counter() - started) * 1e3
     return any_nonfinite
 
 @torch.no_grad()

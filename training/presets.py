@@ -2,7 +2,7 @@
 
 A preset holds the rendering options that the training guide asks for when a new dataset is set up
 (depth samples, ray range, box size, background, and the average camera that the scripts orbit), and
-the camera constants of the released datasets.
+the camera sphere of the released datasets.
 """
 
 import copy
@@ -24,16 +24,8 @@ SR_MODULES = {
     128: 'training.superresolution.SuperresolutionHybrid2X',
 }
 
-# Focal lengths in units of the image size: FFHQ/AFHQ (2985.29 / 700) and the ShapeNet cars' wider view.
-FOCAL_FFHQ = 4.2647
-FOCAL_SHAPENET = 1.7074
-
 # The options that place the scene and the cameras (the depth samples may be changed for rendering).
 CAMERA_KEYS = ('ray_start', 'ray_end', 'box_warp', 'avg_camera_radius', 'avg_camera_pivot')
-
-# Focal length of each preset's datasets: the generation tools render a network of that preset with it when the
-# network records no focal of its own (the released pickles).
-PRESET_FOCAL = dict(ffhq=FOCAL_FFHQ, afhq=FOCAL_FFHQ, shapenet=FOCAL_SHAPENET)
 
 # Camera sphere of the generation scripts when a generator's rendering options do not name one.
 DEFAULT_CAMERA_RADIUS = 2.7

@@ -12,9 +12,7 @@ import json
 import math
 import os
 
-import click
-
-from training import cli_utils, presets
+from training import presets
 from training.volumetric_rendering.renderer import DEFAULT_PLANE_LAYOUT, PLANE_LAYOUTS
 
 # The options a config sets, in the key order of training_options.json.
@@ -189,98 +187,5 @@ def resolve_rendering_options(cfg: str, overrides: dict) -> dict:
         explicit.add(key)
     _check_ray_range(options, sources=source, explicit=explicit)
     return _ordered(options)
-
-#----------------------------------------------------------------------------
-# Command line of train.py.
-
-class ConfigArg(click.ParamType):
-    """--cfg: a preset name, or the path of a JSON config file (read later, with one-line errors)."""
-    name = 'cfg'
-
-    def convert(self, value, param, ctx):
-        value = cli_utils.expand_path(value)
-        if is_config_file(value) and not value.lower().endswith('.json') and not os.path.isfile(value):
-            self.fail(f'{value!r} is neither a preset ({", ".join(presets.RENDERING_PRESETS)}) nor a JSON config '
-                      f'file', param, ctx)
-        return value
-
-class RayBound(click.ParamType):
-    """A distance or 'auto' (range checks come with the other options)."""
-    name = 'ray bound'
-
-    def convert(self, value, param, ctx):
-        if value == 'auto' or isinstance(value, (int, float)):
-            return value
-        try:
-            return float(value)
-        except ValueError:
-            self.fail(f'{value!r} is neither a number nor "auto"', param, ctx)
-
-class Pivot(click.ParamType):
-    """Three comma-separated numbers."""
-    name = 'pivot'
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, (list, tuple)):
-            return list(value)
-        try:
-            pivot = [float(v) for v in str(value).split(',')]
-        except ValueError:
-            pivot = []
-        if len(pivot) != 3:
-            self.fail(f'{value!r} is not three comma-separated numbers', param, ctx)
-        return pivot
-
-# Appended to `train.py --help`: the workflow for a new dataset.
-TRAIN_HELP_EPILOG = """\b
-Your own dataset (docs/training.md, "Your own dataset: rendering config files"):
-  1. Images with camera labels in dataset.json (docs/cameras.md), converted and checked:
-       python dataset_tool.py --source=mycars/ --dest=mycars_128.zip --resolution=128x128
-  2. A rendering config, e.g. myconfig.json (keys not given come from the base preset):
-       {"base": "shapenet", "ray_start": "auto", "ray_end": "auto",
-        "avg_camera_radius": 1.2, "avg_camera_pivot": [0, 0, 0]}
-     Keys: base (ffhq|afhq|shapenet, optional), depth_resolution, depth_resolution_importance,
-     ray_start and ray_end (distances, or both "auto" to clip each ray to the box), box_warp,
-     white_back, avg_camera_radius, avg_camera_pivot, plane_layout ("xy_xz_zx", the original's
-     planes, or "xy_xz_zy", three distinct planes for new runs). Without a base, all but
-     white_back and plane_layout are required. The matching flags (--ray-start, --box-warp,
-     --plane-layout, ...) override the file.
-  3. Fine-tune a released network of the same resolution (ShapeNet cars for 360-degree data,
-     FFHQ or AFHQ at 512 px for front-facing data):
-       python train.py --outdir=runs --cfg=myconfig.json --data=mycars_128.zip --gpus=8 \\
-         --batch=32 --gamma=0.3 --resume=shapenetcars128-64.pkl
-     Only parameters and buffers come from the pickle: the rendering options of --cfg and the
-     flags apply, and each one that differs from the pickle's is reported as a warning.
-  4. Render with the options the snapshot carries (camera radius, pivot, ray bounds):
-       python gen_samples.py --outdir=out --seeds=0-3 \\
-         --network=runs/00000-myconfig-mycars_128-gpus8-batch32-gamma0.3/network-snapshot-000000.pkl
-"""
-
-def override_options(fn):
-    """Adds the override flags of the options that --depth-resolution(-importance) do not already cover."""
-    flags = [
-        click.option('--ray-start', help='Near bound of every ray, or "auto" (with --ray-end=auto: clip each ray '
-                     'to the box)  [default: from --cfg]', metavar='FLOAT|auto', type=RayBound()),
-        click.option('--ray-end', help='Far bound of every ray, or "auto"  [default: from --cfg]',
-                     metavar='FLOAT|auto', type=RayBound()),
-        click.option('--box-warp', help='Side of the cube the tri-planes span  [default: from --cfg]',
-                     metavar='FLOAT', type=float),
-        click.option('--white-back', help='White background behind the volume  [default: from --cfg]',
-                     metavar='BOOL', type=bool),
-        click.option('--avg-camera-radius', help='Camera distance the scripts orbit at  [default: from --cfg]',
-                     metavar='FLOAT', type=float),
-        click.option('--avg-camera-pivot', help='Point the scripts\' cameras look at  [default: from --cfg]',
-                     metavar='X,Y,Z', type=Pivot()),
-        click.option('--plane-layout', help='Tri-plane axes: xy_xz_zx (the original\'s, whose third plane repeats '
-                     'an axis) or xy_xz_zy (three distinct planes)  [default: from --cfg, else xy_xz_zx]',
-                     type=click.Choice(PLANE_LAYOUTS)),
-    ]
-    for flag in reversed(flags):
-        fn = flag(fn)
-    return fn
-
-def overrides_from_opts(opts: dict) -> dict:
-    """The override flag values of parsed train.py options, keyed by option."""
-    return {key: opts.get(key) for key in OPTION_KEYS}
 
 #----------------------------------------------------------------------------

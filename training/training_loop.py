@@ -6,11 +6,13 @@ atomically, and runs that keep producing non-finite losses or gradients stop (`n
 """
 
 import copy
+import dataclasses
 import itertools
 import json
 import os
 import re
 import time
+from typing import Iterator, List, Optional
 
 import numpy as np
 import psutil
@@ -22,7 +24,7 @@ from torch_utils import distributed, fast_modes, misc, training_stats
 from torch_utils.ops import conv2d_gradfix, grid_sample_gradfix
 from training import network_pickle, snapshot
 from training.image_grid import export_fakes, save_image_grid, setup_snapshot_image_grid
-from training.phases import ada_adjustment, draw_generator_inputs, run_phases, setup_phases, update_ema
+from training.phases import Phase, ada_adjustment, draw_generator_inputs, run_phases, setup_phases, update_ema
 
 # Options of training_loop() and their defaults (train.py leaves a key out of training_options.json when
 # the default applies).
@@ -258,36 +260,32 @@ def _broadcast_modules(modules, num_gpus):
                 if tensor.numel() > 0:
                     torch.distributed.broadcast(tensor, src=0)
 
-def _setup_training(o, rank, device, run, log):
+def _setup_training(o, rank, device, G, D, augment_pipe, log):
+    """(loss, phases, optimizers)."""
     log('Setting up training phases...')
-    run.loss = dnnlib.util.construct_class_by_name(device=device, G=run.G, D=run.D, augment_pipe=run.augment_pipe,
-                                                   **o.loss_kwargs)
-    run.phases, run.optimizers = setup_phases(G=run.G, D=run.D, G_opt_kwargs=o.G_opt_kwargs,
-                                              D_opt_kwargs=o.D_opt_kwargs, G_reg_interval=o.G_reg_interval,
-                                              D_reg_interval=o.D_reg_interval)
-    timed = rank == 0 and device.type == 'cuda'
-    for phase in run.phases:
-        phase.start_event = torch.cuda.Event(enable_timing=True) if timed else None
-        phase.end_event = torch.cuda.Event(enable_timing=True) if timed else None
-        phase.elapsed_ms = None # Also tells whether the phase has run in this process.
+    loss = dnnlib.util.construct_class_by_name(device=device, G=G, D=D, augment_pipe=augment_pipe, **o.loss_kwargs)
+    phases, optimizers = setup_phases(G=G, D=D, G_opt_kwargs=o.G_opt_kwargs, D_opt_kwargs=o.D_opt_kwargs,
+                                      G_reg_interval=o.G_reg_interval, D_reg_interval=o.D_reg_interval,
+                                      cuda_timing=rank == 0 and device.type == 'cuda')
+    return loss, phases, optimizers
 
-def _restore_state(run, state, rank):
+def _restore_state(o, state, rank, networks, optimizers, augment_pipe, ada_stats):
     """What the pickle does not hold: optimizers, per-rank buffers, augmentation p and the pending ADA signs."""
-    if state['num_gpus'] == run.o.num_gpus:
+    if state['num_gpus'] == o.num_gpus:
         saved = state['per_rank'][rank]['buffers']
-        for name, buffer in _rank_local_buffers(dict(G=run.G, D=run.D, G_ema=run.G_ema)).items():
+        for name, buffer in _rank_local_buffers(networks).items():
             if name in saved:
                 buffer.copy_(saved[name])
-    for name, opt in run.optimizers.items():
+    for name, opt in optimizers.items():
         try:
             opt.load_state_dict(state['optimizers'][name])
         except (ValueError, KeyError) as err:
-            raise ValueError(f'{run.o.resume_state}: the {name} optimizer state does not match the network '
+            raise ValueError(f'{o.resume_state}: the {name} optimizer state does not match the network '
                              f'({err})') from None
-    if run.augment_pipe is not None and state['augment_p'] is not None:
-        run.augment_pipe.p.copy_(torch.as_tensor(state['augment_p']))
-    if run.ada_stats is not None and state['ada_pending'] is not None:
-        run.ada_stats.carry_over(_ADA_STAT, state['ada_pending'])
+    if augment_pipe is not None and state['augment_p'] is not None:
+        augment_pipe.p.copy_(torch.as_tensor(state['augment_p']))
+    if ada_stats is not None and state['ada_pending'] is not None:
+        ada_stats.carry_over(_ADA_STAT, state['ada_pending'])
 
 def _export_reals(o, rank, device, training_set, z_dim, log):
     if rank != 0:
@@ -332,38 +330,84 @@ class _Logs:
             if stream is not None:
                 stream.close()
 
+@dataclasses.dataclass
+class _Progress:
+    """Where the run stands; advanced by _train_iteration() only."""
+    cur_nimg: int           # Images shown to D so far (all processes), starting at resume_kimg.
+    batch_idx: int          # Iterations so far.
+    sampler_nimg: int       # Real images drawn from the data stream (differs from cur_nimg after resume_kimg).
+
+@dataclasses.dataclass
+class _Ticks:
+    """Tick and snapshot bookkeeping; changed by _end_tick() only."""
+    cur_tick: int
+    start_nimg: int                     # cur_nimg at the start of the tick.
+    start_time: float
+    maintenance_time: float             # Seconds between the previous tick's end and this tick's start.
+    last_snapshot_pkl: Optional[str]    # Newest network pickle whose training state is saved (or resume_pkl).
+    previous_snapshot_nimg: Optional[int] = None  # cur_nimg of the newest network pickle (for its name).
+    metric_results: dict = dataclasses.field(default_factory=dict)  # Newest value of each metric.
+
+@dataclasses.dataclass(eq=False)
+class _Run:
+    """Everything a training process holds. The fields before `progress` are set up once by _setup() and then only
+    used; `progress` and `ticks` have one owner each, and `guard` counts the non-finite iterations."""
+    o: dnnlib.EasyDict                  # The options (DEFAULTS with the caller's values).
+    rank: int
+    device: torch.device
+    start_time: float
+    training_set: torch.utils.data.Dataset
+    batches: Iterator                   # (images, labels) of this rank, batch_size // num_gpus at a time.
+    G: torch.nn.Module
+    D: torch.nn.Module
+    G_ema: torch.nn.Module
+    augment_pipe: Optional[torch.nn.Module]
+    ada_stats: Optional[training_stats.Collector]
+    loss: object                        # loss_kwargs' class: accumulate_gradients(phase=..., ...).
+    phases: List[Phase]
+    optimizers: dict                    # {'G': optimizer, 'D': optimizer}
+    grid: Optional[dnnlib.EasyDict]     # Snapshot grid (size, z, c) on rank 0, else None.
+    stats: training_stats.Collector
+    logs: _Logs
+    progress: _Progress
+    ticks: _Ticks
+    guard: _NonFiniteGuard
+
 def _setup(o, rank, device, log):
     """Everything the loop needs, in the order that fixes the random streams of a run."""
-    run = dnnlib.EasyDict(o=o, rank=rank, device=device, start_time=time.time())
+    start_time = time.time()
     _configure_torch(o, rank, device)
     if rank == 0:
         dnnlib.util.remove_stale_temp_files(o.run_dir)
     state = _read_resume_state(o, rank, log)
-    run.training_set, run.batches, run.sampler_nimg = _open_training_data(o, rank, device, state, log)
-    run.G, run.D, run.G_ema = _build_networks(o, rank, device, run.training_set, log)
-    run.augment_pipe, run.ada_stats = _setup_augmentation(o, device, log)
+    training_set, batches, sampler_nimg = _open_training_data(o, rank, device, state, log)
+    G, D, G_ema = _build_networks(o, rank, device, training_set, log)
+    augment_pipe, ada_stats = _setup_augmentation(o, device, log)
     log(f'Distributing across {o.num_gpus} GPUs...')
-    _broadcast_modules([run.G, run.D, run.G_ema, run.augment_pipe], o.num_gpus)
-    _setup_training(o, rank, device, run, log)
+    _broadcast_modules([G, D, G_ema, augment_pipe], o.num_gpus)
+    loss, phases, optimizers = _setup_training(o, rank, device, G, D, augment_pipe, log)
     if state is not None:
-        _restore_state(run, state, rank)
-    run.grid = _export_reals(o, rank, device, run.training_set, run.G.z_dim, log)
+        _restore_state(o, state, rank, dict(G=G, D=D, G_ema=G_ema), optimizers, augment_pipe, ada_stats)
+    grid = _export_reals(o, rank, device, training_set, G.z_dim, log)
     log('Initializing logs...')
-    run.stats = training_stats.Collector(regex='.*')
-    run.metric_results = dict()
-    run.logs = _Logs(o.run_dir, rank, run.start_time)
+    stats = training_stats.Collector(regex='.*')
+    logs = _Logs(o.run_dir, rank, start_time)
     log(f'Training for {o.total_kimg} kimg...', '')
-    run.update(cur_nimg=o.resume_kimg * 1000, cur_tick=0, batch_idx=0)
+    progress = _Progress(cur_nimg=o.resume_kimg * 1000, batch_idx=0, sampler_nimg=sampler_nimg)
+    cur_tick = 0
     if state is not None:
-        run.update(cur_nimg=state['cur_nimg'], cur_tick=state['cur_tick'], batch_idx=state['batch_idx'])
+        progress.cur_nimg, progress.batch_idx, cur_tick = state['cur_nimg'], state['batch_idx'], state['cur_tick']
         if state['num_gpus'] == o.num_gpus:
             snapshot.restore_rng_state(state['per_rank'][rank]['rng'], device)
         else:
             log(f'Note: the training state was written by {state["num_gpus"]} processes; random streams restart.')
-    run.update(tick_start_nimg=run.cur_nimg, tick_start_time=time.time(), guard=_NonFiniteGuard(o.nan_limit),
-               last_snapshot_pkl=o.resume_pkl, previous_snapshot_nimg=None)
-    run.maintenance_time = run.tick_start_time - run.start_time
-    return run
+    tick_start_time = time.time()
+    ticks = _Ticks(cur_tick=cur_tick, start_nimg=progress.cur_nimg, start_time=tick_start_time,
+                   maintenance_time=tick_start_time - start_time, last_snapshot_pkl=o.resume_pkl)
+    return _Run(o=o, rank=rank, device=device, start_time=start_time, training_set=training_set, batches=batches,
+                G=G, D=D, G_ema=G_ema, augment_pipe=augment_pipe, ada_stats=ada_stats, loss=loss, phases=phases,
+                optimizers=optimizers, grid=grid, stats=stats, logs=logs, progress=progress, ticks=ticks,
+                guard=_NonFiniteGuard(o.nan_limit))
 
 #----------------------------------------------------------------------------
 # One iteration and the end of a tick.
@@ -376,17 +420,18 @@ def _train_iteration(run):
         real_c = real_c.to(device).split(o.batch_gpu)
         gen_z, gen_c = draw_generator_inputs(run.training_set, num_phases=len(run.phases), batch_size=o.batch_size,
                                              batch_gpu=o.batch_gpu, z_dim=run.G.z_dim, device=device)
-    nonfinite = run_phases(run.phases, run.loss, real_img, real_c, gen_z, gen_c, batch_idx=run.batch_idx,
-                           cur_nimg=run.cur_nimg, num_gpus=o.num_gpus, device=device)
+    progress = run.progress
+    nonfinite = run_phases(run.phases, run.loss, real_img, real_c, gen_z, gen_c, batch_idx=progress.batch_idx,
+                           cur_nimg=progress.cur_nimg, num_gpus=o.num_gpus, device=device)
     with torch.autograd.profiler.record_function('Gema'):
-        update_ema(run.G_ema, run.G, cur_nimg=run.cur_nimg, batch_size=o.batch_size, ema_kimg=o.ema_kimg,
+        update_ema(run.G_ema, run.G, cur_nimg=progress.cur_nimg, batch_size=o.batch_size, ema_kimg=o.ema_kimg,
                    ema_rampup=o.ema_rampup)
-    run.cur_nimg += o.batch_size
-    run.sampler_nimg += o.batch_size
-    run.batch_idx += 1
+    progress.cur_nimg += o.batch_size
+    progress.sampler_nimg += o.batch_size
+    progress.batch_idx += 1
     run.guard.push(nonfinite)
-    run.guard.check(run.cur_nimg, run.last_snapshot_pkl)
-    if run.ada_stats is not None and run.batch_idx % o.ada_interval == 0:
+    run.guard.check(progress.cur_nimg, run.ticks.last_snapshot_pkl)
+    if run.ada_stats is not None and progress.batch_idx % o.ada_interval == 0:
         run.ada_stats.update()
         step = ada_adjustment(run.ada_stats[_ADA_STAT], ada_target=o.ada_target, batch_size=o.batch_size,
                               ada_interval=o.ada_interval, ada_kimg=o.ada_kimg)
@@ -395,18 +440,19 @@ def _train_iteration(run):
 def _report_tick(run, tick_end_time):
     """Print the status line; its values also go to training_stats (so to stats.jsonl)."""
     device, on_cuda = run.device, run.device.type == 'cuda'
-    tick_sec = tick_end_time - run.tick_start_time
+    cur_nimg, ticks = run.progress.cur_nimg, run.ticks
+    tick_sec = tick_end_time - ticks.start_time
     total_sec = tick_end_time - run.start_time
 
     def gpu_gb(query):
         return query(device) / 2**30 if on_cuda else 0
     columns = [
-        ('tick', 'Progress/tick', run.cur_tick, '<5d'),
-        ('kimg', 'Progress/kimg', run.cur_nimg / 1e3, '<8.1f'),
+        ('tick', 'Progress/tick', ticks.cur_tick, '<5d'),
+        ('kimg', 'Progress/kimg', cur_nimg / 1e3, '<8.1f'),
         ('time', 'Timing/total_sec', total_sec, 'time'),
         ('sec/tick', 'Timing/sec_per_tick', tick_sec, '<7.1f'),
-        ('sec/kimg', 'Timing/sec_per_kimg', tick_sec / (run.cur_nimg - run.tick_start_nimg) * 1e3, '<7.2f'),
-        ('maintenance', 'Timing/maintenance_sec', run.maintenance_time, '<6.1f'),
+        ('sec/kimg', 'Timing/sec_per_kimg', tick_sec / (cur_nimg - ticks.start_nimg) * 1e3, '<7.2f'),
+        ('maintenance', 'Timing/maintenance_sec', ticks.maintenance_time, '<6.1f'),
         ('cpumem', 'Resources/cpu_mem_gb', psutil.Process(os.getpid()).memory_info().rss / 2**30, '<6.2f'),
         ('gpumem', 'Resources/peak_gpu_mem_gb', gpu_gb(torch.cuda.max_memory_allocated), '<6.2f'),
         ('reserved', 'Resources/peak_gpu_mem_reserved_gb', gpu_gb(torch.cuda.max_memory_reserved), '<6.2f'),
@@ -430,47 +476,40 @@ def _report_tick(run, tick_end_time):
 
 def _save_network_snapshot(run):
     """Pickle copies of the networks (rank 0 writes); returns (pkl path, the copies, identity for the state)."""
-    o = run.o
+    o, cur_nimg, cur_tick = run.o, run.progress.cur_nimg, run.ticks.cur_tick
     data = dict(training_set_kwargs=dict(o.training_set_kwargs))
-    for key in ('G', 'D', 'G_ema', 'augment_pipe'):
-        module = run[key]
+    for key, module in dict(G=run.G, D=run.D, G_ema=run.G_ema, augment_pipe=run.augment_pipe).items():
         if module is not None:
             if o.num_gpus > 1:
                 misc.check_ddp_consistency(module, ignore_regex=_RANK_LOCAL_REGEX)
             module = _snapshot_copy(module)
         data[key] = module
-    name = snapshot.snapshot_name(run.cur_nimg, run.previous_snapshot_nimg)
-    run.previous_snapshot_nimg = run.cur_nimg
+    name = snapshot.snapshot_name(cur_nimg, run.ticks.previous_snapshot_nimg)
     identity = None
     if run.rank == 0:
         sha256 = snapshot.save_pickle(os.path.join(o.run_dir, name), data)
-        identity = snapshot.pickle_identity(name, sha256, cur_nimg=run.cur_nimg, cur_tick=run.cur_tick)
+        identity = snapshot.pickle_identity(name, sha256, cur_nimg=cur_nimg, cur_tick=cur_tick)
     return os.path.join(o.run_dir, name), data, identity
 
 def _evaluate_metrics(run, G_ema, snapshot_pkl):
+    """{name: value} of every metric of the snapshot."""
     o = run.o
     if run.rank == 0:
         print(o.run_dir)
         print('Evaluating metrics...')
+    results = dict()
     for metric in o.metrics:
         result = metric_main.calc_metric(metric=metric, G=G_ema, dataset_kwargs=o.training_set_kwargs,
                                          num_gpus=o.num_gpus, rank=run.rank, device=run.device, seed=o.metrics_seed)
         if run.rank == 0:
             metric_main.report_metric(result, run_dir=o.run_dir, snapshot_pkl=snapshot_pkl)
-        run.metric_results.update(result.results)
-
-def _collect_phase_timings(phases):
-    for phase in phases:
-        elapsed = [] # Nothing for a phase that has not run yet in this process.
-        if phase.elapsed_ms is not None:
-            elapsed = phase.elapsed_ms
-            if phase.start_event is not None:
-                phase.end_event.synchronize()
-                elapsed = phase.start_event.elapsed_time(phase.end_event)
-        training_stats.report0('Timing/' + phase.name, elapsed)
+        results.update(result.results)
+    return results
 
 def _save_training_state(run, snapshot_pkl, identity):
-    """Write the state of the run beside its pickle, as it stands after this tick (all ranks take part)."""
+    """Write the state of the run beside its pickle, as it stands after this tick (all ranks take part).
+
+    The state records the tick after this one (run.ticks.cur_tick + 1), where a resumed run continues."""
     o = run.o
     local_buffers = _rank_local_buffers(dict(G=run.G, D=run.D, G_ema=run.G_ema))
     per_rank = _gather_object(dict(rng=snapshot.capture_rng_state(run.device),
@@ -485,16 +524,16 @@ def _save_training_state(run, snapshot_pkl, identity):
             augment_p=float(run.augment_pipe.p.cpu()) if run.augment_pipe is not None else None,
             ada_pending=run.ada_stats.unread(_ADA_STAT).tolist() if run.ada_stats is not None else None,
             per_rank=per_rank,
-            cur_nimg=run.cur_nimg, cur_tick=run.cur_tick, batch_idx=run.batch_idx, sampler_nimg=run.sampler_nimg,
+            cur_nimg=run.progress.cur_nimg, cur_tick=run.ticks.cur_tick + 1, batch_idx=run.progress.batch_idx,
+            sampler_nimg=run.progress.sampler_nimg,
         ))
-    run.last_snapshot_pkl = snapshot_pkl
 
 def _every(ticks, cur_tick, done):
     return ticks is not None and (done or cur_tick % ticks == 0)
 
 def _end_tick(run, done, abort_fn, progress_fn):
     """Status line, snapshots, metrics and logs at the end of a tick; returns whether training is over."""
-    o = run.o
+    o, ticks, cur_nimg = run.o, run.ticks, run.progress.cur_nimg
     tick_end_time = time.time()
     _report_tick(run, tick_end_time)
     if not done and abort_fn is not None and abort_fn():
@@ -502,25 +541,28 @@ def _end_tick(run, done, abort_fn, progress_fn):
         if run.rank == 0:
             print()
             print('Aborting...')
-    if run.rank == 0 and _every(o.image_snapshot_ticks, run.cur_tick, done):
-        export_fakes(run.G_ema, run.grid, o.run_dir, run.cur_nimg)
+    if run.rank == 0 and _every(o.image_snapshot_ticks, ticks.cur_tick, done):
+        export_fakes(run.G_ema, run.grid, o.run_dir, cur_nimg)
     snapshot_pkl = None
-    if _every(o.network_snapshot_ticks, run.cur_tick, done):
+    if _every(o.network_snapshot_ticks, ticks.cur_tick, done):
         snapshot_pkl, networks, identity = _save_network_snapshot(run)
+        ticks.previous_snapshot_nimg = cur_nimg
         if o.metrics:
-            _evaluate_metrics(run, networks['G_ema'], snapshot_pkl)
+            ticks.metric_results.update(_evaluate_metrics(run, networks['G_ema'], snapshot_pkl))
         del networks
-    _collect_phase_timings(run.phases)
+    for phase in run.phases:
+        training_stats.report0('Timing/' + phase.name, phase.elapsed_ms())
     run.stats.update()
-    run.logs.write(run.stats.as_dict(), run.metric_results, run.cur_nimg)
+    run.logs.write(run.stats.as_dict(), ticks.metric_results, cur_nimg)
     if progress_fn is not None:
-        progress_fn(run.cur_nimg // 1000, o.total_kimg)
-    run.cur_tick += 1
-    run.tick_start_nimg = run.cur_nimg
+        progress_fn(cur_nimg // 1000, o.total_kimg)
     if snapshot_pkl is not None:
         _save_training_state(run, snapshot_pkl, identity)
-    run.tick_start_time = time.time()
-    run.maintenance_time = run.tick_start_time - tick_end_time
+        ticks.last_snapshot_pkl = snapshot_pkl
+    ticks.cur_tick += 1
+    ticks.start_nimg = cur_nimg
+    ticks.start_time = time.time()
+    ticks.maintenance_time = ticks.start_time - tick_end_time
     return done
 
 #----------------------------------------------------------------------------
@@ -546,16 +588,17 @@ def training_loop(rank=0, device=None, abort_fn=None, progress_fn=None, **option
 
     run = _setup(o, rank, device, log)
     if progress_fn is not None:
-        progress_fn(run.cur_nimg // 1000, o.total_kimg)
+        progress_fn(run.progress.cur_nimg // 1000, o.total_kimg)
     try:
         done = False
         while not done:
             _train_iteration(run)
-            done = run.cur_nimg >= o.total_kimg * 1000
-            if not done and run.cur_tick != 0 and run.cur_nimg < run.tick_start_nimg + o.kimg_per_tick * 1000:
+            cur_nimg = run.progress.cur_nimg
+            done = cur_nimg >= o.total_kimg * 1000
+            if not done and run.ticks.cur_tick != 0 and cur_nimg < run.ticks.start_nimg + o.kimg_per_tick * 1000:
                 continue
             run.guard.flush()
-            run.guard.check(run.cur_nimg, run.last_snapshot_pkl)
+            run.guard.check(cur_nimg, run.ticks.last_snapshot_pkl)
             done = _end_tick(run, done, abort_fn, progress_fn)
     finally:
         run.logs.close()

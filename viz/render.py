@@ -17,8 +17,9 @@ import time
 import numpy as np
 import torch
 
-from camera_utils import FOV_to_intrinsics, focal_to_fov
-from training import generation, network_pickle, shape_extraction
+from inference import shape_extraction
+from torch_utils import misc
+from training import cameras, network_pickle
 from viz.access import canonical_network
 from viz.colormap import colorize_depth
 from viz.view_request import RequestError, ViewRequest, parse_mesh_options, parse_view_request
@@ -75,21 +76,22 @@ class Renderer:
 
     @staticmethod
     def _describe(G) -> dict:
-        camera = generation.snapshot_camera(G)  # The FOV field uses FOV_to_intrinsics' degrees.
+        camera = cameras.snapshot_camera(G)  # The FOV field uses FOV_to_intrinsics' degrees.
         return dict(img_resolution=int(G.img_resolution), z_dim=int(G.z_dim), num_ws=int(G.backbone.num_ws),
                     neural_rendering_resolution=int(G.neural_rendering_resolution),
                     depth_resolution=int(G.rendering_kwargs['depth_resolution']),
                     depth_resolution_importance=int(G.rendering_kwargs['depth_resolution_importance']),
                     avg_camera_pivot=camera.pivot, avg_camera_radius=camera.radius,
-                    fov=focal_to_fov(camera.focal))
+                    fov=cameras.focal_to_fov(camera.focal))
 
     # ------------------------------------------------------------------------
     # Cameras and latents.
 
     def _camera(self, info, yaw, pitch, distance, fov):
         pivot = torch.tensor(info['avg_camera_pivot'], dtype=torch.float32, device=self.device)
-        return generation.look_at_label(math.pi / 2 + math.radians(yaw), math.pi / 2 - math.radians(pitch), pivot,
-                                        info['avg_camera_radius'] * distance, FOV_to_intrinsics(fov, device=self.device))
+        intrinsics = cameras.FOV_to_intrinsics(fov, device=self.device)
+        return cameras.look_at_label(math.pi / 2 + math.radians(yaw), math.pi / 2 - math.radians(pitch), pivot,
+                                     info['avg_camera_radius'] * distance, intrinsics)
 
     def _conditioning(self, request: ViewRequest, info, camera):
         if request.conditioning == 'camera':
@@ -187,7 +189,7 @@ class Renderer:
             return colorize_depth(out['image_depth'][0, 0].float().cpu().numpy())
         image = out[output] if output in out else out['image_raw']
         assert image.ndim == 4 and image.shape[1] == 3, f'{output}: unexpected shape {tuple(image.shape)}'
-        return generation.to_uint8(image)[0].cpu().numpy()
+        return misc.to_uint8(image)[0].cpu().numpy()
 
     # ------------------------------------------------------------------------
     # Shapes.

@@ -18,10 +18,10 @@ import PIL.Image
 import tqdm
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-from training import cli_utils  # noqa: E402
+import cli  # noqa: E402
 
 CAMERA_RADIUS = 1.7             # Same sphere as the shapenet preset's avg_camera_radius.
-FOCAL = 1.7074                  # Normalised focal length of the ShapeNet cars (presets.FOCAL_SHAPENET).
+FOCAL = 1.7074                  # Normalised focal length of the ShapeNet cars (training.cameras.FOCAL_SHAPENET).
 LIGHT_DIR = np.array([0.4, 0.8, 0.45]) / np.linalg.norm([0.4, 0.8, 0.45])
 
 
@@ -128,7 +128,7 @@ def make_dataset(outdir: str, count: int, res: int, views_per_object: int, seed:
 
 
 @click.command()
-@click.option('--outdir', help='Output folder (images + dataset.json)', type=cli_utils.PATH, required=True, metavar='DIR')
+@click.option('--outdir', help='Output folder (images + dataset.json)', type=cli.PATH, required=True, metavar='DIR')
 @click.option('--count', help='Number of images', type=click.IntRange(min=1), default=256, show_default=True)
 @click.option('--res', help='Image resolution', type=click.IntRange(min=8), default=64, show_default=True)
 @click.option('--views-per-object', help='Views rendered of each random object', type=click.IntRange(min=1),

@@ -49,7 +49,7 @@ class TuningOptions:
 class ImageLoss:
     """Per-image loss perceptual_weight * LPIPS + mse_weight * mean squared pixel error against one target.
 
-    target: [1, 3, H, W] in [-1, 1]. perceptual: a training.perceptual.PerceptualDistance, or None for pixels only.
+    target: [1, 3, H, W] in [-1, 1]. perceptual: a inference.perceptual.PerceptualDistance, or None for pixels only.
     """
 
     def __init__(self, target, perceptual=None, mse_weight=1.0):

@@ -1,5 +1,6 @@
-"""What the command-line tools share: value parsers, click parameter types, output-folder checks, and the
-one-line error boundary."""
+"""The command-line layer that the scripts share: value parsers, click parameter types, the device choice,
+output-folder checks, the trust flag and the one-line error boundary. Only scripts import this package; the
+library modules raise ordinary exceptions (dnnlib.util.UserError for one-line messages) and know nothing of click."""
 
 import functools
 import math
@@ -7,6 +8,8 @@ import os
 import re
 
 import click
+
+import dnnlib
 
 DEBUG_ENV = 'EG3D_DEBUG'  # Set to 1 to see the full traceback of an error that a tool reports in one line.
 
@@ -102,6 +105,35 @@ class FiniteFloat(click.FloatRange):
         return super().convert(number, param, ctx)
 
 # ----------------------------------------------------------------------------
+# Device.
+
+
+def parse_device(value):
+    """'cpu', 'cuda', 'cuda:1', ... -> torch.device; None or '' picks CUDA when available.
+
+    ValueError names the problem."""
+    import torch  # Here, so that the tools that take no --device start without torch.
+    if isinstance(value, torch.device):
+        return value
+    if value is None or str(value).strip() == '':
+        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    try:
+        device = torch.device(str(value).strip())
+    except RuntimeError as err:
+        raise ValueError(f'"{value}" is not a torch device ({" ".join(str(err).split())})') from err
+    if device.type == 'cuda':
+        if not torch.cuda.is_available():
+            raise ValueError(f'"{value}": CUDA is not available on this machine')
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f'"{value}": only {torch.cuda.device_count()} CUDA device(s) are visible')
+    elif device.type != 'cpu':
+        raise ValueError(f'"{value}": only cpu and cuda devices are supported')
+    return device
+
+
+DEVICE = click_type(parse_device, 'device')
+
+# ----------------------------------------------------------------------------
 # Output locations, checked before anything is written.
 
 
@@ -141,7 +173,8 @@ def check_output_dir(path: str, flag: str = '--outdir', file_names=()) -> None:
 def one_line_errors(fn):
     """Decorate a click command's function: an unexpected exception ends the tool with one line and exit status 1.
 
-    The line names the error type and message; with EG3D_DEBUG=1 the exception propagates with its traceback.
+    A dnnlib.util.UserError prints its message as it is; for any other exception the line names the error type and
+    message, and with EG3D_DEBUG=1 the exception propagates with its traceback.
     """
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -149,6 +182,8 @@ def one_line_errors(fn):
             return fn(*args, **kwargs)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort, KeyboardInterrupt):
             raise
+        except dnnlib.util.UserError as err:
+            raise click.ClickException(str(err)) from err
         except Exception as err:
             if os.environ.get(DEBUG_ENV, '') not in ('', '0'):
                 raise

@@ -13,6 +13,9 @@ from metrics import metric_utils
 
 VGG16_URL = 'https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/vgg16.pt'
 
+# What PerceptualDistance() raises when the detector file cannot be fetched or read (a one-line message).
+DetectorError = metric_utils.FeatureDetectorError
+
 # The LPIPS weights were calibrated on 256 px crops; larger images are box-filtered down to this size first.
 MAX_RESOLUTION = 256
 

@@ -1,28 +1,14 @@
-"""training/training_options.py: what a --resume copies weights into, and which runs --resume=latest continues."""
+"""cli/train_options.py: what a --resume copies weights into, and which runs --resume=latest continues."""
 
-import json
-import os
 import types
 
 import pytest
-from test_gen_samples import write_tiny_snapshot
-from test_train import invoke, make_dataset, parse_config, tiny_args
+from helpers import invoke, make_dataset, parse_config, released_networks, tiny_args, write_tiny_snapshot
 
-from conftest import STATE_DICTS_DIR
-from training import training_options
+from cli import train_options
 
 #----------------------------------------------------------------------------
 # Fine-tuning: one warning per construction option that differs from the pickle, with the flag that matches.
-
-def released(family, neural_rendering_resolution):
-    """Stand-ins for the G_ema and D of a released pickle: their recorded constructor arguments."""
-    def load(name):
-        with open(os.path.join(STATE_DICTS_DIR, f'{family}_{name}_kwargs.json')) as f:
-            return json.load(f)
-    G_kwargs = load('G')
-    G = types.SimpleNamespace(init_kwargs=G_kwargs, rendering_kwargs=G_kwargs['rendering_kwargs'],
-                              neural_rendering_resolution=neural_rendering_resolution, c_dim=G_kwargs['c_dim'])
-    return dict(G_ema=G, D=types.SimpleNamespace(init_kwargs=load('D')))
 
 @pytest.fixture(scope='module')
 def ffhq_data(tmp_path_factory):
@@ -33,22 +19,22 @@ def ffhq_config(outdir, data, *extra):
                          '--gamma=1', '--dry-run', *extra])[0]
 
 def test_fine_tuning_ffhq512_128_names_the_missing_flags(ffhq_data, tmp_path):
-    lines = training_options.describe_resume_differences(ffhq_config(tmp_path, ffhq_data), released('ffhq', 128))
+    lines = train_options.describe_resume_differences(ffhq_config(tmp_path, ffhq_data), released_networks('ffhq', 128))
     assert lines == [
         'pose conditioning of G: this run uses false, the pickle has true (--gen_pose_cond=True matches it)',
         'neural rendering resolution: this run uses 64, the pickle has 128 '
         '(--neural_rendering_resolution_initial=128 matches it)']
     # The recipe of docs/training.md builds the same networks: nothing to report.
     recipe = ffhq_config(tmp_path, ffhq_data, '--gen_pose_cond=True', '--neural_rendering_resolution_initial=128')
-    assert training_options.describe_resume_differences(recipe, released('ffhq', 128)) == []
+    assert train_options.describe_resume_differences(recipe, released_networks('ffhq', 128)) == []
 
 def test_fine_tuning_reports_sizes_and_modules(ffhq_data, tmp_path):
     c = ffhq_config(tmp_path, ffhq_data, '--gen_pose_cond=True', '--neural_rendering_resolution_initial=128',
                     '--map-depth=4', '--cbase=16384', '--cmax=256', '--c-scale=2',
                     '--sr-module=training.superresolution.SuperresolutionHybrid4X')
-    pickle = released('ffhq', 128)
+    pickle = released_networks('ffhq', 128)
     pickle['G_ema'].c_dim = 16
-    lines = training_options.describe_resume_differences(c, pickle)
+    lines = train_options.describe_resume_differences(c, pickle)
     assert [line.split(':')[0] for line in lines] == [
         'super-resolution module', 'camera label size c_dim', 'G mapping layers', 'G channel_base', 'G channel_max',
         'D channel_base', 'D channel_max', 'rendering option c_scale']
@@ -62,19 +48,19 @@ def test_fine_tuning_the_released_cars_and_cats(tmp_path):
     cars = make_dataset(tmp_path / 'cars_128', num_images=1, resolution=128)
     c = parse_config([f'--outdir={tmp_path}', '--cfg=shapenet', f'--data={cars}', '--gpus=1', '--batch=4',
                       '--gamma=0.3', '--neural_rendering_resolution_initial=64', '--dry-run'])[0]
-    assert training_options.describe_resume_differences(c, released('shapenet', 64)) == []
+    assert train_options.describe_resume_differences(c, released_networks('shapenet', 64)) == []
     cats = make_dataset(tmp_path / 'afhq', num_images=1, resolution=512)
     c = parse_config([f'--outdir={tmp_path}', '--cfg=afhq', f'--data={cats}', '--gpus=1', '--batch=4', '--gamma=5',
                       '--aug=ada', '--gen_pose_cond=True', '--gpc_reg_prob=0.8',
                       '--neural_rendering_resolution_initial=128', '--dry-run'])[0]
-    assert training_options.describe_resume_differences(c, released('afhq', 128)) == []
+    assert train_options.describe_resume_differences(c, released_networks('afhq', 128)) == []
 
 #----------------------------------------------------------------------------
 # --resume=latest: the same configuration and dataset whatever --gpus and --batch.
 
 def test_run_family_ignores_only_gpus_and_batch(ffhq_data, tmp_path):
     opts = dict(cfg='ffhq', gpus=8, batch=32, gamma=1.0, desc='a.b')
-    family = training_options.run_family(types.SimpleNamespace(**opts), 'FFHQ_512')
+    family = train_options.run_family(types.SimpleNamespace(**opts), 'FFHQ_512')
     assert family.fullmatch('ffhq-FFHQ_512-gpus8-batch32-gamma1-a.b')
     assert family.fullmatch('ffhq-FFHQ_512-gpus4-batch16-gamma1-a.b').groupdict() == dict(gpus='4', batch='16')
     for other in ['ffhq-FFHQ_512-gpus4-batch16-gamma1-axb', 'ffhq-FFHQ_512-gpus4-batch16-gamma2-a.b',
