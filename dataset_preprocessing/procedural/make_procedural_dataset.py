@@ -19,30 +19,18 @@ import tqdm
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 import cli  # noqa: E402
+from training.cameras import FOCAL_SHAPENET as FOCAL  # noqa: E402
+from training.cameras import lookat_cam2world, make_label  # noqa: E402
 
 CAMERA_RADIUS = 1.7             # Same sphere as the shapenet preset's avg_camera_radius.
-FOCAL = 1.7074                  # Normalised focal length of the ShapeNet cars (training.cameras.FOCAL_SHAPENET).
 LIGHT_DIR = np.array([0.4, 0.8, 0.45]) / np.linalg.norm([0.4, 0.8, 0.45])
-
-
-def look_at_cam2world(origin: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """OpenCV-style cam2world (x right, y down, z forward) with world +y up, as camera_utils builds it."""
-    forward = target - origin
-    forward = forward / np.linalg.norm(forward)
-    right = -np.cross([0.0, 1.0, 0.0], forward)
-    right = right / np.linalg.norm(right)
-    down = np.cross(forward, right)
-    down = down / np.linalg.norm(down)
-    cam2world = np.eye(4)
-    cam2world[:3, 0], cam2world[:3, 1], cam2world[:3, 2], cam2world[:3, 3] = right, down, forward, origin
-    return cam2world
 
 
 def sample_camera(rnd: np.random.RandomState) -> np.ndarray:
     yaw = rnd.uniform(0, 2 * np.pi)
     elevation = rnd.uniform(0.05, 0.6)  # radians above the horizon
     origin = CAMERA_RADIUS * np.array([np.cos(elevation) * np.sin(yaw), np.sin(elevation), np.cos(elevation) * np.cos(yaw)])
-    return look_at_cam2world(origin, np.zeros(3))
+    return lookat_cam2world(origin)
 
 
 def sample_object(rnd: np.random.RandomState) -> dict:
@@ -113,7 +101,6 @@ def make_dataset(outdir: str, count: int, res: int, views_per_object: int, seed:
         raise click.ClickException(f'{outdir}: output folder exists and is not empty')
     os.makedirs(outdir, exist_ok=True)
     rnd = np.random.RandomState(seed)
-    intrinsics = np.array([[FOCAL, 0, 0.5], [0, FOCAL, 0.5], [0, 0, 1]])
     labels = []
     obj = None
     for idx in tqdm.trange(count, desc='Rendering', unit='img'):
@@ -122,7 +109,7 @@ def make_dataset(outdir: str, count: int, res: int, views_per_object: int, seed:
         cam2world = sample_camera(rnd)
         name = f'img{idx:05d}.png'
         PIL.Image.fromarray(render(obj, cam2world, res)).save(os.path.join(outdir, name))
-        labels.append([name, [float(v) for v in np.concatenate([cam2world.reshape(-1), intrinsics.reshape(-1)])]])
+        labels.append([name, make_label(cam2world, focal=FOCAL)])
     with open(os.path.join(outdir, 'dataset.json'), 'w') as f:
         json.dump({'labels': labels}, f)
 
