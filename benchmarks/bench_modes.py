@@ -174,9 +174,8 @@ def profile_config(cfg, device_name, opts):
 
     import bench_training
     import torch
-    from torch.profiler import ProfilerActivity, profile
-
     from bench_generator import frontal_cameras
+    from torch.profiler import ProfilerActivity, profile
     device = torch.device(device_name)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == 'cuda' else [])
     torch.manual_seed(0)

@@ -40,9 +40,10 @@ import torch
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
-import dnnlib  # noqa: E402
 from bench_generator import frontal_cameras  # noqa: E402
 from bench_ops import _impl as ops_impl  # noqa: E402
+
+import dnnlib  # noqa: E402
 from torch_utils import custom_ops  # noqa: E402
 from torch_utils.ops import bias_act, upfirdn2d  # noqa: E402
 

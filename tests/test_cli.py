@@ -6,8 +6,8 @@ import sys
 
 import click
 import pytest
-import torch
 import script_commands
+import torch
 from click.testing import CliRunner
 from helpers import REPO_ROOT
 

@@ -13,8 +13,8 @@ import PIL.Image
 import pytest
 import torch
 from click.testing import CliRunner
-from scipy.spatial.transform import Rotation
 from helpers import REPO_ROOT
+from scipy.spatial.transform import Rotation
 
 from camera_utils import FOV_to_intrinsics, LookAtPoseSampler
 from training import presets

@@ -284,7 +284,7 @@ def test_validate_speed(tmp_path):
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'dataset_preprocessing', 'procedural'))
 import make_procedural_dataset as procedural  # noqa: E402
-from helpers import render
+
 
 def _reflected_scene(obj, monkeypatch):
     """The procedural object and light reflected in the plane x = 0: what a mirrored photo shows."""

@@ -12,7 +12,6 @@ import os
 import pytest
 from helpers import REPO_ROOT
 
-
 TRAINING_PATH = ['train.py', 'calc_metrics.py', 'legacy.py', 'camera_utils.py', 'training', 'inference', 'cli', 'torch_utils',
                  'metrics', 'dnnlib']
 

@@ -13,7 +13,6 @@ import PIL.Image
 import pytest
 from helpers import FFHQ, load_ffhq_module
 
-
 align = load_ffhq_module('align_ffhq')
 download = load_ffhq_module('download_ffhq')
 

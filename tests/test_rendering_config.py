@@ -15,9 +15,9 @@ import gen_videos
 import legacy
 import train
 from camera_utils import LookAtPoseSampler
+from cli.train_options import describe_resume_differences
 from training import presets, rendering_config
 from training.rendering_config import RenderingConfigError, load_config_file, resolve_rendering_options
-from cli.train_options import describe_resume_differences
 from viz.render import Renderer
 
 #----------------------------------------------------------------------------

@@ -9,8 +9,8 @@ import types
 import numpy as np
 import pytest
 import torch
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from helpers import make_dataset, parse_config, tiny_args
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import dnnlib
 import legacy

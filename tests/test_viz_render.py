@@ -5,7 +5,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from helpers import FORK_CLASSES, read_ply, render, write_tiny_snapshot
+from helpers import FORK_CLASSES, read_ply, write_tiny_snapshot
 
 from camera_utils import FOV_to_intrinsics, LookAtPoseSampler
 from torch_utils import persistence

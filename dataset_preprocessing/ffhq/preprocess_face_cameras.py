@@ -16,8 +16,17 @@ import numpy as np
 import PIL.Image
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
-from mirror_dataset import (expand_path, fail, mirror_label, mirror_name, open_image, read_json,  # noqa: E402
-                            refuse_input_folder, save_image, write_json)
+from mirror_dataset import (  # noqa: E402
+    expand_path,
+    fail,
+    mirror_label,
+    mirror_name,
+    open_image,
+    read_json,
+    refuse_input_folder,
+    save_image,
+    write_json,
+)
 
 CAMERA_DISTANCE = 2.7
 COR_CENTER = np.array([0, 0, 0.175])
